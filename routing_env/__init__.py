@@ -1,0 +1,41 @@
+"""routing-env: routing networks (Rosenbaum, Klinger & Riemer, ICLR 2018) as a PettingZoo AEC env.
+
+Importing the package registers the environment with PettingZoo's registry::
+
+    import pettingzoo, routing_env
+    env = pettingzoo.make("aec", "routing_env/Routing-v0", router="per_task")
+"""
+
+from __future__ import annotations
+
+from routing_env.engine import RoutingEngine, StepOutcome, TrainingConfig
+from routing_env.env import RoutingEnv, env, raw_env
+from routing_env.network import PASS, RoutingNetwork, SimpleConvNet, build_default_network, fc_block
+
+__all__ = [
+    "PASS",
+    "RoutingEngine",
+    "RoutingEnv",
+    "RoutingNetwork",
+    "SimpleConvNet",
+    "StepOutcome",
+    "TrainingConfig",
+    "build_default_network",
+    "env",
+    "fc_block",
+    "raw_env",
+]
+
+__version__ = "0.1.0"
+
+ENV_ID = "routing_env/Routing-v0"
+
+
+def _register() -> None:
+    import pettingzoo
+
+    if ENV_ID not in pettingzoo.aec_registry:
+        pettingzoo.register("aec", ENV_ID, entry_point="routing_env.env:env")
+
+
+_register()

@@ -1,0 +1,183 @@
+"""Multi-task data objects consumed by the routing environment.
+
+A multi-task dataset is a pair of splits of ``(input, task, target)`` triples held as
+tensors in memory. The environment never reads files: builders such as
+:func:`routing_env.datasets.digits_mtl` return a :class:`MultiTaskDataset`.
+
+Shape legend: ``N`` samples, ``C`` channels, ``H`` x ``W`` pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+__all__ = ["MultiTaskDataset", "TaskSplit"]
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    """One split (train or test) of a multi-task dataset.
+
+    Attributes:
+        inputs_NCHW: Images, ``uint8`` in ``[0, 255]`` (saves memory; scaled to
+            ``[0, 1]`` then normalized per channel by the env) or ``float32``
+            (already scaled to ``[0, 1]``, then normalized the same way).
+        tasks_N: Task id of each sample, ``int64`` in ``[0, num_tasks)``.
+        targets_N: Class label within the sample's task (``int64`` in
+            ``[0, num_classes[task])``), or a ``float32`` regression target.
+    """
+
+    inputs_NCHW: torch.Tensor
+    tasks_N: torch.Tensor
+    targets_N: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.tasks_N.shape[0])
+
+
+@dataclass(frozen=True)
+class MultiTaskDataset:
+    """A multi-task dataset: train and test splits plus what the network needs to know.
+
+    Attributes:
+        name: Short name, e.g. ``"digits-mtl"``.
+        train: The training split.
+        test: The test split.
+        num_classes: Number of classes of each task; ``0`` marks a regression task.
+        mean: Per-channel mean used to normalize inputs scaled to ``[0, 1]``.
+        std: Per-channel standard deviation for the same normalization.
+        task_names: Human-readable name of each task.
+        class_names: Optional name of each class of each task (``class_names[t][k]``
+            names label ``k`` of task ``t``); empty when the builder gives none.
+
+    Raises:
+        ValueError: When the splits are malformed (see :meth:`validate`), raised by
+            the constructor so a malformed dataset never reaches the env.
+    """
+
+    name: str
+    train: TaskSplit
+    test: TaskSplit
+    num_classes: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    task_names: tuple[str, ...] = ()
+    class_names: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.task_names:
+            object.__setattr__(
+                self, "task_names", tuple(f"task_{t}" for t in range(len(self.num_classes)))
+            )
+        self.validate()
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.num_classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one input."""
+        c, h, w = self.train.inputs_NCHW.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def is_regression(self) -> bool:
+        return all(k == 0 for k in self.num_classes)
+
+    def validate(self) -> None:
+        """Check shapes, dtypes, label ranges and that no task is empty.
+
+        Raises:
+            ValueError: Naming the split, the field and what was expected.
+        """
+        if not self.num_classes:
+            raise ValueError(f"dataset {self.name!r}: num_classes is empty; expected one entry per task")
+        if any(k < 0 for k in self.num_classes) or (
+            any(k == 0 for k in self.num_classes) and not all(k == 0 for k in self.num_classes)
+        ):
+            raise ValueError(
+                f"dataset {self.name!r}: num_classes={self.num_classes}; expected all >= 1 "
+                "(classification) or all 0 (regression)"
+            )
+        if len(self.task_names) != self.num_tasks:
+            raise ValueError(
+                f"dataset {self.name!r}: {len(self.task_names)} task_names for {self.num_tasks} tasks"
+            )
+        if self.class_names and (
+            len(self.class_names) != self.num_tasks
+            or any(len(names) != k for names, k in zip(self.class_names, self.num_classes))
+        ):
+            raise ValueError(
+                f"dataset {self.name!r}: class_names has {[len(n) for n in self.class_names]} names per task; "
+                f"expected one tuple per task with num_classes={self.num_classes} entries, or ()"
+            )
+        shapes = set()
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            x, t, y = split.inputs_NCHW, split.tasks_N, split.targets_N
+            where = f"dataset {self.name!r}, {split_name} split"
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                raise ValueError(
+                    f"{where}: inputs must be a 4-d tensor N x C x H x W, "
+                    f"got {type(x).__name__} with shape {tuple(getattr(x, 'shape', ()))}"
+                )
+            if x.dtype not in (torch.uint8, torch.float32):
+                raise ValueError(f"{where}: inputs dtype {x.dtype}; expected torch.uint8 or torch.float32")
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype != torch.int64:
+                raise ValueError(f"{where}: tasks must be a 1-d int64 tensor, got {getattr(t, 'dtype', type(t))}")
+            if not isinstance(y, torch.Tensor) or y.dim() != 1:
+                raise ValueError(f"{where}: targets must be a 1-d tensor")
+            if not (x.shape[0] == t.shape[0] == y.shape[0]):
+                raise ValueError(
+                    f"{where}: {x.shape[0]} inputs, {t.shape[0]} tasks and {y.shape[0]} targets; "
+                    "expected the same number of each"
+                )
+            if x.shape[0] == 0:
+                raise ValueError(f"{where}: no samples")
+            if x.shape[1] != len(self.mean) or len(self.mean) != len(self.std):
+                raise ValueError(
+                    f"{where}: {x.shape[1]} channels but mean/std have "
+                    f"{len(self.mean)}/{len(self.std)} entries"
+                )
+            if t.min() < 0 or t.max() >= self.num_tasks:
+                raise ValueError(
+                    f"{where}: task ids span [{int(t.min())}, {int(t.max())}]; expected [0, {self.num_tasks})"
+                )
+            counts = torch.bincount(t, minlength=self.num_tasks)
+            empty = [self.task_names[i] for i in range(self.num_tasks) if counts[i] == 0]
+            if empty:
+                raise ValueError(f"{where}: tasks with no samples: {empty}")
+            if self.is_regression:
+                if not y.is_floating_point():
+                    raise ValueError(f"{where}: regression targets must be floating point, got {y.dtype}")
+            else:
+                if y.dtype != torch.int64:
+                    raise ValueError(f"{where}: class targets must be int64, got {y.dtype}")
+                limit = torch.tensor(self.num_classes, dtype=torch.int64)[t]
+                bad = (y < 0) | (y >= limit)
+                if bool(bad.any()):
+                    i = int(bad.nonzero()[0, 0])
+                    raise ValueError(
+                        f"{where}: sample {i} of task {int(t[i])} has label {int(y[i])}; "
+                        f"expected [0, {self.num_classes[int(t[i])]})"
+                    )
+            shapes.add(tuple(x.shape[1:]))
+        if len(shapes) != 1:
+            raise ValueError(f"dataset {self.name!r}: train and test input shapes differ: {sorted(shapes)}")
+
+    def normalize(self, inputs_NCHW: torch.Tensor) -> torch.Tensor:
+        """Scale a batch to ``[0, 1]`` (uint8 inputs) and normalize per channel, as float32."""
+        x = inputs_NCHW.float()
+        if inputs_NCHW.dtype == torch.uint8:
+            x = x / 255.0
+        mean_1C11, std_1C11 = self._normalization
+        return (x - mean_1C11) / std_1C11
+
+    @cached_property
+    def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return mean, std

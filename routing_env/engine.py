@@ -1,0 +1,433 @@
+"""The routing game without PettingZoo: samples, decisions, rewards and block training.
+
+:class:`RoutingEngine` routes one sample at a time through a :class:`RoutingNetwork`
+(Algorithm 1), hands out the rewards of section 3.1.1, and trains the trunk and the
+chosen blocks (Algorithm 2, step 3): samples are taken in minibatches; the trunk runs
+once per minibatch, each sample's decisions are applied one by one (no gradient) to
+produce the observations, and when the minibatch is routed one optimizer step is taken
+on the whole minibatch, grouped by block, backpropagating only through the blocks each
+sample used. The AEC adapter in :mod:`routing_env.env` only adds agents and turns.
+
+Shape legend: ``N`` samples, ``B`` minibatch, ``n`` decisions, ``A`` actions,
+``K`` classes, ``T`` tasks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from routing_env.datasets.base import MultiTaskDataset, TaskSplit
+from routing_env.network import RoutingNetwork
+from routing_env.rewards import collaboration_reward, final_reward
+
+__all__ = ["RoutingEngine", "StepOutcome", "TrainingConfig"]
+
+Mode = Literal["train", "eval"]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the environment trains the trunk and the function blocks.
+
+    Attributes:
+        batch_size: Samples per optimizer step (the last minibatch of an epoch may be
+            smaller).
+        lr: Initial learning rate (the paper: 1e-2).
+        optimizer: ``"sgd"`` (the paper's choice) or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        lr_decay_every: Multiply the learning rate by ``lr_decay_factor`` every this
+            many epochs (the paper divides it by 10 every 20 epochs); None: constant.
+        lr_decay_factor: Factor of each decay.
+        on_nonfinite: ``"raise"``: a non-finite loss stops training with
+            ``FloatingPointError`` naming the update and the blocks; ``"skip"``: the
+            minibatch is dropped with a warning and training goes on.
+    """
+
+    batch_size: int = 64
+    lr: float = 1e-2
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    lr_decay_every: int | None = 20
+    lr_decay_factor: float = 0.1
+    on_nonfinite: Literal["raise", "skip"] = "raise"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.lr_decay_every is not None and self.lr_decay_every < 1:
+            raise ValueError(f"lr_decay_every must be >= 1 or None, got {self.lr_decay_every}")
+        if not 0.0 < self.lr_decay_factor <= 1.0:
+            raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
+        if self.on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one routing decision produced."""
+
+    collaboration_reward: float
+    final_reward: float
+    sample_done: bool
+    correct: bool | None
+    loss: float | None
+    trained: bool
+
+
+class _Minibatch:
+    """Samples routed together: their trunk output (with graph, in training) and routes."""
+
+    def __init__(self, indices_B: torch.Tensor, trunk_out_B: torch.Tensor, num_decisions: int) -> None:
+        self.indices_B = indices_B
+        self.trunk_out_B = trunk_out_B
+        self.routes_Bn = torch.full((len(indices_B), num_decisions), -1, dtype=torch.int64)
+        self.done_B = np.zeros(len(indices_B), dtype=bool)
+        self.next = 0  # position of the next sample to route
+
+    @property
+    def exhausted(self) -> bool:
+        return self.next >= len(self.indices_B)
+
+
+class RoutingEngine:
+    """Routes samples of a dataset through a routing network and trains its blocks.
+
+    Args:
+        dataset: The multi-task data.
+        network: The routing network; its last layer's width must cover every task's
+            classes.
+        training: Block-training settings.
+        rho: Weight of the collaboration reward, in [0, 1].
+        device: Torch device of the network.
+        reinitialize: On :meth:`restart`, re-draw every parameter from the seed
+            (``reset_parameters``); when False, restore the weights the network had
+            when the engine was built.
+    """
+
+    def __init__(
+        self,
+        *,
+        dataset: MultiTaskDataset,
+        network: RoutingNetwork,
+        training: TrainingConfig,
+        rho: float = 0.0,
+        device: str | torch.device = "cpu",
+        reinitialize: bool = True,
+    ) -> None:
+        if not isinstance(dataset, MultiTaskDataset):
+            raise TypeError(f"dataset must be a MultiTaskDataset, got {type(dataset).__name__}")
+        if not isinstance(network, RoutingNetwork):
+            raise TypeError(f"network must be a RoutingNetwork, got {type(network).__name__}")
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"collaboration reward rho must be in [0, 1], got {rho}")
+        if tuple(dataset.input_shape) != tuple(network.input_shape):
+            raise ValueError(
+                f"dataset {dataset.name!r} has inputs of shape {dataset.input_shape} but the network "
+                f"was built for {network.input_shape}"
+            )
+        needed = 1 if dataset.is_regression else max(dataset.num_classes)
+        if network.output_size != needed:
+            raise ValueError(
+                f"the network predicts {network.output_size} outputs but dataset {dataset.name!r} needs "
+                f"{needed} ({'regression' if dataset.is_regression else 'max classes over tasks'})"
+            )
+        self.dataset = dataset
+        self.network = network.to(device)
+        self.training = training
+        self.rho = float(rho)
+        self.device = torch.device(device)
+        self.regression = dataset.is_regression
+        self.num_decisions = network.num_decisions
+        self.num_actions = network.num_actions
+        self._initial_state = None if reinitialize else copy.deepcopy(network.state_dict())
+        # a task with fewer classes than the classifier width never predicts the others
+        if not self.regression and len(set(dataset.num_classes)) > 1:
+            k = torch.arange(network.output_size)
+            self._class_mask_TK: torch.Tensor | None = k[None, :] < torch.tensor(dataset.num_classes)[:, None]
+        else:
+            self._class_mask_TK = None
+        self._started = False
+
+    # ------------------------------------------------------------------ runs
+    def restart(self, seed: int) -> None:
+        """Start a fresh run: weights, optimizer, counters and data order from ``seed``."""
+        seq = np.random.SeedSequence(seed)
+        data_seed, torch_seed = seq.generate_state(2, dtype=np.uint64)
+        self.np_random = np.random.default_rng(int(data_seed))
+        if self._initial_state is not None:
+            self.network.load_state_dict(self._initial_state)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch_seed) & (2**63 - 1))
+                for module in self.network.modules():
+                    reset = getattr(module, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        cfg = self.training
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.selections_nA = np.zeros((self.num_decisions, self.num_actions), dtype=np.int64)
+        self.epoch = 0  # completed training epochs
+        self.updates = 0  # optimizer steps taken
+        self.skipped_updates = 0
+        self.samples_routed = 0  # training samples whose route is complete
+        self.mode: Mode = "train"
+        self.network.train()
+        self._cursor = 0
+        self._perm = self.np_random.permutation(len(self.dataset.train))
+        self._batch: _Minibatch | None = None
+        self._sample: int | None = None  # position in the minibatch of the sample being routed
+        self._eval_correct_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
+        self._eval_total_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
+        self._eval_loss_T = np.zeros(self.dataset.num_tasks, dtype=np.float64)
+        self._started = True
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def split(self) -> TaskSplit:
+        return self.dataset.train if self.mode == "train" else self.dataset.test
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_mode(self, mode: Mode) -> None:
+        """Switch between ``"train"`` (route training samples, train blocks) and ``"eval"``.
+
+        Evaluation routes the test split in order without training and without
+        counting selections; :meth:`evaluation` reports its accuracy. Switching trains
+        on the routed samples of the pending minibatch and drops the rest; entering
+        eval restarts the pass over the test split.
+        """
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        self._require_started()
+        self.abandon_sample()
+        self._flush()
+        if mode == "eval":
+            self._eval_correct_T[:] = 0
+            self._eval_total_T[:] = 0
+            self._eval_loss_T[:] = 0.0
+            self._eval_cursor = 0
+        self.mode = mode
+        self.network.train(mode == "train")
+
+    # --------------------------------------------------------------- samples
+    def begin_sample(self) -> None:
+        """Draw the next sample of the current split and put it at depth 0."""
+        self._require_started()
+        if self._sample is not None:
+            raise RuntimeError("the previous sample is still being routed; finish or abandon it first")
+        if self._batch is None or self._batch.exhausted:
+            self._flush()
+            self._batch = self._next_batch()
+        batch = self._batch
+        self._sample = batch.next
+        batch.next += 1
+        index = int(batch.indices_B[self._sample])
+        split = self.split
+        self.task = int(split.tasks_N[index])
+        self.target = split.targets_N[index]
+        self.depth = 0
+        self.v = batch.trunk_out_B[self._sample : self._sample + 1].detach()
+        self.sample_index = index
+
+    def abandon_sample(self) -> None:
+        """Drop the sample being routed (it is not trained on)."""
+        self._sample = None
+
+    @property
+    def routing(self) -> bool:
+        """True while a sample is being routed."""
+        return self._sample is not None
+
+    def action_mask(self) -> np.ndarray:
+        """Valid actions for the current sample at its current depth (shared array)."""
+        return self.network.action_mask(self.depth, tuple(self.v.shape[1:]))
+
+    def representation(self) -> torch.Tensor:
+        """The current representation v of the sample being routed (``1 x ...``)."""
+        return self.v
+
+    def check_action(self, action: int) -> None:
+        """Raise ``ValueError`` if ``action`` is not valid now; changes nothing."""
+        if self._sample is None:
+            raise RuntimeError("no sample is being routed; call begin_sample() first")
+        if not 0 <= action < self.num_actions:
+            raise ValueError(f"action {action} is out of range; expected an int in [0, {self.num_actions})")
+        if not self.action_mask()[action]:
+            allowed = np.flatnonzero(self.action_mask()).tolist()
+            raise ValueError(
+                f"action {action} is masked at depth {self.depth} (it does not fit the current "
+                f"representation or cannot lead to a prediction); allowed actions: {allowed}"
+            )
+
+    def act(self, action: int) -> StepOutcome:
+        """Apply ``action`` to the current sample; train when its minibatch is complete."""
+        self.check_action(action)
+        assert self._batch is not None and self._sample is not None
+        train = self.mode == "train"
+        collab = 0.0
+        if train:
+            collab = collaboration_reward(
+                rho=self.rho, selections_A=self.selections_nA[self.depth], action=action
+            )
+            self.selections_nA[self.depth, action] += 1
+        self._batch.routes_Bn[self._sample, self.depth] = action
+        with torch.no_grad():
+            self.v = self.network.apply_action(self.depth, action, self.v)
+        self.depth += 1
+        if self.depth < self.num_decisions:
+            return StepOutcome(collab, 0.0, False, None, None, False)
+
+        # the route is complete: the last output is the prediction
+        correct, loss = self._judge(self.v)
+        reward = final_reward(correct=correct, loss=loss if self.regression else None)
+        self._batch.done_B[self._sample] = True
+        self._sample = None
+        trained = False
+        if train:
+            self.samples_routed += 1
+        else:
+            self._eval_total_T[self.task] += 1
+            self._eval_correct_T[self.task] += int(bool(correct))
+            self._eval_loss_T[self.task] += loss
+        if self._batch.exhausted:
+            trained = self._flush()
+        return StepOutcome(collab, reward, True, correct, loss, trained)
+
+    def _judge(self, pred_1K: torch.Tensor) -> tuple[bool | None, float]:
+        target = self.target.view(1).to(self.device)
+        with torch.no_grad():
+            if self.regression:
+                loss = F.mse_loss(pred_1K.view(-1)[:1], target.float())
+                return None, float(loss)
+            logits = self._masked_logits(pred_1K, torch.tensor([self.task]))
+            loss = F.cross_entropy(logits, target)
+            return bool(int(logits.argmax(dim=1)) == int(self.target)), float(loss)
+
+    def _masked_logits(self, logits_NK: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
+        if self._class_mask_TK is None:
+            return logits_NK
+        return logits_NK.masked_fill(~self._class_mask_TK[tasks_N].to(logits_NK.device), float("-inf"))
+
+    # ------------------------------------------------------------- minibatches
+    def _next_batch(self) -> _Minibatch:
+        split = self.split
+        B = self.training.batch_size
+        if self.mode == "train":
+            if self._cursor >= len(self._perm):
+                self._end_epoch()
+            indices = self._perm[self._cursor : self._cursor + B]
+            self._cursor += len(indices)
+        else:
+            if self._eval_cursor >= len(split):
+                self._eval_cursor = 0
+            indices = np.arange(self._eval_cursor, min(self._eval_cursor + B, len(split)))
+            self._eval_cursor += len(indices)
+        indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        x = self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)
+        if self.mode == "train":
+            trunk_out = self.network.trunk(x)  # keeps its graph until the minibatch is trained
+        else:
+            with torch.no_grad():
+                trunk_out = self.network.trunk(x)
+        return _Minibatch(indices_B, trunk_out, self.num_decisions)
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        cfg = self.training
+        if cfg.lr_decay_every is not None and self.epoch % cfg.lr_decay_every == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= cfg.lr_decay_factor
+        self._perm = self.np_random.permutation(len(self.dataset.train))
+        self._cursor = 0
+
+    @property
+    def epoch_progress(self) -> float:
+        """Fraction of the current training epoch drawn so far."""
+        return self._cursor / max(1, len(self._perm))
+
+    def _flush(self) -> bool:
+        """Train on the routed samples of the pending minibatch, then drop it."""
+        batch, self._batch = self._batch, None
+        if batch is None or self.mode != "train" or not batch.done_B.any():
+            return False
+        done = torch.from_numpy(np.flatnonzero(batch.done_B))
+        indices = batch.indices_B[done]
+        routes = batch.routes_Bn[done]
+        trunk_out = batch.trunk_out_B if len(done) == len(batch.indices_B) else batch.trunk_out_B[done]
+        split = self.dataset.train
+        pred = self.network.forward_routes(trunk_out, routes)
+        targets = split.targets_N[indices].to(self.device)
+        if self.regression:
+            loss = F.mse_loss(pred.view(-1), targets.float())
+        else:
+            loss = F.cross_entropy(self._masked_logits(pred, split.tasks_N[indices]), targets)
+        if not torch.isfinite(loss):
+            used = sorted({self._block_name(d, int(a)) for d in range(self.num_decisions) for a in routes[:, d]})
+            message = (
+                f"non-finite training loss ({float(loss)}) at block update {self.updates + 1} "
+                f"(epoch {self.epoch}); the minibatch used blocks {used}. The weights were not changed."
+            )
+            if self.training.on_nonfinite == "raise":
+                raise FloatingPointError(message)
+            warnings.warn(message + " Skipping this minibatch (on_nonfinite='skip').", stacklevel=3)
+            self.skipped_updates += 1
+            return False
+        self.optimizer.zero_grad(set_to_none=True)  # unused blocks keep grad None: untouched
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        return True
+
+    def _block_name(self, depth: int, action: int) -> str:
+        target = self.network.action_target(depth, action)
+        return "PASS" if target == "PASS" else f"block {target} (depth {depth}, action {action})"
+
+    # ------------------------------------------------------------- evaluation
+    def evaluation(self) -> dict[str, float | list[float]]:
+        """Accuracy (classification) or mean loss per task of the samples evaluated so far."""
+        total = self._eval_total_T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.regression:
+                per_task = (self._eval_loss_T / total).tolist()
+                overall = float(self._eval_loss_T.sum() / max(1, total.sum()))
+                return {"loss": overall, "loss_per_task": per_task, "samples": int(total.sum())}
+            per_task = (self._eval_correct_T / total).tolist()
+            overall = float(self._eval_correct_T.sum() / max(1, total.sum()))
+        return {"accuracy": overall, "accuracy_per_task": per_task, "samples": int(total.sum())}
+
+    @property
+    def eval_pass_complete(self) -> bool:
+        """True once every test sample has been routed since eval mode began."""
+        return self.mode == "eval" and int(self._eval_total_T.sum()) >= len(self.dataset.test)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("the engine has not been started; call restart(seed) (env.reset()) first")
