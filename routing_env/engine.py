@@ -390,9 +390,11 @@ class RoutingEngine:
         else:
             loss = F.cross_entropy(self._masked_logits(pred, split.tasks_N[indices]), targets)
         if not torch.isfinite(loss):
-            used = sorted({self._block_name(d, int(a)) for d in range(self.num_decisions) for a in routes[:, d]})
+            used = sorted(
+                {self._block_name(d, int(a)) for d in range(self.num_decisions) for a in routes[:, d]}
+            )
             message = (
-                f"non-finite training loss ({float(loss)}) at block update {self.updates + 1} "
+                f"non-finite training loss ({loss.item()}) at block update {self.updates + 1} "
                 f"(epoch {self.epoch}); the minibatch used blocks {used}. The weights were not changed."
             )
             if self.training.on_nonfinite == "raise":

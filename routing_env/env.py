@@ -392,7 +392,9 @@ class RoutingEnv(AECEnv):
         action = int(action)
         if agent == self.dispatcher:
             if not 0 <= action < space.n:
-                raise ValueError(f"dispatcher action {action} is out of range; expected a router index in [0, {space.n})")
+                raise ValueError(
+                    f"dispatcher action {action} is out of range; expected a router index in [0, {space.n})"
+                )
         else:
             self.engine.check_action(action)
         return action

@@ -289,9 +289,13 @@ class RoutingNetwork(nn.Module):
                 else parts[0]
                 for parts in by_shape.values()
             ]
-        idx, out = groups[0] if len(groups) == 1 else (
-            torch.cat([g[0] for g in groups]),
-            torch.cat([g[1] for g in groups]),
+        idx, out = (
+            groups[0]
+            if len(groups) == 1
+            else (
+                torch.cat([g[0] for g in groups]),
+                torch.cat([g[1] for g in groups]),
+            )
         )
         inverse = torch.empty_like(idx)
         inverse[idx] = torch.arange(n_samples)
