@@ -18,7 +18,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -411,6 +411,69 @@ class RoutingEngine:
     def _block_name(self, depth: int, action: int) -> str:
         target = self.network.action_target(depth, action)
         return "PASS" if target == "PASS" else f"block {target} (depth {depth}, action {action})"
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a run needs to continue bit-identically, as tensors and plain types.
+
+        Only available between minibatches in training mode (e.g. at the end of an
+        epoch), since a minibatch being routed holds an autograd graph.
+
+        Raises:
+            RuntimeError: When called mid-minibatch or in eval mode.
+        """
+        self._require_started()
+        if self.mode != "train" or self._batch is not None or self._sample is not None:
+            raise RuntimeError(
+                "the engine can be saved only between training minibatches (e.g. at the end of an "
+                "epoch, in train mode); finish the pending minibatch first"
+            )
+        return {
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "selections_nA": torch.from_numpy(self.selections_nA.copy()),
+            "perm": torch.from_numpy(self._perm.astype(np.int64)),
+            "counters": {
+                "epoch": self.epoch,
+                "updates": self.updates,
+                "skipped_updates": self.skipped_updates,
+                "samples_routed": self.samples_routed,
+                "cursor": self._cursor,
+            },
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the engine must have been started)."""
+        self._require_started()
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            selections = state["selections_nA"].numpy().astype(np.int64)
+            if selections.shape != self.selections_nA.shape:
+                raise ValueError(
+                    f"selections of shape {selections.shape}, expected {self.selections_nA.shape}"
+                )
+            perm = state["perm"].numpy().astype(np.int64)
+            if perm.shape != (len(self.dataset.train),):
+                raise ValueError(
+                    f"a data order of {perm.shape[0]} samples, expected {len(self.dataset.train)}"
+                )
+            counters = state["counters"]
+            self.np_random.bit_generator.state = state["np_random"]
+        except KeyError as err:
+            raise ValueError(f"not an engine state: missing {err}") from None
+        self.selections_nA = selections
+        self._perm = perm
+        self.epoch = int(counters["epoch"])
+        self.updates = int(counters["updates"])
+        self.skipped_updates = int(counters["skipped_updates"])
+        self.samples_routed = int(counters["samples_routed"])
+        self._cursor = int(counters["cursor"])
+        self._batch = None
+        self._sample = None
+        self.mode = "train"
+        self.network.train()
 
     # ------------------------------------------------------------- evaluation
     def evaluation(self) -> dict[str, float | list[float]]:

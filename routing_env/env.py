@@ -410,6 +410,27 @@ class RoutingEnv(AECEnv):
         """Accuracy (or loss) per task of the test samples routed since eval mode began."""
         return self.engine.evaluation()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The run's state (network, optimizer, counters, data order, RNG) for a checkpoint.
+
+        Call it between episodes at a minibatch boundary, e.g. at the end of an epoch
+        (``engine.epoch_progress == 0``) in train mode. Save it with ``torch.save``;
+        it loads with ``torch.load(..., weights_only=True)``.
+        """
+        return {"engine": self.engine.state_dict(), "config": {"router": self.router_config}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the run saved by :meth:`state_dict`; call ``reset()`` (no seed) next."""
+        if state.get("config", {}).get("router") != self.router_config:
+            raise ValueError(
+                f"checkpoint of a {state.get('config', {}).get('router')!r} env, this env is {self.router_config!r}"
+            )
+        if not self.engine.started:
+            self.engine.restart(0)
+        self.engine.load_state_dict(state["engine"])
+        self.agents = []
+        self._episode_over = True
+
     def render(self) -> str | None:
         if self.render_mode is None:
             return None

@@ -9,7 +9,7 @@ from torch import nn
 
 import routing_env
 from routing_env import RoutingEnv, RoutingNetwork, fc_block
-from routing_env.datasets import MultiTaskDataset, TaskSplit
+from routing_env.datasets import MultiTaskDataset, TaskSplit, digits_mtl
 
 from .helpers import fixed_routes, random_choice, run_episodes
 
@@ -330,3 +330,37 @@ def test_regression_final_reward_is_minus_loss():
     finals = [t[3]["final_reward"] for t in log if t[3].get("sample_done")]
     assert len(finals) == 3 and all(f <= 0 for f in finals)
     assert all(t[3]["correct"] is None for t in log if t[3].get("sample_done"))
+
+
+def test_checkpoint_resume_is_bit_identical(tmp_path):
+    digits = digits_mtl(test_fraction=0.9)  # a small training split keeps this fast
+
+    def make():
+        return RoutingEnv(dataset=digits, batch_size=16, momentum=0.9, collaboration_reward=0.1)
+
+    # one epoch, a checkpoint at its end, then half an epoch: straight vs resumed
+    env = make()
+    half = 3 * len(digits.train) // 2  # spans an epoch boundary
+    run_episodes(env, len(digits.train), random_choice(0), seed=4)
+    assert env.engine.epoch == 0 and env.engine.epoch_progress == 1.0
+    path = tmp_path / "ckpt.pt"
+    torch.save(env.state_dict(), path)
+    tail = run_episodes(env, half - len(digits.train), random_choice(1))
+    straight = weights(env)
+
+    resumed = make()
+    resumed.reset(seed=99)  # a different run, overwritten by the checkpoint
+    resumed.load_state_dict(torch.load(path, weights_only=True))
+    tail2 = run_episodes(resumed, half - len(digits.train), random_choice(1))
+    assert [(t[0], t[1], t[3].get("sample_index")) for t in tail] == [
+        (t[0], t[1], t[3].get("sample_index")) for t in tail2
+    ]
+    assert all(torch.equal(straight[k], v) for k, v in weights(resumed).items())
+    assert resumed.engine.epoch == 1
+
+
+def test_checkpoint_mid_minibatch_is_refused(digits):
+    env = RoutingEnv(dataset=digits, batch_size=16)
+    run_episodes(env, 3, random_choice(0), seed=0)
+    with pytest.raises(RuntimeError, match="between training minibatches"):
+        env.state_dict()
