@@ -316,20 +316,21 @@ class RoutingEngine:
         else:
             self._eval_total_T[self.task] += 1
             self._eval_correct_T[self.task] += int(bool(correct))
-            self._eval_loss_T[self.task] += loss
+            self._eval_loss_T[self.task] += loss or 0.0
         if self._batch.exhausted:
             trained = self._flush()
         return StepOutcome(collab, reward, True, correct, loss, trained)
 
-    def _judge(self, pred_1K: torch.Tensor) -> tuple[bool | None, float]:
-        target = self.target.view(1).to(self.device)
+    def _judge(self, pred_1K: torch.Tensor) -> tuple[bool | None, float | None]:
+        """Correctness (classification) or loss (regression) of one finished route."""
         with torch.no_grad():
             if self.regression:
-                loss = F.mse_loss(pred_1K.view(-1)[:1], target.float())
-                return None, float(loss)
-            logits = self._masked_logits(pred_1K, torch.tensor([self.task]))
-            loss = F.cross_entropy(logits, target)
-            return bool(int(logits.argmax(dim=1)) == int(self.target)), float(loss)
+                target = self.target.view(1).to(self.device).float()
+                return None, float(F.mse_loss(pred_1K.view(-1)[:1], target))
+            logits = pred_1K[0]
+            if self._class_mask_TK is not None:
+                logits = logits[: self.dataset.num_classes[self.task]]
+            return int(logits.argmax()) == int(self.target), None
 
     def _masked_logits(self, logits_NK: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
         if self._class_mask_TK is None:

@@ -1,6 +1,21 @@
 """Multi-task datasets (paper section 4) as in-memory data objects."""
 
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
+from routing_env.datasets.cifar import cifar_mtl
 from routing_env.datasets.digits import digits_mtl
+from routing_env.datasets.mini_imagenet import min_mtl
+from routing_env.datasets.mnist import mnist_mtl
+from routing_env.datasets.registry import DATASET_NAMES, load_dataset
+from routing_env.datasets.storage import DatasetNotFoundError
 
-__all__ = ["MultiTaskDataset", "TaskSplit", "digits_mtl"]
+__all__ = [
+    "DATASET_NAMES",
+    "DatasetNotFoundError",
+    "MultiTaskDataset",
+    "TaskSplit",
+    "cifar_mtl",
+    "digits_mtl",
+    "load_dataset",
+    "min_mtl",
+    "mnist_mtl",
+]

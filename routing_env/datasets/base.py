@@ -69,9 +69,7 @@ class MultiTaskDataset:
 
     def __post_init__(self) -> None:
         if not self.task_names:
-            object.__setattr__(
-                self, "task_names", tuple(f"task_{t}" for t in range(len(self.num_classes)))
-            )
+            object.__setattr__(self, "task_names", tuple(f"task_{t}" for t in range(len(self.num_classes))))
         self.validate()
 
     @property
@@ -109,7 +107,7 @@ class MultiTaskDataset:
             )
         if self.class_names and (
             len(self.class_names) != self.num_tasks
-            or any(len(names) != k for names, k in zip(self.class_names, self.num_classes))
+            or any(len(names) != k for names, k in zip(self.class_names, self.num_classes, strict=False))
         ):
             raise ValueError(
                 f"dataset {self.name!r}: class_names has {[len(n) for n in self.class_names]} names per task; "
@@ -127,7 +125,9 @@ class MultiTaskDataset:
             if x.dtype not in (torch.uint8, torch.float32):
                 raise ValueError(f"{where}: inputs dtype {x.dtype}; expected torch.uint8 or torch.float32")
             if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype != torch.int64:
-                raise ValueError(f"{where}: tasks must be a 1-d int64 tensor, got {getattr(t, 'dtype', type(t))}")
+                raise ValueError(
+                    f"{where}: tasks must be a 1-d int64 tensor, got {getattr(t, 'dtype', type(t))}"
+                )
             if not isinstance(y, torch.Tensor) or y.dim() != 1:
                 raise ValueError(f"{where}: targets must be a 1-d tensor")
             if not (x.shape[0] == t.shape[0] == y.shape[0]):
