@@ -391,12 +391,10 @@ class RoutingEngine:
         else:
             loss = F.cross_entropy(self._masked_logits(pred, split.tasks_N[indices]), targets)
         if not torch.isfinite(loss):
-            used = sorted(
-                {self._block_name(d, int(a)) for d in range(self.num_decisions) for a in routes[:, d]}
-            )
             message = (
                 f"non-finite training loss ({loss.item()}) at block update {self.updates + 1} "
-                f"(epoch {self.epoch}); the minibatch used blocks {used}. The weights were not changed."
+                f"(epoch {self.epoch}): {self._first_nonfinite(trunk_out, routes)}. "
+                "The weights were not changed."
             )
             if self.training.on_nonfinite == "raise":
                 raise FloatingPointError(message)
@@ -408,6 +406,21 @@ class RoutingEngine:
         self.optimizer.step()
         self.updates += 1
         return True
+
+    def _first_nonfinite(self, trunk_out_N: torch.Tensor, routes_Nn: torch.Tensor) -> str:
+        """Name where a minibatch first turns non-finite: the trunk or a block at a depth."""
+        if not torch.isfinite(trunk_out_N).all():
+            return "the trunk output is non-finite"
+        with torch.no_grad():
+            v_N = trunk_out_N.detach()
+            for i in range(len(v_N)):
+                v = v_N[i : i + 1]
+                for depth in range(self.num_decisions):
+                    action = int(routes_Nn[i, depth])
+                    v = self.network.apply_action(depth, action, v)
+                    if not torch.isfinite(v).all():
+                        return f"the output of {self._block_name(depth, action)} is non-finite"
+        return "every block output is finite; the loss itself overflowed"
 
     def _block_name(self, depth: int, action: int) -> str:
         target = self.network.action_target(depth, action)
