@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -125,3 +126,34 @@ def test_one_block_call_per_used_block(monkeypatch):
     routes = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 2, 1], [1, 2, 1], [0, 0, 0]])
     net(torch.randn(5, 1, 2, 2), routes)
     assert sorted(calls) == sorted([(0, 3), (1, 2), (3, 3), (5, 2), (6, 3), (7, 2)])
+
+
+def conv_block(channels_in: int, channels_out: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(channels_in, channels_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def test_routed_conv_layers_in_the_env(digits):
+    """Any blocks can be routed: here two conv layers and a classifier layer."""
+    from routing_env import RoutingEnv
+
+    trunk = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())  # 1x8x8 -> 4x8x8
+    layers = [
+        [conv_block(4, 8) for _ in range(3)],  # -> 8x4x4
+        [conv_block(8, 8) for _ in range(3)],  # -> 8x2x2
+        [nn.Sequential(nn.Flatten(), nn.Linear(32, 2)) for _ in range(2)],
+    ]
+    net = RoutingNetwork(trunk=trunk, layers=layers, input_shape=(1, 8, 8), output_size=2)
+    assert net.observation_width == 4 * 8 * 8
+    env = RoutingEnv(dataset=digits, network=net, batch_size=4)
+    env.reset(seed=0)
+    decisions = 0
+    for agent in env.agent_iter():
+        obs, reward, terminated, truncated, info = env.last()
+        if terminated:
+            env.step(None)
+            continue
+        decisions += 1
+        assert obs["observation"].shape == (256,)
+        env.step(int(np.flatnonzero(obs["action_mask"])[-1]))
+    assert info["sample_done"] and decisions == 3
+    assert obs["action_mask"].tolist()[:2] == [1, 1] and obs["action_mask"][2] == 0  # 2 classifiers of 3 actions
