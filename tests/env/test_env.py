@@ -288,7 +288,10 @@ def test_non_finite_loss_stops_training_and_names_the_blocks(digits):
     env.step(None)
     env.reset()
     env.step(0)
-    with pytest.raises(FloatingPointError, match=r"block update 1 .*the output of block 2 \(depth 1, action 0\) is non-finite"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"block update 1 .*the output of block 2 \(depth 1, action 0\) is non-finite",
+    ):
         env.step(0)
     assert all(torch.equal(before[k], v) for k, v in weights(env).items())
     env.reset()  # the env can go on after the refused minibatch

@@ -147,7 +147,7 @@ def test_routed_conv_layers_in_the_env(digits):
     env = RoutingEnv(dataset=digits, network=net, batch_size=4)
     env.reset(seed=0)
     decisions = 0
-    for agent in env.agent_iter():
+    for _agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         if terminated:
             env.step(None)
@@ -156,4 +156,6 @@ def test_routed_conv_layers_in_the_env(digits):
         assert obs["observation"].shape == (256,)
         env.step(int(np.flatnonzero(obs["action_mask"])[-1]))
     assert info["sample_done"] and decisions == 3
-    assert obs["action_mask"].tolist()[:2] == [1, 1] and obs["action_mask"][2] == 0  # 2 classifiers of 3 actions
+    assert (
+        obs["action_mask"].tolist()[:2] == [1, 1] and obs["action_mask"][2] == 0
+    )  # 2 classifiers of 3 actions
