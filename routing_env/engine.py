@@ -255,6 +255,7 @@ class RoutingEngine:
         self.target = split.targets_N[index]
         self.depth = 0
         self.v = batch.trunk_out_B[self._sample : self._sample + 1].detach()
+        self._mask = self.network.action_mask(0, tuple(self.v.shape[1:]))
         self.sample_index = index
 
     def abandon_sample(self) -> None:
@@ -268,7 +269,7 @@ class RoutingEngine:
 
     def action_mask(self) -> np.ndarray:
         """Valid actions for the current sample at its current depth (shared array)."""
-        return self.network.action_mask(self.depth, tuple(self.v.shape[1:]))
+        return self._mask
 
     def representation(self) -> torch.Tensor:
         """The current representation v of the sample being routed (``1 x ...``)."""
@@ -299,10 +300,11 @@ class RoutingEngine:
             )
             self.selections_nA[self.depth, action] += 1
         self._batch.routes_Bn[self._sample, self.depth] = action
-        with torch.no_grad():
+        with torch.inference_mode():  # observations only: no graph, no version counters
             self.v = self.network.apply_action(self.depth, action, self.v)
         self.depth += 1
         if self.depth < self.num_decisions:
+            self._mask = self.network.action_mask(self.depth, tuple(self.v.shape[1:]))
             return StepOutcome(collab, 0.0, False, None, None, False)
 
         # the route is complete: the last output is the prediction
