@@ -1,0 +1,285 @@
+"""Weighted Policy Learner (WPL), Algorithm 3 of the paper (Abdallah & Lesser, 2006).
+
+A tabular policy ``pi[depth, action]`` per agent. The agent is indexed by the task
+(one agent per task), so the only part of the state it uses is the depth (Table 3
+of the paper: MARL:WPL uses ``t, d``). For each decision ``a_i`` of a trace:
+
+1. ``R_i = r_final + sum_{j>=i} gamma^(j-i) r_j`` (:func:`agents.base.compute_returns`);
+2. the historical average return ``TR_i`` is moved towards it,
+   ``TR_i <- (1 - beta) TR_i + beta R_i`` (``beta = lr`` in the paper);
+3. the gradient ``Delta = R_i - TR_i`` is weighted,
+   ``Delta <- Delta * pi(a_i)`` if ``Delta < 0`` else ``Delta * (1 - pi(a_i))``;
+4. ``pi <- simplex_projection(pi + lr * Delta * e_{a_i})`` with
+   ``simplex_projection(pi) = clip(pi, 0, 1) / sum(clip(pi, 0, 1))``.
+
+The sign of the weighting
+-------------------------
+The paper contradicts itself: Algorithm 3 weights a *negative* gradient by
+``1 - pi(a)`` and a positive one by ``pi(a)`` (so does the prose of section 3.1),
+while appendix 7.4 weights a positive gradient by ``1 - pi(a)`` and a negative one by
+``pi(a)``. We follow appendix 7.4, which is WPL as defined by Abdallah & Lesser
+(2006; JAIR 2008, "A multiagent reinforcement learning algorithm with non-linear
+dynamics"): ``Delta(a) <- Delta(a) * pi(a)`` if ``Delta(a) < 0`` else
+``Delta(a) * (1 - pi(a))``. The reasoning: a probability pushed down slows down as it
+approaches 0 and one pushed up slows down as it approaches 1, so the policy moves
+slowly when it heads away from an (interior) equilibrium towards the boundary of the
+simplex and quickly when it comes back, which damps the oscillation of plain policy
+gradient around a mixed equilibrium. With the opposite weighting (Algorithm 3 as
+printed) the boundary becomes absorbing: a probability near 0 falls at full speed
+and can only rise at speed ``pi(a) ~ 0``, so on matching pennies the agents lock
+into pure strategies that are not an equilibrium. ``tests/agents/test_wpl.py`` pins
+the sign on one update; ``tests/agents/test_wpl_games.py`` checks both properties
+(convergence to a pure Nash equilibrium, damping on matching pennies).
+
+Which historical average
+------------------------
+Algorithm 3 keeps "the historical average return ``TR_i`` for each action ``a_i``",
+where ``i`` indexes the decisions of the trace. Two readings exist, both offered by
+``baseline=``:
+
+* ``"depth"`` (default): one average per decision index (depth), over whatever
+  action was taken there, i.e. the value ``V`` of the current policy at that depth.
+  Then ``E[Delta | a] = Q(a) - V``, the gradient Abdallah & Lesser's WPL follows.
+* ``"action"``: one average per ``(depth, action)``, updated only when that action is
+  taken. Each action's average then tracks that action's own return, so in a
+  stationary problem ``E[Delta | a] -> 0`` for every action and only transients
+  carry a signal: on a stationary routing bandit this variant does not find the best
+  route (the policy drifts towards the interior of the simplex, since WPL's weights
+  favour that direction for zero-mean noise), while ``"depth"`` does.
+
+Masks
+-----
+A row's allowed actions are learned from the observations: the row of a depth is
+initialized uniform over the actions allowed the first time the depth is seen, and an
+action allowed later is added to the row (the row is rescaled so that the new action
+gets the probability it would have under a uniform policy over the enlarged set).
+Actions never seen allowed keep probability 0 (the projection zeroes them). When
+acting, the row is renormalized over the observation's own mask, so a masked action is
+never taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+
+from agents.base import (
+    Observation,
+    RouterAgent,
+    SeedLike,
+    Trace,
+    check_probability,
+    check_rate,
+    check_state_array,
+)
+
+__all__ = ["WPL", "floor_projection", "simplex_projection"]
+
+
+def simplex_projection(pi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The paper's projection onto the probability simplex: ``clip(pi, 0, 1) / sum(clip(pi, 0, 1))``.
+
+    Args:
+        pi: Unnormalized policy values, shape ``(A,)``.
+        mask: Allowed actions (bool, shape ``(A,)``); masked entries are set to 0.
+            None allows every action.
+
+    Returns:
+        A probability vector. When every allowed entry clips to 0 (the sum vanishes)
+        the uniform distribution over the allowed actions is returned instead of
+        dividing by zero.
+    """
+    clipped = np.clip(np.asarray(pi, dtype=np.float64), 0.0, 1.0)
+    allowed = np.ones(clipped.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    clipped = np.where(allowed, clipped, 0.0)
+    total = clipped.sum()
+    if total <= 0.0:
+        return allowed / allowed.sum()
+    return clipped / total
+
+
+def floor_projection(pi: np.ndarray, min_prob: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean projection of a distribution onto ``{p : p_a >= min_prob on allowed a, sum p = 1}``.
+
+    The identity on distributions that already respect the floor. Used by
+    :class:`WPL` (``min_prob > 0``) to keep every allowed block explored.
+
+    Args:
+        pi: A probability vector (e.g. the output of :func:`simplex_projection`).
+        min_prob: The floor; ``min_prob * (number of allowed actions)`` must be <= 1.
+        mask: Allowed actions; masked entries are 0 in the result.
+
+    Raises:
+        ValueError: When the floor cannot be met by the allowed actions.
+    """
+    allowed = np.ones(np.shape(pi), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    k = int(allowed.sum())
+    mass = 1.0 - k * min_prob
+    if mass < -1e-12:
+        raise ValueError(
+            f"min_prob={min_prob} is too large for {k} allowed actions (needs min_prob <= 1/{k})"
+        )
+    q = np.asarray(pi, dtype=np.float64)[allowed] - min_prob
+    # projection of q onto the simplex of total `mass` (Duchi et al., 2008)
+    u = np.sort(q)[::-1]
+    css = np.cumsum(u) - max(mass, 0.0)
+    ranks = np.arange(1, k + 1)
+    rho = int(np.flatnonzero(u - css / ranks > 0)[-1]) if np.any(u - css / ranks > 0) else 0
+    theta = css[rho] / (rho + 1)
+    out = np.zeros(np.shape(pi), dtype=np.float64)
+    out[allowed] = np.maximum(q - theta, 0.0) + min_prob
+    return out
+
+
+class WPL(RouterAgent):
+    """Weighted Policy Learner, Algorithm 3 of the paper (see the module docstring).
+
+    Args:
+        observation_space: The router's observation space.
+        action_space: The router's ``Discrete(A)`` action space.
+        lr: The policy learning rate ``lambda_pi`` (> 0). The paper gives no value;
+            on digits-MTL 0.1 to 0.3 find task-specific routes within a few epochs.
+        gamma: Discount of the immediate rewards, in ``[0, 1]``.
+        return_average_rate: Rate ``beta`` of the historical average return, in
+            ``(0, 1]``; None uses ``lr`` as the paper does.
+        baseline: ``"depth"`` (default): one historical average return per depth,
+            over all actions, so ``R - TR`` estimates ``Q(a) - V`` as in Abdallah &
+            Lesser's WPL. ``"action"``: one average per ``(depth, action)``, updated
+            when the action is taken (see the module docstring for why it is not
+            the default).
+        min_prob: After the projection, keep every allowed action's probability at
+            least this (0 disables it, the paper's choice); at most ``1/A``.
+        weighted: False drops the ``pi``/``1 - pi`` weights, leaving the plain
+            projected policy gradient (an ablation for policy-dynamics studies).
+        seed: Seed or Generator for sampling actions.
+        num_depths: Overrides the number of depths read from the observation space.
+
+    Raises:
+        ValueError: On a non-positive ``lr``, ``gamma`` or a rate outside its range, an
+            unknown ``baseline``, a ``min_prob`` outside ``[0, 1/A]`` or mismatched spaces.
+    """
+
+    def __init__(
+        self,
+        *,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.Space,
+        lr: float = 0.1,
+        gamma: float = 1.0,
+        return_average_rate: float | None = None,
+        baseline: Literal["depth", "action"] = "depth",
+        min_prob: float = 0.0,
+        weighted: bool = True,
+        seed: SeedLike = None,
+        num_depths: int | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space=observation_space,
+            action_space=action_space,
+            gamma=gamma,
+            seed=seed,
+            num_depths=num_depths,
+        )
+        self.lr = check_rate("lr", lr)
+        beta = self.lr if return_average_rate is None else return_average_rate
+        self.return_average_rate = check_probability("return_average_rate", beta)
+        if self.return_average_rate == 0.0:
+            raise ValueError("return_average_rate must be > 0")
+        if baseline not in ("depth", "action"):
+            raise ValueError(f"baseline must be 'depth' or 'action', got {baseline!r}")
+        self.baseline = baseline
+        self.weighted = bool(weighted)
+        self.min_prob = check_probability("min_prob", min_prob)
+        if self.min_prob * self.num_actions > 1.0:
+            raise ValueError(
+                f"min_prob must be <= 1/{self.num_actions} (the number of actions), got {min_prob}"
+            )
+        n, A = self.num_depths, self.num_actions
+        self.policy_nA = np.zeros((n, A), dtype=np.float64)
+        self.allowed_nA = np.zeros((n, A), dtype=bool)
+        self.average_return = np.zeros((n, A) if baseline == "action" else (n,), dtype=np.float64)
+
+    # ------------------------------------------------------------------ acting
+    def _row(self, depth: int, mask: np.ndarray) -> np.ndarray:
+        """The policy row of ``depth``, first learning the actions ``mask`` allows."""
+        known = self.allowed_nA[depth]
+        new = mask & ~known
+        if new.any():
+            union = known | mask
+            size = int(union.sum())
+            row = self.policy_nA[depth]
+            # newcomers get 1/size each; the old entries share the rest in their old ratios
+            old_total = row[known].sum()
+            scale = (size - int(new.sum())) / size
+            if old_total > 0:
+                row[known] *= scale / old_total
+            row[new] = 1.0 / size
+            self.allowed_nA[depth] = union
+            self.policy_nA[depth] = self._project(row, union)
+        return self.policy_nA[depth]
+
+    def _project(self, pi: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        out = simplex_projection(pi, allowed)
+        if self.min_prob > 0:
+            out = floor_projection(out, self.min_prob, allowed)
+        return out
+
+    def action_probs(self, obs: Observation) -> np.ndarray:
+        depth, mask = self.check_observation(obs)
+        probs = np.where(mask, self._row(depth, mask), 0.0)
+        total = probs.sum()
+        if total <= 0.0:  # the row puts no mass on what is allowed now: act uniformly
+            return mask / mask.sum()
+        return probs / total
+
+    # ----------------------------------------------------------------- learning
+    def learn(self, trace: Trace) -> dict[str, float]:
+        """One WPL update per decision of ``trace`` (Algorithm 3).
+
+        Returns:
+            ``{"mean_gradient": mean weighted Delta over the trace}``.
+        """
+        returns = self.returns(trace)
+        beta = self.return_average_rate
+        deltas = []
+        for obs, action, ret in zip(trace.observations, trace.actions, returns, strict=True):
+            depth, mask = self.check_observation(obs)
+            if not mask[action]:
+                raise ValueError(f"the trace holds action {action}, which its observation masks")
+            row = self._row(depth, mask)
+            key: tuple[int, ...] = (depth, action) if self.baseline == "action" else (depth,)
+            self.average_return[key] = (1.0 - beta) * self.average_return[key] + beta * ret
+            delta = ret - self.average_return[key]
+            # Abdallah & Lesser's weighting (see the module docstring for the sign)
+            if self.weighted:
+                delta *= row[action] if delta < 0 else 1.0 - row[action]
+            row = row.copy()
+            row[action] += self.lr * delta
+            self.policy_nA[depth] = self._project(row, self.allowed_nA[depth])
+            deltas.append(delta)
+        return {"mean_gradient": float(np.mean(deltas)) if deltas else 0.0}
+
+    # -------------------------------------------------------------------- state
+    @property
+    def policy(self) -> np.ndarray:
+        """A copy of the policy table ``[depth, action]`` (rows of unseen depths are 0)."""
+        return self.policy_nA.copy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy_nA.copy(),
+            "allowed": self.allowed_nA.copy(),
+            "average_return": self.average_return.copy(),
+            "rng": self._rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        shape = self.policy_nA.shape
+        policy = check_state_array("policy", state["policy"], shape)
+        allowed = check_state_array("allowed", state["allowed"], shape).astype(bool)
+        average = check_state_array("average_return", state["average_return"], self.average_return.shape)
+        self.policy_nA, self.allowed_nA, self.average_return = policy, allowed, average
+        self._load_rng_state(state.get("rng"))
