@@ -149,6 +149,7 @@ class RoutingNetwork(nn.Module):
             # PASS is the last action index at every depth that offers it
             self._actions = [(*pool, *padding, PASS)] * (len(layers) - 1) + [tuple(layer_blocks[-1])]
         self._block_stateful = [_has_mode_dependent_layers(b) for b in self.blocks]
+        self._block_list = list(self.blocks)  # plain-list indexing: this is on the per-decision path
         self._infer_shapes()
 
     # ------------------------------------------------------------------ shapes
@@ -241,8 +242,8 @@ class RoutingNetwork(nn.Module):
         target = self._actions[depth][action]
         if target == PASS:
             return v
-        block = self.blocks[int(target)]  # type: ignore[arg-type]
-        if self._block_stateful[int(target)] and block.training:  # type: ignore[arg-type]
+        block = self._block_list[target]  # type: ignore[index]
+        if self._block_stateful[target] and block.training:  # type: ignore[index]
             block.eval()
             try:
                 return block(v)
@@ -281,7 +282,7 @@ class RoutingNetwork(nn.Module):
                             start += count
                 for part_idx, part_v, action in parts:
                     target = actions[action]
-                    out = part_v if target == PASS else self.blocks[int(target)](part_v)  # type: ignore[arg-type]
+                    out = part_v if target == PASS else self._block_list[target](part_v)  # type: ignore[index]
                     by_shape.setdefault(tuple(out.shape[1:]), []).append((part_idx, out))
             groups = [
                 (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
