@@ -19,7 +19,7 @@ RouterConfig = Literal["per_task", "single", "dispatched"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class RoutingEnv(AECEnv):
+class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     """A routing network (Rosenbaum, Klinger & Riemer, ICLR 2018) as an AEC game.
 
     ## Description
@@ -146,7 +146,7 @@ class RoutingEnv(AECEnv):
             raise ValueError(f"router must be 'per_task', 'single' or 'dispatched', got {router!r}")
         if not isinstance(samples_per_episode, int) or samples_per_episode < 1:
             raise ValueError(f"samples_per_episode must be a positive int, got {samples_per_episode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+        if render_mode is not None and render_mode != "ansi":
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         if dataset is None:
             from routing_env.datasets import digits_mtl
@@ -226,7 +226,7 @@ class RoutingEnv(AECEnv):
             self.observation_spaces[self.dispatcher] = self._observation_space(len(self.routers))
             self.action_spaces[self.dispatcher] = gymnasium.spaces.Discrete(len(self.routers))
         self._dispatch_mask = np.ones(len(self.routers), dtype=np.int8)
-        self.agents = []
+        self.agents: list[str] = []
         self._episode_over = True
 
     def _observation_space(self, num_actions: int) -> gymnasium.spaces.Dict:
@@ -263,11 +263,11 @@ class RoutingEnv(AECEnv):
         if mode is not None and mode != self.engine.mode:
             self.engine.set_mode(mode)
         self.agents = []
-        self.rewards = {}
-        self._cumulative_rewards = {}
-        self.terminations = {}
-        self.truncations = {}
-        self.infos = {}
+        self.rewards: dict[str, float] = {}
+        self._cumulative_rewards: dict[str, float] = {}
+        self.terminations: dict[str, bool] = {}
+        self.truncations: dict[str, bool] = {}
+        self.infos: dict[str, dict[str, Any]] = {}
         self._last_obs: dict[str, dict[str, Any]] = {}
         self._samples_left = self.samples_per_episode
         self._episode_over = False

@@ -184,8 +184,9 @@ class RoutingNetwork(nn.Module):
                                 key = (int(target), shape)
                                 if key not in cache:
                                     cache[key] = _output_shape(self.blocks[int(target)], shape)
-                                if cache[key] is not None:
-                                    moves[action] = cache[key]
+                                out_shape = cache[key]
+                                if out_shape is not None:
+                                    moves[action] = out_shape
                         transitions[(depth, shape)] = moves
                         nxt.update(moves.values())
                     frontier = nxt
