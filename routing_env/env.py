@@ -219,7 +219,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         self.possible_agents = ([self.dispatcher] if self.dispatcher else []) + list(self.routers)
 
         router_obs = self._observation_space(self.num_actions)
-        router_act = gymnasium.spaces.Discrete(self.num_actions)
+        router_act: gymnasium.spaces.Discrete = gymnasium.spaces.Discrete(self.num_actions)
         self.observation_spaces = {a: router_obs for a in self.routers}
         self.action_spaces = {a: router_act for a in self.routers}
         if self.dispatcher:

@@ -1,0 +1,330 @@
+"""Train one of the paper's non-routed baselines with plain PyTorch (no RL).
+
+Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4: the same
+SimpleConvNet trunk as the routed network, followed by a static multi-task head
+(:mod:`routing_env.baselines`):
+
+- ``task-specific-1-fc``: shared fc layers, a separate last fc layer per task;
+- ``task-specific-all-fc``: a separate set of all fc layers per task;
+- ``cross-stitch-all-fc``: one column of fc layers per task, cross-stitch units between
+  them (Misra et al., 2016);
+- ``soft-mixture-all-fc``: the routed network's blocks, mixed by a per-layer softmax.
+
+The data, minibatches, optimizer settings and learning-rate schedule match
+``examples/train_wpl.py`` option for option (same defaults), so both get the same
+training budget, and the run folder has the same layout and ``metrics.csv`` format
+(``test_accuracy_stochastic`` is empty: a baseline has no policy).
+
+    python examples/train_baseline.py --model task-specific-all-fc
+    python examples/train_baseline.py --model cross-stitch-all-fc --dataset cifar-mtl --data-root ~/data
+    python examples/train_baseline.py --resume runs/task-specific-1-fc-digits-mtl-s0-20250101-120000 --epochs 40
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from routing_env.baselines import (
+    BaselineModel,
+    EpochStats,
+    build_baseline,
+    decay_lr,
+    evaluate_model,
+    make_optimizer,
+    train_epoch,
+)
+from routing_env.datasets import MultiTaskDataset, load_dataset
+from routing_env.training import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    MetricsCSV,
+    Progress,
+    create_run_dir,
+    global_rng_state,
+    load_checkpoint,
+    metric_columns,
+    metrics_row,
+    parse_args,
+    read_config,
+    resume_args,
+    save_checkpoint,
+    seed_everything,
+    set_global_rng_state,
+    subsample,
+    summary_table,
+    tensorboard_writer,
+    write_config,
+    write_summary,
+)
+
+
+@dataclass
+class Args:
+    """Train a non-routed multi-task baseline (task-specific / cross-stitch / soft-mixture)."""
+
+    model: Literal[
+        "task-specific-1-fc", "task-specific-all-fc", "cross-stitch-all-fc", "soft-mixture-all-fc"
+    ] = "task-specific-1-fc"
+    """baseline architecture after the shared SimpleConvNet trunk (paper section 4)"""
+
+    # --- data
+    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
+    """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
+    data_root: str | None = None
+    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction (kept fixed across run seeds)"""
+    max_train_samples: int | None = None
+    """train on a per-task stratified subset of at most this many samples (quick runs, tests)"""
+    max_test_samples: int | None = None
+    """evaluate on a per-task stratified subset of at most this many test samples"""
+
+    # --- budget and training (the same defaults as examples/train_wpl.py)
+    epochs: int = 20
+    """training epochs (one pass over the training samples each)"""
+    batch_size: int = 64
+    """samples per optimizer step"""
+    optimizer: Literal["sgd", "adam"] = "adam"
+    """optimizer (the paper: sgd)"""
+    lr: float = 1e-3
+    """learning rate (the paper: 1e-2 with sgd)"""
+    momentum: float = 0.0
+    """sgd momentum"""
+    weight_decay: float = 0.0
+    """L2 weight decay"""
+    lr_decay_every: int | None = 10
+    """multiply the learning rate by --lr-decay-factor every this many epochs (none: constant; the paper: 20)"""
+    lr_decay_factor: float = 0.1
+    """factor of each learning-rate decay (the paper: divide by 10 every 20 epochs)"""
+
+    # --- network
+    conv_layers: int | None = None
+    """conv layers of the SimpleConvNet trunk (none: as the routing env picks: 4, fewer for images under 16x16)"""
+    hidden_width: int = 128
+    """units of the hidden fc layers"""
+    cross_stitch_self_weight: float = 0.9
+    """initial diagonal of the cross-stitch units (off-diagonal: the rest, spread evenly)"""
+
+    # --- run folder, machine
+    seed: int = 0
+    """seed of the run: initial weights and data order"""
+    output_dir: str = "runs"
+    """folder that receives the run folder"""
+    run_name: str | None = None
+    """name of the run folder (default: <model>-<dataset>-s<seed>-<timestamp>)"""
+    resume: str | None = None
+    """continue the run in this folder from its last checkpoint (set --epochs beyond it to train longer)"""
+    checkpoint: bool = True
+    """write a checkpoint after every epoch"""
+    tensorboard: bool = True
+    """also log to RUN_DIR/tb when TensorBoard is installed"""
+    progress: bool = True
+    """draw a progress bar on stderr (terminals only)"""
+    device: str = "cpu"
+    """torch device (e.g. cuda)"""
+    torch_threads: int | None = 1
+    """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
+
+
+RESUMABLE = {
+    "epochs",
+    "resume",
+    "output_dir",
+    "run_name",
+    "data_root",
+    "download",
+    "progress",
+    "tensorboard",
+    "device",
+    "torch_threads",
+    "checkpoint",
+}
+
+
+def make_dataset(args: Args) -> MultiTaskDataset:
+    dataset = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download)
+    return subsample(
+        dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
+    )
+
+
+def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
+    return build_baseline(
+        args.model,
+        dataset=dataset,
+        conv_layers=args.conv_layers,
+        hidden_width=args.hidden_width,
+        cross_stitch_self_weight=args.cross_stitch_self_weight,
+        seed=args.seed,
+    ).to(args.device)
+
+
+def main(args: Args) -> dict[str, Any]:
+    """Train (or resume) a baseline run; return its summary (also in RUN_DIR/summary.json)."""
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE)
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    else:
+        name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = create_run_dir(args.output_dir, name, prefix=args.model)
+        checkpoint = None
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed)
+
+    dataset = make_dataset(args)
+    model = make_model(args, dataset)
+    optimizer = make_optimizer(
+        model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+    )
+    # the data order: its own generator, drawn from the run seed
+    data_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 2]))
+    write_config(
+        run_dir, args, extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}}
+    )
+    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+
+    start_epoch, wall_before, samples, updates = 0, 0.0, 0, 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        data_rng.bit_generator.state = checkpoint["data_rng"]
+        set_global_rng_state(checkpoint["rng"])
+        start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
+        samples, updates = int(checkpoint["samples"]), int(checkpoint["updates"])
+        metrics.keep_epochs(start_epoch)
+        print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
+        if start_epoch >= args.epochs:
+            print(
+                f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on",
+                file=sys.stderr,
+            )
+    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard)
+    progress = Progress(enabled=args.progress)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{dataset.name}: {dataset.num_tasks} tasks, {len(dataset.train)} train / {len(dataset.test)} test samples; "
+        f"{args.model} ({n_params:,} parameters); run folder {run_dir}",
+        file=sys.stderr,
+    )
+
+    session_start = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs):
+        epoch_start = time.perf_counter()
+        label = f"epoch {epoch + 1}/{args.epochs}"
+
+        def show(stats: EpochStats, label: str = label, started: float = epoch_start) -> None:
+            progress.update(
+                label, stats.samples, len(dataset.train), started, f"train acc {stats.accuracy:.3f}"
+            )
+
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_epoch(
+            model,
+            optimizer,
+            dataset,
+            batch_size=args.batch_size,
+            rng=data_rng,
+            device=args.device,
+            callback=show,
+        )
+        decay_lr(optimizer, epoch=epoch + 1, every=args.lr_decay_every, factor=args.lr_decay_factor)
+        progress.clear()
+        samples += stats.samples
+        updates += stats.updates
+        test = evaluate_model(model, dataset, device=args.device)
+
+        now = time.perf_counter()
+        row = metrics_row(
+            epoch=epoch + 1,
+            samples=samples,
+            updates=updates,
+            lr=lr,
+            train_accuracy=stats.accuracy,
+            train_accuracy_per_task=stats.accuracy_per_task,
+            test_accuracy=test.accuracy,
+            test_accuracy_per_task=test.accuracy_per_task,
+            epoch_time_s=now - epoch_start,
+            wall_time_s=wall_before + now - session_start,
+        )
+        metrics.append(row)
+        if writer is not None:
+            for key in ("train_accuracy", "test_accuracy", "lr"):
+                writer.add_scalar(key, row[key], epoch + 1)
+            for t in range(dataset.num_tasks):
+                writer.add_scalar(f"test_accuracy_per_task/{t}", test.accuracy_per_task[t], epoch + 1)
+            writer.flush()
+        print(
+            f"{label}: train {100 * stats.accuracy:.2f}%  test {100 * test.accuracy:.2f}%  "
+            f"lr {lr:.2g}  {now - epoch_start:.1f}s",
+            flush=True,
+        )
+        if args.checkpoint:
+            save_checkpoint(
+                run_dir / CHECKPOINT_FILE,
+                {
+                    "epoch": epoch + 1,
+                    "wall_time_s": row["wall_time_s"],
+                    "samples": samples,
+                    "updates": updates,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "data_rng": data_rng.bit_generator.state,
+                    "rng": global_rng_state(),
+                    "config": dataclasses.asdict(args),
+                },
+            )
+    if writer is not None:
+        writer.close()
+    return summarize(run_dir, metrics, dataset, args.model)
+
+
+def summarize(run_dir: Path, metrics: MetricsCSV, dataset: MultiTaskDataset, model: str) -> dict[str, Any]:
+    """Print the final per-task table; write and return RUN_DIR/summary.json."""
+    rows = metrics.rows()
+    if not rows:
+        raise RuntimeError(f"{run_dir} has no finished epoch to summarize")
+    last = rows[-1]
+    tasks = range(dataset.num_tasks)
+    train_acc = [float(last[f"train_accuracy_task_{t}"]) for t in tasks] + [float(last["train_accuracy"])]
+    test_acc = [float(last[f"test_accuracy_task_{t}"]) for t in tasks] + [float(last["test_accuracy"])]
+    names = [f"{t}: {dataset.task_names[t]}" for t in tasks] + ["all tasks"]
+    print(
+        summary_table(
+            names,
+            {"train": train_acc, "test": test_acc},
+            title=f"{model}: accuracy (%) after epoch {last['epoch']}; {run_dir}",
+        )
+    )
+    summary = {
+        "run_dir": str(run_dir),
+        "model": model,
+        "epochs": int(last["epoch"]),
+        "train_accuracy": train_acc[-1],
+        "test_accuracy": test_acc[-1],
+        "test_accuracy_per_task": test_acc[:-1],
+        "wall_time_s": float(last["wall_time_s"]),
+    }
+    write_summary(run_dir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(parse_args(Args))

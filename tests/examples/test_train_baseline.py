@@ -1,0 +1,101 @@
+"""examples/train_baseline.py on tiny budgets: every model, the shared CSV format, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from routing_env.baselines import BASELINE_NAMES
+from routing_env.training import build_parser, field_docs, load_checkpoint, metric_columns
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"max_train_samples": 320, "max_test_samples": 100, "progress": False, "tensorboard": False}
+TIME_COLUMNS = {"epoch_time_s", "wall_time_s"}
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def without_times(rows):
+    return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in rows]
+
+
+@pytest.mark.parametrize("model", BASELINE_NAMES)
+def test_smoke_run_of_every_baseline(train_baseline, tmp_path, model):
+    summary = train_baseline.main(
+        train_baseline.Args(model=model, epochs=1, output_dir=str(tmp_path), run_name="run", **TINY)
+    )
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert list(rows[0]) == metric_columns(10)  # the same format as train_wpl.py
+    (row,) = rows
+    assert row["epoch"] == "1" and row["samples"] == "320" and row["updates"] == "5"
+    assert row["test_accuracy_stochastic"] == ""  # no policy to sample
+    assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+    assert summary["model"] == model and summary["test_accuracy"] == float(row["test_accuracy"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["model"] == model
+
+
+def test_defaults_match_train_wpl(train_wpl, train_baseline):
+    # the same budget: every shared option has the same default
+    wpl, base = train_wpl.Args(), train_baseline.Args()
+    shared = set(train_wpl.Args.__dataclass_fields__) & set(train_baseline.Args.__dataclass_fields__)
+    assert {"epochs", "batch_size", "optimizer", "lr", "momentum", "lr_decay_every", "dataset"} <= shared
+    for name in shared - {"run_name"}:
+        assert getattr(wpl, name) == getattr(base, name), name
+
+
+def test_resume_is_bit_identical(train_baseline, tmp_path):
+    common = dict(
+        TINY,
+        model="cross-stitch-all-fc",
+        batch_size=32,
+        lr_decay_every=1,
+        lr_decay_factor=0.5,
+        output_dir=str(tmp_path),
+    )
+    train_baseline.main(train_baseline.Args(epochs=3, run_name="straight", **common))
+    train_baseline.main(train_baseline.Args(epochs=1, run_name="resumed", **common))
+    train_baseline.main(train_baseline.Args(epochs=3, resume=str(tmp_path / "resumed"), progress=False))
+
+    straight = read_rows(tmp_path / "straight" / "metrics.csv")
+    resumed = read_rows(tmp_path / "resumed" / "metrics.csv")
+    assert without_times(straight) == without_times(resumed)
+    assert [float(r["lr"]) for r in straight] == [1e-3, 5e-4, 2.5e-4]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_option_has_help(train_baseline):
+    docs = field_docs(train_baseline.Args)
+    assert set(docs) == set(train_baseline.Args.__dataclass_fields__)
+    parser = build_parser(train_baseline.Args)
+    model = next(a for a in parser._actions if a.dest == "model")
+    assert model.choices == list(BASELINE_NAMES)
+
+
+def test_cli_runs_end_to_end(tmp_path):
+    cmd = [
+        sys.executable,
+        "examples/train_baseline.py",
+        "--model=task-specific-all-fc",
+        "--epochs=1",
+        "--max-train-samples=128",
+        "--max-test-samples=50",
+        f"--output-dir={tmp_path}",
+        "--run-name=cli",
+        "--no-tensorboard",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "task-specific-all-fc: accuracy" in done.stdout
+    assert (tmp_path / "cli" / "checkpoint.pt").is_file()

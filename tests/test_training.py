@@ -1,0 +1,290 @@
+"""routing_env.training: the CLI generator, subsets, run folders, metrics and checkpoints."""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pytest
+import torch
+
+from routing_env.training import (
+    MetricsCSV,
+    Progress,
+    build_parser,
+    create_run_dir,
+    field_docs,
+    global_rng_state,
+    load_checkpoint,
+    metric_columns,
+    metrics_row,
+    parse_args,
+    read_config,
+    resume_args,
+    save_checkpoint,
+    set_global_rng_state,
+    subsample,
+    summary_table,
+    tensorboard_writer,
+    write_config,
+)
+
+
+@dataclass
+class Options:
+    """A test command line."""
+
+    name: str = "x"
+    """a name"""
+    count: int = 3
+    """how many"""
+    rate: float | None = None
+    """a rate, or none"""
+    mode: Literal["fast", "slow"] = "fast"
+    """the mode"""
+    flag: bool = True
+    """a flag"""
+    undocumented: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("--count must be >= 0")
+
+
+# ----------------------------------------------------------------- command line
+def test_field_docs_reads_the_docstring_under_each_field():
+    assert field_docs(Options) == {
+        "name": "a name",
+        "count": "how many",
+        "rate": "a rate, or none",
+        "mode": "the mode",
+        "flag": "a flag",
+    }
+
+
+def test_parse_args_types_and_defaults():
+    assert parse_args(Options, []) == Options()
+    parsed = parse_args(Options, ["--name", "y", "--count=5", "--rate", "0.5", "--mode", "slow", "--no-flag"])
+    assert parsed == Options(name="y", count=5, rate=0.5, mode="slow", flag=False)
+    assert parse_args(Options, ["--rate", "none"]).rate is None
+    assert "a rate, or none" in build_parser(Options).format_help()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--count", "many"], "--count expects int"),
+        (["--mode", "medium"], "invalid choice"),
+        (["--count", "-1"], "--count must be >= 0"),
+        (["--unknown", "1"], "unrecognized arguments"),
+    ],
+)
+def test_parse_args_rejects_bad_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(Options, argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_build_parser_needs_a_dataclass():
+    with pytest.raises(TypeError, match="dataclass"):
+        build_parser(dict)
+
+    @dataclass
+    class Bad:
+        values: list[int] | None = None
+
+    with pytest.raises(TypeError, match="values"):
+        build_parser(Bad)
+
+
+# ----------------------------------------------------------------- subsets
+def test_subsample_keeps_every_task_in_equal_shares(digits):
+    small = subsample(digits, max_train=105, max_test=20, seed=1)
+    assert len(small.train) == 105 and len(small.test) == 20
+    counts = np.bincount(small.train.tasks_N.numpy(), minlength=10)
+    assert counts.min() >= 10 and counts.max() <= 11
+    assert np.bincount(small.test.tasks_N.numpy(), minlength=10).tolist() == [2] * 10
+    assert small.num_classes == digits.num_classes and small.mean == digits.mean
+    # the kept samples are rows of the original split, in their original order
+    tasks = small.train.tasks_N.numpy()
+    assert (np.diff(tasks) >= 0).all()  # digits-MTL is stored task-major
+
+
+def test_subsample_is_seeded_and_a_no_op_within_limits(digits):
+    a = subsample(digits, max_train=50, seed=0)
+    b = subsample(digits, max_train=50, seed=0)
+    c = subsample(digits, max_train=50, seed=1)
+    assert torch.equal(a.train.inputs_NCHW, b.train.inputs_NCHW)
+    assert not torch.equal(a.train.inputs_NCHW, c.train.inputs_NCHW)
+    assert a.test is digits.test
+    assert subsample(digits) is digits
+    assert subsample(digits, max_train=10**9) is digits
+
+
+def test_subsample_refuses_to_drop_a_task(digits):
+    with pytest.raises(ValueError, match="number of tasks"):
+        subsample(digits, max_train=9)
+
+
+# ----------------------------------------------------------------- run folders
+def test_run_dir_config_and_resume_args(tmp_path):
+    run = create_run_dir(tmp_path, "a", prefix="p")
+    write_config(run, Options(name="saved", count=7), extra={"note": 1})
+    assert read_config(run) == {
+        "name": "saved",
+        "count": 7,
+        "rate": None,
+        "mode": "fast",
+        "flag": True,
+        "undocumented": 0,
+    }
+    (run / "metrics.csv").write_text("x")
+    with pytest.raises(FileExistsError, match="--resume"):
+        create_run_dir(tmp_path, "a", prefix="p")
+    assert create_run_dir(tmp_path, None, prefix="p").name.startswith("p-")
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        read_config(tmp_path / "nothing")
+
+    saved = read_config(run)
+    # defaults take the saved values; allowed changes win; others raise
+    assert resume_args(Options(), saved, may_change={"count"}) == Options(name="saved", count=7)
+    assert resume_args(Options(count=9), saved, may_change={"count"}).count == 9
+    with pytest.raises(ValueError, match="--mode 'slow'"):
+        resume_args(Options(mode="slow"), saved, may_change={"count"})
+
+
+# ----------------------------------------------------------------- metrics
+def row(epoch, stochastic=True):
+    per_task = [0.5, 0.75]
+    return metrics_row(
+        epoch=epoch,
+        samples=10 * epoch,
+        updates=epoch,
+        lr=0.1,
+        train_accuracy=1 / 3,
+        train_accuracy_per_task=per_task,
+        test_accuracy=0.625,
+        test_accuracy_per_task=per_task,
+        test_accuracy_stochastic=0.5 if stochastic else None,
+        test_accuracy_stochastic_per_task=per_task if stochastic else None,
+        epoch_time_s=1.0,
+        wall_time_s=float(epoch),
+    )
+
+
+def test_metrics_csv_round_trips_and_truncates(tmp_path):
+    path = tmp_path / "m.csv"
+    log = MetricsCSV(path, metric_columns(2))
+    for epoch in (1, 2, 3):
+        log.append(row(epoch, stochastic=epoch != 2))
+    rows = MetricsCSV(path, metric_columns(2)).rows()  # reopening keeps the rows
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert float(rows[0]["train_accuracy"]) == 1 / 3  # floats round-trip exactly
+    assert rows[1]["test_accuracy_stochastic"] == "" and rows[1]["test_accuracy_stochastic_task_1"] == ""
+    log.keep_epochs(1)
+    assert [r["epoch"] for r in log.rows()] == ["1"]
+    with pytest.raises(ValueError, match="columns"):
+        MetricsCSV(path, metric_columns(3))
+    with pytest.raises(ValueError, match="misses"):
+        log.append({"epoch": 4})
+    with pytest.raises(ValueError, match="one per task"):
+        metrics_row(
+            epoch=1,
+            samples=1,
+            updates=1,
+            lr=0.1,
+            train_accuracy=1.0,
+            train_accuracy_per_task=[1.0],
+            test_accuracy=1.0,
+            test_accuracy_per_task=[1.0, 1.0],
+            epoch_time_s=0.0,
+            wall_time_s=0.0,
+        )
+
+
+# ----------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_with_numpy_state(tmp_path):
+    rng = np.random.default_rng(5)
+    rng.random(3)
+    state = {
+        "policy": np.arange(6, dtype=np.float64).reshape(2, 3) / 7,
+        "allowed": np.array([[True, False, True]]),
+        "counts": np.array([1, 2**40], dtype=np.int64),
+        "legacy": np.random.RandomState(0).get_state(),  # a tuple holding a uint32 array
+        "scalar": np.float32(0.25),
+        "rng": rng.bit_generator.state,
+        "tensor": torch.arange(3),
+        "nested": [{"a": (1, np.zeros(2, dtype=np.float16))}],
+    }
+    path = save_checkpoint(tmp_path / "c.pt", state)
+    torch.load(path, weights_only=True)  # loadable without unpickling arbitrary objects
+    out = load_checkpoint(path)
+    assert np.array_equal(out["policy"], state["policy"]) and out["policy"].dtype == np.float64
+    assert out["allowed"].dtype == bool and out["allowed"].tolist() == [[True, False, True]]
+    assert out["counts"].tolist() == [1, 2**40]
+    assert out["legacy"][0] == "MT19937" and np.array_equal(out["legacy"][1], state["legacy"][1])
+    assert out["scalar"] == 0.25 and torch.equal(out["tensor"], state["tensor"])
+    assert out["nested"][0]["a"][1].dtype == np.float16
+    restored = np.random.default_rng()
+    restored.bit_generator.state = out["rng"]
+    assert restored.random() == rng.random()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"epoch": 1})
+    with pytest.raises(TypeError):
+        save_checkpoint(path, {"epoch": 2, "bad": np.array([object()])})
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_global_rng_state_round_trip(tmp_path):
+    state = global_rng_state()
+    save_checkpoint(tmp_path / "rng.pt", {"rng": state})
+    expected = (random.random(), np.random.random(), torch.rand(1))
+    set_global_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
+    assert (random.random(), np.random.random(), torch.rand(1)) == expected
+
+
+# ----------------------------------------------------------------- reporting
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_only_on_terminals():
+    quiet = io.StringIO()
+    Progress(stream=quiet).update("epoch 1", 5, 10, 0.0, "acc 0.5", force=True)
+    assert quiet.getvalue() == ""
+    term = FakeTerminal()
+    bar = Progress(stream=term, min_interval_s=0.0)
+    bar.update("epoch 1", 5, 10, 0.0, "acc 0.5")
+    assert (
+        term.getvalue().startswith("\repoch 1 [##########..........] 5/10") and "acc 0.5" in term.getvalue()
+    )
+    bar.clear()
+    assert term.getvalue().endswith("\r")
+
+
+def test_summary_table():
+    text = summary_table(["a", "all"], {"test": [0.5, 0.99], "route": ["1 2", None]}, title="t")
+    lines = text.splitlines()
+    assert lines[0] == "t"
+    assert lines[1].split() == ["test", "route"]
+    assert lines[3].startswith("a ") and "50.00" in lines[3] and "1 2" in lines[3]
+    assert lines[4].split() == ["all", "99.00", "-"]
+
+
+def test_tensorboard_writer_is_optional(tmp_path, monkeypatch, capsys):
+    assert tensorboard_writer(tmp_path, enabled=False) is None
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    assert tensorboard_writer(tmp_path) is None
+    assert "routing-env[tensorboard]" in capsys.readouterr().err
