@@ -539,11 +539,25 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device | None = "cpu"
 ) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: When ``path`` is not a file.
+        ValueError: When the file is corrupt or truncated (nothing is changed on disk).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return _decode(torch.load(path, map_location=map_location, weights_only=True))
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, pickle/zip errors, EOFError...
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); "
+            "it was left as it is: restore it or start the run again"
+        ) from err
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    return _decode(state)
 
 
 def seed_everything(seed: int) -> None:

@@ -288,3 +288,22 @@ def test_tensorboard_writer_is_optional(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     assert tensorboard_writer(tmp_path) is None
     assert "routing-env[tensorboard]" in capsys.readouterr().err
+
+
+def test_corrupt_or_truncated_checkpoint_is_a_clear_error_and_left_intact(tmp_path):
+    import torch
+
+    from routing_env.training import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"weights": torch.arange(1000.0)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    assert path.read_bytes() == data[: len(data) // 2]
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    save_checkpoint(path, {"weights": torch.arange(3.0)})
+    assert torch.equal(load_checkpoint(path)["weights"], torch.arange(3.0))
