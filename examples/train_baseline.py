@@ -41,15 +41,17 @@ from routing_env.baselines import (
     make_optimizer,
     train_epoch,
 )
-from routing_env.datasets import MultiTaskDataset, load_dataset
+from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
+    RESUMABLE_OPTIONS,
     MetricsCSV,
     Progress,
     create_run_dir,
     global_rng_state,
     load_checkpoint,
+    load_run_dataset,
     metric_columns,
     metrics_row,
     parse_args,
@@ -58,7 +60,6 @@ from routing_env.training import (
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
-    subsample,
     summary_table,
     tensorboard_writer,
     write_config,
@@ -142,28 +143,6 @@ class Args:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
 
 
-RESUMABLE = {
-    "epochs",
-    "resume",
-    "output_dir",
-    "run_name",
-    "data_root",
-    "download",
-    "progress",
-    "tensorboard",
-    "device",
-    "torch_threads",
-    "checkpoint",
-}
-
-
-def make_dataset(args: Args) -> MultiTaskDataset:
-    dataset = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download)
-    return subsample(
-        dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
-    )
-
-
 def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
     return build_baseline(
         args.model,
@@ -179,7 +158,7 @@ def main(args: Args) -> dict[str, Any]:
     """Train (or resume) a baseline run; return its summary (also in RUN_DIR/summary.json)."""
     if args.resume is not None:
         run_dir = Path(args.resume)
-        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE)
+        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     else:
         name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -189,7 +168,7 @@ def main(args: Args) -> dict[str, Any]:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
 
-    dataset = make_dataset(args)
+    dataset = load_run_dataset(args)
     model = make_model(args, dataset)
     optimizer = make_optimizer(
         model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay

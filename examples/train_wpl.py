@@ -45,15 +45,17 @@ import torch
 
 import routing_env
 from agents import WPL, MultiAgentRouter, RouterAgent, RunStats, evaluate, train
-from routing_env.datasets import MultiTaskDataset, load_dataset
+from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
+    RESUMABLE_OPTIONS,
     MetricsCSV,
     Progress,
     create_run_dir,
     global_rng_state,
     load_checkpoint,
+    load_run_dataset,
     metric_columns,
     metrics_row,
     parse_args,
@@ -62,7 +64,6 @@ from routing_env.training import (
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
-    subsample,
     summary_table,
     tensorboard_writer,
     write_config,
@@ -161,29 +162,6 @@ class Args:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
 
 
-# options that may differ when a run is resumed (the rest must match its config.json)
-RESUMABLE = {
-    "epochs",
-    "resume",
-    "output_dir",
-    "run_name",
-    "data_root",
-    "download",
-    "progress",
-    "tensorboard",
-    "device",
-    "torch_threads",
-    "checkpoint",
-}
-
-
-def make_dataset(args: Args) -> MultiTaskDataset:
-    dataset = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download)
-    return subsample(
-        dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
-    )
-
-
 def make_env(args: Args, dataset: MultiTaskDataset) -> Any:
     return routing_env.env(
         dataset=dataset,
@@ -252,7 +230,7 @@ def main(args: Args) -> dict[str, Any]:
     """Train (or resume) a run; return its summary (also written to RUN_DIR/summary.json)."""
     if args.resume is not None:
         run_dir = Path(args.resume)
-        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE)
+        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     else:
         name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -262,7 +240,7 @@ def main(args: Args) -> dict[str, Any]:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
 
-    dataset = make_dataset(args)
+    dataset = load_run_dataset(args)
     env = make_env(args, dataset)
     router = make_router(args, env)
     engine = env.unwrapped.engine

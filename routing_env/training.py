@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
+from routing_env.datasets.registry import load_dataset
 
 __all__ = [
     "MetricsCSV",
@@ -320,6 +321,37 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a run folder written by this script")
     return dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+
+
+RESUMABLE_OPTIONS = frozenset(
+    {
+        "epochs",
+        "resume",
+        "output_dir",
+        "run_name",
+        "data_root",
+        "download",
+        "progress",
+        "tensorboard",
+        "device",
+        "torch_threads",
+        "checkpoint",
+    }
+)
+"""Options of the training scripts that may differ when a run is resumed (the rest must
+match its ``config.json``)."""
+
+
+def load_run_dataset(args: Any) -> MultiTaskDataset:
+    """The dataset a training script's ``args`` ask for, subsampled as they say.
+
+    Reads ``dataset``, ``data_root``, ``data_seed``, ``download``,
+    ``max_train_samples`` and ``max_test_samples``.
+    """
+    dataset = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download)
+    return subsample(
+        dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
+    )
 
 
 def resume_args(args: T, saved: Mapping[str, Any], *, may_change: Collection[str]) -> T:
