@@ -93,18 +93,34 @@ class StepOutcome:
 
 
 class _Minibatch:
-    """Samples routed together: their trunk output (with graph, in training) and routes."""
+    """Samples routed together: their trunk output (with graph, in training) and routes.
 
-    def __init__(self, indices_B: torch.Tensor, trunk_out_B: torch.Tensor, num_decisions: int) -> None:
+    Per-sample values the routing loop reads on every decision (indices, tasks,
+    targets, the detached trunk output rows) are unpacked once per minibatch into
+    Python lists, so a decision does no tensor indexing.
+    """
+
+    def __init__(
+        self, indices_B: torch.Tensor, trunk_out_B: torch.Tensor, split: TaskSplit, num_decisions: int
+    ) -> None:
         self.indices_B = indices_B
         self.trunk_out_B = trunk_out_B
-        self.routes_Bn = torch.full((len(indices_B), num_decisions), -1, dtype=torch.int64)
+        self.index_list: list[int] = indices_B.tolist()
+        self.task_list: list[int] = split.tasks_N[indices_B].tolist()
+        self.target_list: list[Any] = split.targets_N[indices_B].tolist()
+        rows = trunk_out_B.detach()
+        self.rows = rows.split(1)  # 1 x ... views, no graph
+        # flat float32 CPU rows also as NumPy, for the network's array path
+        flat = rows.dim() == 2 and rows.dtype == torch.float32 and rows.device.type == "cpu"
+        self.rows_np: np.ndarray | None = rows.numpy() if flat else None
+        self.routes_Bn = np.full((len(indices_B), num_decisions), -1, dtype=np.int64)
         self.done_B = np.zeros(len(indices_B), dtype=bool)
+        self.size = len(self.index_list)
         self.next = 0  # position of the next sample to route
 
     @property
     def exhausted(self) -> bool:
-        return self.next >= len(self.indices_B)
+        return self.next >= self.size
 
 
 class RoutingEngine:
@@ -247,16 +263,16 @@ class RoutingEngine:
             self._flush()
             self._batch = self._next_batch()
         batch = self._batch
-        self._sample = batch.next
+        i = self._sample = batch.next
         batch.next += 1
-        index = int(batch.indices_B[self._sample])
-        split = self.split
-        self.task = int(split.tasks_N[index])
-        self.target = split.targets_N[index]
+        self.sample_index = batch.index_list[i]
+        self.task = batch.task_list[i]
+        self.target = batch.target_list[i]
         self.depth = 0
-        self.v = batch.trunk_out_B[self._sample : self._sample + 1].detach()
-        self._mask = self.network.action_mask(0, tuple(self.v.shape[1:]))
-        self.sample_index = index
+        self._v: torch.Tensor | None = batch.rows[i]
+        self._v_np = None if batch.rows_np is None else batch.rows_np[i]
+        self._v_shape: tuple[int, ...] = tuple(batch.rows[i].shape[1:])
+        self._mask = self.network.action_mask(0, self._v_shape)
 
     def abandon_sample(self) -> None:
         """Drop the sample being routed (it is not trained on)."""
@@ -272,8 +288,18 @@ class RoutingEngine:
         return self._mask
 
     def representation(self) -> torch.Tensor:
-        """The current representation v of the sample being routed (``1 x ...``)."""
-        return self.v
+        """The current representation v of the sample being routed (``1 x ...``, no grad)."""
+        if self._v is None:
+            assert self._v_np is not None
+            self._v = torch.from_numpy(self._v_np).view(1, *self._v_shape)
+        return self._v
+
+    def representation_array(self) -> np.ndarray:
+        """The current representation v, flattened, as a NumPy array (shared: copy it
+        before changing it)."""
+        if self._v_np is not None:
+            return self._v_np
+        return self.representation().reshape(-1).cpu().numpy()
 
     def check_action(self, action: int) -> None:
         """Raise ``ValueError`` if ``action`` is not valid now; changes nothing."""
@@ -288,29 +314,34 @@ class RoutingEngine:
                 f"representation or cannot lead to a prediction); allowed actions: {allowed}"
             )
 
-    def act(self, action: int) -> StepOutcome:
-        """Apply ``action`` to the current sample; train when its minibatch is complete."""
-        self.check_action(action)
-        assert self._batch is not None and self._sample is not None
+    def act(self, action: int, *, checked: bool = False) -> StepOutcome:
+        """Apply ``action`` to the current sample; train when its minibatch is complete.
+
+        ``checked=True`` skips :meth:`check_action` (the caller has just run it).
+        """
+        if not checked:
+            self.check_action(action)
+        batch, depth = self._batch, self.depth
+        assert batch is not None and self._sample is not None
         train = self.mode == "train"
         collab = 0.0
         if train:
-            collab = collaboration_reward(
-                rho=self.rho, selections_A=self.selections_nA[self.depth], action=action
-            )
-            self.selections_nA[self.depth, action] += 1
-        self._batch.routes_Bn[self._sample, self.depth] = action
-        with torch.inference_mode():  # observations only: no graph, no version counters
-            self.v = self.network.apply_action(self.depth, action, self.v)
-        self.depth += 1
+            if self.rho:
+                collab = collaboration_reward(
+                    rho=self.rho, selections_A=self.selections_nA[depth], action=action
+                )
+            self.selections_nA[depth, action] += 1
+        batch.routes_Bn[self._sample, depth] = action
+        self._advance(depth, action)
+        self.depth = depth + 1
         if self.depth < self.num_decisions:
-            self._mask = self.network.action_mask(self.depth, tuple(self.v.shape[1:]))
+            self._mask = self.network.action_mask(self.depth, self._v_shape)
             return StepOutcome(collab, 0.0, False, None, None, False)
 
         # the route is complete: the last output is the prediction
-        correct, loss = self._judge(self.v)
+        correct, loss = self._judge()
         reward = final_reward(correct=correct, loss=loss if self.regression else None)
-        self._batch.done_B[self._sample] = True
+        batch.done_B[self._sample] = True
         self._sample = None
         trained = False
         if train:
@@ -319,20 +350,45 @@ class RoutingEngine:
             self._eval_total_T[self.task] += 1
             self._eval_correct_T[self.task] += int(bool(correct))
             self._eval_loss_T[self.task] += loss or 0.0
-        if self._batch.exhausted:
+        if batch.exhausted:
             trained = self._flush()
         return StepOutcome(collab, reward, True, correct, loss, trained)
 
-    def _judge(self, pred_1K: torch.Tensor) -> tuple[bool | None, float | None]:
+    def _advance(self, depth: int, action: int) -> None:
+        """Apply one decision to the current representation (observations only: no graph).
+
+        Flat float32 CPU representations go through the network's NumPy path when the
+        block allows it (the default fc blocks), else through torch.
+        """
+        if self._v_np is not None:
+            out = self.network.apply_action_array(depth, action, self._v_np)
+            if out is not None:
+                self._v, self._v_np, self._v_shape = None, out, out.shape
+                return
+        with torch.inference_mode():  # no graph, no version counters
+            v = self.network.apply_action(depth, action, self.representation())
+        self._v, self._v_shape = v, tuple(v.shape[1:])
+        flat = v.dim() == 2 and v.dtype == torch.float32 and v.device.type == "cpu"
+        self._v_np = v.view(-1).numpy() if flat else None
+
+    def _judge(self) -> tuple[bool | None, float | None]:
         """Correctness (classification) or loss (regression) of one finished route."""
-        with torch.no_grad():
+        if self._v_np is not None:
+            out = self._v_np
             if self.regression:
-                target = self.target.view(1).to(self.device).float()
-                return None, float(F.mse_loss(pred_1K.view(-1)[:1], target))
+                return None, float((float(out[0]) - float(self.target)) ** 2)
+            if self._class_mask_TK is not None:
+                out = out[: self.dataset.num_classes[self.task]]
+            return int(out.argmax()) == self.target, None
+        with torch.inference_mode():
+            pred_1K = self.representation()
+            if self.regression:
+                target = torch.tensor([float(self.target)], device=pred_1K.device)
+                return None, float(F.mse_loss(pred_1K.view(-1)[:1].float(), target))
             logits = pred_1K[0]
             if self._class_mask_TK is not None:
                 logits = logits[: self.dataset.num_classes[self.task]]
-            return int(logits.argmax()) == int(self.target), None
+            return int(logits.argmax()) == self.target, None
 
     def _masked_logits(self, logits_NK: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
         if self._class_mask_TK is None:
@@ -354,13 +410,14 @@ class RoutingEngine:
             indices = np.arange(self._eval_cursor, min(self._eval_cursor + B, len(split)))
             self._eval_cursor += len(indices)
         indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        self.network.refresh_array_path()
         x = self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)
         if self.mode == "train":
             trunk_out = self.network.trunk(x)  # keeps its graph until the minibatch is trained
         else:
             with torch.no_grad():
                 trunk_out = self.network.trunk(x)
-        return _Minibatch(indices_B, trunk_out, self.num_decisions)
+        return _Minibatch(indices_B, trunk_out, split, self.num_decisions)
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -383,8 +440,8 @@ class RoutingEngine:
             return False
         done = torch.from_numpy(np.flatnonzero(batch.done_B))
         indices = batch.indices_B[done]
-        routes = batch.routes_Bn[done]
-        trunk_out = batch.trunk_out_B if len(done) == len(batch.indices_B) else batch.trunk_out_B[done]
+        routes = torch.from_numpy(batch.routes_Bn)[done]
+        trunk_out = batch.trunk_out_B if len(done) == batch.size else batch.trunk_out_B[done]
         split = self.dataset.train
         pred = self.network.forward_routes(trunk_out, routes)
         targets = split.targets_N[indices].to(self.device)

@@ -318,7 +318,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
 
     def _make_obs(self, agent: str) -> dict[str, Any]:
         engine = self.engine
-        flat = engine.representation().detach().reshape(-1).cpu().numpy()
+        flat = engine.representation_array()
         v = np.zeros(self.observation_width, dtype=np.float32)
         v[: flat.size] = flat
         mask = self._dispatch_mask if agent == self.dispatcher else engine.action_mask()
@@ -352,7 +352,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
 
         engine = self.engine
         depth, task, index = engine.depth, engine.task, engine.sample_index
-        outcome = engine.act(action)
+        outcome = engine.act(action, checked=True)  # _validate_action ran check_action
         self._decision_obs = None
         self.rewards[agent] = outcome.collaboration_reward + outcome.final_reward
         self.infos[agent] = {

@@ -159,3 +159,100 @@ def test_routed_conv_layers_in_the_env(digits):
     assert (
         obs["action_mask"].tolist()[:2] == [1, 1] and obs["action_mask"][2] == 0
     )  # 2 classifiers of 3 actions
+
+
+# ------------------------------------------------ NumPy path of the observations
+def _torch_apply(net, depth, action, v_D):
+    with torch.no_grad():
+        return net.apply_action(depth, action, torch.from_numpy(v_D).view(1, -1))[0].numpy()
+
+
+@pytest.mark.parametrize("routing", ["layered", "recurrent"])
+def test_array_path_matches_torch_on_every_allowed_move(routing):
+    net = small_network(routing)
+    net.refresh_array_path()
+    rng = np.random.default_rng(0)
+    shape = net.trunk_output_shape
+    for depth in range(net.num_decisions):
+        v = rng.normal(size=shape).astype(np.float32)
+        for action in np.flatnonzero(net.action_mask(depth, shape)):
+            out = net.apply_action_array(depth, int(action), v)
+            assert out is not None
+            np.testing.assert_allclose(out, _torch_apply(net, depth, int(action), v), rtol=1e-5, atol=1e-6)
+        shape = (16,)
+
+
+def test_array_path_sees_in_place_updates_and_replaced_parameters():
+    net = small_network()
+    net.refresh_array_path()
+    v = np.ones(16, dtype=np.float32)
+    first = net.apply_action_array(0, 0, v)
+    with torch.no_grad():
+        net.blocks[0][0].weight.mul_(2.0)  # in place, as an optimizer step: seen at once
+    np.testing.assert_allclose(net.apply_action_array(0, 0, v), _torch_apply(net, 0, 0, v), rtol=1e-5)
+    net.blocks[0][0].weight = nn.Parameter(torch.zeros(16, 16))  # new storage: seen after a refresh
+    net.refresh_array_path()
+    np.testing.assert_allclose(net.apply_action_array(0, 0, v), _torch_apply(net, 0, 0, v), rtol=1e-5)
+    assert not np.allclose(first, net.apply_action_array(0, 0, v))
+
+
+def test_array_path_declines_hooks_and_other_layers():
+    net = small_network()
+    net.refresh_array_path()
+    v = np.ones(16, dtype=np.float32)
+    assert net.apply_action_array(0, 1, v) is not None
+    handle = net.blocks[1].register_forward_hook(lambda *_: None)
+    net.refresh_array_path()
+    assert net.apply_action_array(0, 1, v) is None  # hooks must run: torch path
+    handle.remove()
+    net.refresh_array_path()
+    assert net.apply_action_array(0, 1, v) is not None
+    handle = nn.modules.module.register_module_forward_hook(lambda *_: None)
+    try:
+        net.refresh_array_path()
+        assert net.apply_action_array(0, 1, v) is None
+    finally:
+        handle.remove()
+
+    trunk = nn.Sequential(nn.Flatten(), nn.Linear(4, 8))
+    odd = RoutingNetwork(
+        trunk=trunk,
+        layers=[
+            [nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)), nn.Sequential(nn.Linear(8, 8), nn.Tanh())],
+            [nn.Linear(8, 2)],
+        ],
+        input_shape=(1, 2, 2),
+        output_size=2,
+    )
+    odd.refresh_array_path()
+    v8 = np.ones(8, dtype=np.float32)
+    assert odd.apply_action_array(0, 0, v8) is None and odd.apply_action_array(0, 1, v8) is None
+    assert odd.apply_action_array(1, 0, v8) is not None  # a bare Linear
+
+
+def test_env_observations_and_rewards_do_not_depend_on_the_array_path(digits, monkeypatch):
+    import routing_env
+
+    def episode_log(env):
+        env.reset(seed=3)
+        log = []
+        for sample in range(150):  # more than two minibatches: blocks are trained in between
+            if sample:
+                env.reset()
+            for _agent in env.agent_iter():
+                obs, reward, term, trunc, info = env.last()
+                if term or trunc:
+                    env.step(None)
+                    continue
+                log.append((obs["observation"].copy(), reward))
+                env.step(int(np.flatnonzero(obs["action_mask"])[sample % 3]))
+        return log
+
+    kwargs = dict(dataset=digits, batch_size=64, lr=0.1)
+    fast = episode_log(routing_env.raw_env(**kwargs))
+    monkeypatch.setattr(RoutingNetwork, "apply_action_array", lambda self, depth, action, v: None)
+    slow = episode_log(routing_env.raw_env(**kwargs))
+    assert len(fast) == len(slow)
+    for (obs_f, r_f), (obs_s, r_s) in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(obs_f, obs_s, rtol=1e-4, atol=1e-5)
+        assert r_f == r_s
