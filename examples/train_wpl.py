@@ -7,7 +7,7 @@ learns where to route that task's samples from the +1/-1 final reward plus the
 collaboration reward ``rho``. Each epoch routes every training sample once, then the
 test split is routed greedily (argmax policy) and with the stochastic policy.
 
-    python examples/train_wpl.py                           # digits-MTL, offline, ~2 min on 2 CPU cores
+    python examples/train_wpl.py                           # digits-MTL, offline, ~1.5 min on 2 CPU cores
     python examples/train_wpl.py --dataset mnist-mtl --data-root ~/data --epochs 50
     python examples/train_wpl.py --resume runs/wpl-digits-mtl-s0-20250101-120000 --epochs 60
     python examples/train_wpl.py --help
