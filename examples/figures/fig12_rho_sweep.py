@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
-from routing_env.datasets import MultiTaskDataset, load_dataset
-from routing_env.training import parse_args, seed_everything, subsample
+from routing_env.datasets import MultiTaskDataset
+from routing_env.training import load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
@@ -53,17 +53,23 @@ class Args:
     dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
     """multi-task dataset"""
     data_root: str | None = None
-    """dataset folder (default $ROUTING_ENV_DATA)"""
+    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction and of the subsets below (the same for every run)"""
     max_train_samples: int | None = None
     """train on a per-task stratified subset of at most this many samples"""
     max_test_samples: int | None = None
-    """evaluate on at most this many test samples"""
+    """evaluate on a per-task stratified subset of at most this many test samples"""
     policy_lr: float = 0.3
     """WPL policy learning rate"""
     optimizer: Literal["sgd", "adam"] = "adam"
     """optimizer of the blocks (the paper: sgd at 1e-2)"""
     lr: float = 1e-3
     """learning rate of the blocks"""
+    lr_decay_every: int | None = 10
+    """divide the block learning rate by 10 every this many epochs (none: constant)"""
     torch_threads: int = 1
     """torch intra-op threads"""
 
@@ -90,7 +96,13 @@ def greedy_blocks_used(router: MultiAgentRouter) -> list[int]:
 def run(args: Args, dataset: MultiTaskDataset, rho: float, seed: int) -> list[dict[str, Any]]:
     """Train one run; one row per epoch."""
     seed_everything(seed)
-    env = routing_env.env(dataset=dataset, collaboration_reward=rho, optimizer=args.optimizer, lr=args.lr)
+    env = routing_env.env(
+        dataset=dataset,
+        collaboration_reward=rho,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        lr_decay_every=args.lr_decay_every,
+    )
     router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=seed)
     rows = []
     for epoch in range(args.epochs):
@@ -156,8 +168,7 @@ def plot(rows: list[dict[str, Any]]) -> Figure:
 
 def main(args: Args) -> Path:
     torch.set_num_threads(args.torch_threads)
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    dataset = subsample(dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=0)
+    dataset = load_run_dataset(args)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for rho in args.rho_values():

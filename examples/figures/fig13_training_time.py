@@ -67,7 +67,11 @@ class Args:
     dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
     """multi-task dataset (its first tasks are used)"""
     data_root: str | None = None
-    """dataset folder (default $ROUTING_ENV_DATA)"""
+    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction"""
     hidden_width: int = 128
     """units of the hidden fc blocks / cross-stitch columns"""
     batch_size: int = 64
@@ -212,7 +216,7 @@ def plot(rows: list[dict[str, Any]]) -> Figure:
 def main(args: Args) -> Path:
     torch.set_num_threads(args.torch_threads)
     seed_everything(0)
-    dataset = load_dataset(args.dataset, root=args.data_root)
+    dataset = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download)
     rows: list[dict[str, Any]] = []
     for T in args.task_counts():
         data = first_tasks(dataset, T, train_per_task=args.samples_per_task)

@@ -38,9 +38,8 @@ from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train
-from routing_env.datasets import load_dataset
 from routing_env.game import analyze_game
-from routing_env.training import parse_args, seed_everything, subsample
+from routing_env.training import load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
@@ -64,9 +63,15 @@ class Args:
     dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
     """multi-task dataset"""
     data_root: str | None = None
-    """dataset folder (default $ROUTING_ENV_DATA)"""
+    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction and of the subsets below"""
     max_train_samples: int | None = None
     """train on a per-task stratified subset of at most this many samples"""
+    max_test_samples: int | None = None
+    """keep a per-task stratified subset of at most this many test samples (the analyses draw from it)"""
     rho: float = 0.0
     """collaboration reward rho (a training signal; not part of the analyzed payoff)"""
     policy_lr: float = 0.3
@@ -75,6 +80,8 @@ class Args:
     """optimizer of the blocks"""
     lr: float = 1e-3
     """learning rate of the blocks"""
+    lr_decay_every: int | None = 10
+    """divide the block learning rate by 10 every this many epochs (none: constant)"""
     seed: int = 0
     """seed of the run"""
     torch_threads: int = 1
@@ -140,15 +147,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def main(args: Args) -> Path:
     torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
-    dataset = subsample(
-        load_dataset(args.dataset, root=args.data_root), max_train=args.max_train_samples, seed=0
-    )
+    dataset = load_run_dataset(args)
     env = routing_env.env(
         dataset=dataset,
         router=args.router,
         collaboration_reward=args.rho,
         optimizer=args.optimizer,
         lr=args.lr,
+        lr_decay_every=args.lr_decay_every,
     )
     router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=args.seed)
     env.reset(seed=args.seed)

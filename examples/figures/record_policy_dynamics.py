@@ -8,9 +8,9 @@ them with the chosen blocks and rewards. After each epoch the test split is rout
 greedily (not recorded). At the end the recording is written to ``--output`` (a tidy
 CSV, one row per recorded decision; ``.parquet`` if pyarrow is installed).
 
-    python examples/figures/record_policy_dynamics.py --output docs/figures/recording.csv
+    python examples/figures/record_policy_dynamics.py --output docs/figures/recording.csv.gz
     python examples/figures/record_policy_dynamics.py --dataset mnist-mtl --data-root ~/data \\
-        --max-train-samples 20000 --epochs 3 --every 20 --output runs/recording-mnist.csv
+        --epochs 10 --every 500 --max-rows 8000 --output docs/figures/mnist-mtl/recording.csv.gz
     python examples/figures/record_policy_dynamics.py --help
 
 Then draw the figures from the CSV (``fig09_policy_heatmaps.py``,
@@ -32,9 +32,9 @@ import torch
 
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
-from routing_env.datasets import MultiTaskDataset, load_dataset
+from routing_env.datasets import MultiTaskDataset
 from routing_env.recording import PolicyRecorder
-from routing_env.training import parse_args, seed_everything, subsample
+from routing_env.training import load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
@@ -46,11 +46,15 @@ class Args:
     dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
     """multi-task dataset (digits-mtl is offline; the others are read from --data-root)"""
     data_root: str | None = None
-    """dataset folder (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
+    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction and of the subsets below"""
     max_train_samples: int | None = None
     """train on a per-task stratified subset of at most this many samples"""
     max_test_samples: int | None = None
-    """evaluate on at most this many test samples"""
+    """evaluate on a per-task stratified subset of at most this many test samples"""
     epochs: int = 5
     """training epochs (one epoch routes every training sample once)"""
     every: int = 10
@@ -81,11 +85,6 @@ class Args:
             raise ValueError(f"--every must be >= 1, got {self.every}")
 
 
-def make_dataset(args: Args) -> MultiTaskDataset:
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    return subsample(dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=0)
-
-
 def make_env_and_router(args: Args, dataset: MultiTaskDataset) -> tuple[Any, MultiAgentRouter]:
     env = routing_env.env(
         dataset=dataset,
@@ -103,7 +102,7 @@ def main(args: Args) -> Path:
     """Train, record, export; return the path of the recording."""
     torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
-    dataset = make_dataset(args)
+    dataset = load_run_dataset(args)
     env, router = make_env_and_router(args, dataset)
     recorder = PolicyRecorder(env, policies=router, every=args.every, max_rows=args.max_rows)
     print(

@@ -1,9 +1,15 @@
-"""The figure scripts of examples/figures/ on digits-MTL with tiny budgets."""
+"""The figure scripts of examples/figures/ on digits-MTL with tiny budgets, their dataset
+options (MNIST-MTL on small idx files in MNIST's format) and the commands in the docs."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
+import re
+import shlex
+import struct
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,9 +18,11 @@ import numpy as np
 import pytest
 
 from routing_env.recording import load_recording
-from routing_env.training import build_parser, field_docs
+from routing_env.training import build_parser, field_docs, load_run_dataset, parse_args
 
-FIGURES = Path(__file__).resolve().parents[2] / "examples" / "figures"
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "examples" / "figures"
+DOCS = ROOT / "docs" / "policy_dynamics.md"
 SCRIPTS = [
     "record_policy_dynamics",
     "fig09_policy_heatmaps",
@@ -24,6 +32,8 @@ SCRIPTS = [
     "fig13_training_time",
     "game_dynamics",
 ]
+TRAINING_SCRIPTS = ["record_policy_dynamics", "fig12_rho_sweep", "game_dynamics"]
+DATA_OPTIONS = ["dataset", "data_root", "download", "data_seed", "max_train_samples", "max_test_samples"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -57,7 +67,7 @@ def recording_csv(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", [*SCRIPTS, "make_all"])
 def test_every_option_is_documented(name):
     module = load(name)
     docs = field_docs(module.Args)
@@ -150,3 +160,159 @@ def test_game_dynamics(tmp_path):
     assert len(agents) == 3 * 10
     assert all(int(r["num_samples"]) == 50 for r in summary)
     assert all(float(r["nash_conv"]) > -1e-9 for r in summary)  # tabular agents: no negative gain
+
+
+# ---------------------------------------------------------------- datasets and commands
+@pytest.mark.parametrize("name", [*TRAINING_SCRIPTS, "fig13_training_time"])
+def test_dataset_options_are_those_of_train_wpl(name, train_wpl):
+    """The figure scripts that train take the dataset options of examples/train_wpl.py
+    (same names and defaults), so one --dataset/--data-root line works for all of them."""
+    wanted = DATA_OPTIONS if name in TRAINING_SCRIPTS else DATA_OPTIONS[:4]  # fig13 sizes its own subsets
+    defaults = {f.name: f.default for f in dataclasses.fields(train_wpl.Args)}
+    mine = {f.name: f.default for f in dataclasses.fields(load(name).Args)}
+    for option in wanted:
+        assert option in mine, f"{name} lacks --{option.replace('_', '-')}"
+        assert mine[option] == defaults[option], f"{name}: --{option} defaults to {mine[option]!r}"
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory) -> Path:
+    """Random images in MNIST's idx layout, enough for MNIST-MTL's default draw (1,000 / 20 per digit)."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, per_digit in (("train", 1000), ("t10k", 20)):
+        labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_digit))
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (len(labels), 28, 28), np.uint8))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+def test_training_scripts_on_mnist_mtl(mnist_root, tmp_path):
+    """--dataset mnist-mtl --data-root DIR reaches every script that trains (28x28 inputs, 4 conv layers)."""
+    data = {
+        "dataset": "mnist-mtl",
+        "data_root": str(mnist_root),
+        "max_train_samples": 100,
+        "max_test_samples": 20,
+    }
+    record = load("record_policy_dynamics")
+    out = record.main(record.Args(output=str(tmp_path / "rec.csv.gz"), epochs=1, every=1, **data))
+    rec = load_recording(out)
+    assert len(rec) == 3 * 100 and set(rec.agent_names) == {f"router_{t}" for t in range(10)}
+
+    fig12 = load("fig12_rho_sweep")
+    assert_png(fig12.main(fig12.Args(output=str(tmp_path / "f12.png"), rhos="0", epochs=1, **data)))
+    assert len(read_csv(tmp_path / "f12.csv")) == 1
+
+    game = load("game_dynamics")
+    args = game.Args(
+        output=str(tmp_path / "g.png"), epochs=1, analyze_every=100, max_samples_per_task=None, **data
+    )
+    assert_png(game.main(args))
+    summary = read_csv(tmp_path / "g.csv")
+    assert [int(r["sample"]) for r in summary] == [0, 100]
+    assert all(int(r["num_samples"]) == 20 for r in summary)  # --max-test-samples
+
+    fig13 = load("fig13_training_time")
+    args = fig13.Args(
+        output=str(tmp_path / "f13.png"), tasks="2", samples_per_task=5, repeats=1,
+        dataset="mnist-mtl", data_root=str(mnist_root),
+    )  # fmt: skip
+    assert_png(fig13.main(args))
+    assert {int(r["train_samples"]) for r in read_csv(tmp_path / "f13.csv")} == {10}
+
+
+def test_data_seed_reaches_the_dataset(mnist_root):
+    train = load("record_policy_dynamics")
+    a, b = (
+        load_run_dataset(
+            train.Args(dataset="mnist-mtl", data_root=str(mnist_root), data_seed=s, max_train_samples=50)
+        )
+        for s in (0, 1)
+    )
+    assert len(a.train) == len(b.train) == 50
+    assert not np.array_equal(a.train.inputs_NCHW.numpy(), b.train.inputs_NCHW.numpy())
+
+
+def documented_commands() -> list[list[str]]:
+    """Every ``python examples/figures/...`` command of docs/policy_dynamics.md, as argv."""
+    text = DOCS.read_text(encoding="utf-8").replace("\\\n", " ")
+    return [
+        shlex.split(m) for m in re.findall(r"^python examples/figures/\S+\.py.*$", text, flags=re.MULTILINE)
+    ]
+
+
+def test_documented_commands_parse():
+    """Each command in the docs names a figure script and options it accepts (nothing is run)."""
+    commands = documented_commands()
+    assert {Path(argv[1]).stem for argv in commands} == {*SCRIPTS, "make_all"}  # every script shown
+    for argv in commands:
+        module = load(Path(argv[1]).stem)
+        args = parse_args(module.Args, argv[2:])
+        if "--output" in argv:
+            assert args.output == argv[argv.index("--output") + 1]
+
+
+@pytest.mark.parametrize("preset", ["smoke", "digits-mtl", "mnist-mtl"])
+def test_make_all_presets_parse(preset):
+    make_all = load("make_all")
+    args = make_all.Args(preset=preset, output_dir="out", data_root="data")
+    steps = make_all.commands(args)
+    assert [script for script, _ in steps[:7]] == [
+        "record_policy_dynamics", "fig09_policy_heatmaps", "fig10_block_probability", "fig11_routing_map",
+        "fig12_rho_sweep", "fig13_training_time", "game_dynamics",
+    ]  # fmt: skip
+    assert len(steps) == (10 if preset == "mnist-mtl" else 7)  # MNIST-MTL adds the first-100-samples view
+    for script, argv in steps:
+        parsed = parse_args(load(script).Args, argv)
+        assert parsed.output.startswith("out/")
+        if hasattr(parsed, "dataset"):
+            assert parsed.dataset == ("mnist-mtl" if preset == "mnist-mtl" else "digits-mtl")
+            assert parsed.data_root == "data"
+    with pytest.raises(ValueError, match="fig14"):
+        make_all.Args(preset=preset, only="fig09,fig14")
+
+
+def test_make_all_smoke(tmp_path):
+    make_all = load("make_all")
+    times = make_all.main(make_all.Args(preset="smoke", output_dir=str(tmp_path)))
+    assert list(times) == ["record", "fig09", "fig10", "fig11", "fig12", "fig13", "game"]
+    assert len(load_recording(tmp_path / "recording.csv.gz")) > 0
+    for name in ("fig09_policy_heatmaps", "fig10_block_probability", "fig11_routing_map", "fig12_rho_sweep",
+                 "fig13_training_time", "game_dynamics"):  # fmt: skip
+        assert_png(tmp_path / f"{name}.png")
+    for name in ("fig12_rho_sweep", "fig13_training_time", "game_dynamics", "game_dynamics_agents"):
+        assert read_csv(tmp_path / f"{name}.csv")
+    only = make_all.main(make_all.Args(preset="smoke", output_dir=str(tmp_path), only="fig11"))
+    assert list(only) == ["fig11"]
+
+
+def test_script_runs_as_a_command(recording_csv, tmp_path):
+    """The ``__main__`` path: argv parsed into Args, figure written (one script stands for all)."""
+    out = tmp_path / "map.png"
+    script = FIGURES / "fig11_routing_map.py"
+    argv = [
+        sys.executable,
+        str(script),
+        "--recording",
+        str(recording_csv),
+        "--output",
+        str(out),
+        "--window",
+        "2",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert_png(out)
+    assert "task 9: blocks" in done.stderr
+    bad = subprocess.run(
+        [*argv[:2], "--window", "x"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert bad.returncode == 2 and "--window expects int" in bad.stderr
