@@ -62,6 +62,8 @@ class Args:
     """train on a per-task stratified subset of at most this many samples"""
     max_test_samples: int | None = None
     """evaluate on a per-task stratified subset of at most this many test samples"""
+    min_per_class: str | None = None
+    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
     policy_lr: float = 0.3
     """WPL policy learning rate"""
     optimizer: Literal["sgd", "adam"] = "adam"

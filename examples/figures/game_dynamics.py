@@ -72,6 +72,8 @@ class Args:
     """train on a per-task stratified subset of at most this many samples"""
     max_test_samples: int | None = None
     """keep a per-task stratified subset of at most this many test samples (the analyses draw from it)"""
+    min_per_class: str | None = None
+    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
     rho: float = 0.0
     """collaboration reward rho (a training signal; not part of the analyzed payoff)"""
     policy_lr: float = 0.3

@@ -1,0 +1,54 @@
+"""Figure 4: influence of the RL algorithm that trains the routers (CIFAR-MTL in the paper).
+
+Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 and Table 3. The
+same routed SimpleConvNet (one function block per task in each routed fc layer) is
+trained with five router implementations:
+
+- MARL:WPL (table): one tabular Weighted Policy Learner per task (routing-all-fc,
+  ``examples/train_wpl.py`` with its defaults);
+- Q-learning, table: one tabular Q-learner per task (epsilon-greedy);
+- Q-learning, approx: one Q-learner per task, one MLP (64 hidden units) per depth on
+  ``concat(v, one-hot(t))``;
+- REINFORCE, per-task approx: one REINFORCE agent per task, one MLP per depth;
+- REINFORCE, single agent approx: one REINFORCE agent for all tasks.
+
+The function blocks are trained as ``train_wpl.py`` trains them (its defaults: Adam at
+1e-3, divided by 10 every 10 epochs; rho = 0). The learners' settings are their
+classes' defaults (see ``--help``); as for WPL, nothing was tuned for this figure,
+whereas the paper swept the learning rate and rho per algorithm.
+
+Writes ``OUTPUT_DIR/fig04_rl_algorithms_<dataset>.{csv,png,json}``: one CSV row per
+model, seed and epoch (test accuracy of the greedy routes, and of the sampled ones),
+the accuracy curves, and the command and budget. The paper's budget (100 epochs,
+3 seeds) is the default:
+
+    python examples/paper/fig04_rl_algorithms.py --data-root ~/data                # CIFAR-MTL, as the paper
+    python examples/paper/fig04_rl_algorithms.py --dataset mnist-mtl --data-root ~/data \\
+        --max-train-samples 10000 --epochs 10 --seeds 1 --output-dir docs/results
+    python examples/paper/fig04_rl_algorithms.py --help
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from paper_runs import FIG4, PaperArgs, run_figure
+
+from routing_env.training import parse_args
+
+SCRIPT = "examples/paper/fig04_rl_algorithms.py"
+
+
+@dataclass
+class Args(PaperArgs):
+    """Fig. 4: routers trained by WPL, REINFORCE or Q-learning on one routing network."""
+
+
+def main(args: Args) -> dict[str, Path]:
+    """Run the figure; return the paths of its CSV, PNG and JSON."""
+    return run_figure(FIG4, args, script=SCRIPT)
+
+
+if __name__ == "__main__":
+    main(parse_args(Args))

@@ -1,0 +1,52 @@
+"""Figure 5: routing architectures (CIFAR-MTL in the paper).
+
+Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 and Table 4:
+
+- routing-all-fc: per-task tabular WPL routers over the 3 routed fc layers
+  (``examples/train_wpl.py`` with its defaults);
+- routing-all-fc recurrent/+PASS: the same, but any block of fitting width may be
+  picked at any depth, or PASS (appendix 7.2; ``train_wpl.py --routing recurrent``);
+- routing-all-fc dispatched: a REINFORCE dispatcher sends each sample to one of T
+  REINFORCE routers (one MLP per depth each; Fig. 3c);
+- soft-mixture-all-fc: the routed blocks mixed by a per-layer softmax instead of hard
+  routing (``examples/train_baseline.py --model soft-mixture-all-fc``);
+- routing-all-fc single agent: one REINFORCE router, one MLP per depth (Fig. 3a).
+
+Function blocks are trained with ``train_wpl.py``'s defaults for every model (Adam at
+1e-3, divided by 10 every 10 epochs); the learners use their classes' defaults
+(see ``--help``), untuned.
+
+Writes ``OUTPUT_DIR/fig05_architectures_<dataset>.{csv,png,json}`` (one CSV row per
+model, seed and epoch). Runs shared with Fig. 4 (routing-all-fc, the single agent) are
+reused when both scripts get the same ``--runs-dir`` and data options:
+
+    python examples/paper/fig05_architectures.py --data-root ~/data                # CIFAR-MTL, as the paper
+    python examples/paper/fig05_architectures.py --dataset mnist-mtl --data-root ~/data \\
+        --max-train-samples 10000 --epochs 10 --seeds 1 --output-dir docs/results
+    python examples/paper/fig05_architectures.py --help
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from paper_runs import FIG5, PaperArgs, run_figure
+
+from routing_env.training import parse_args
+
+SCRIPT = "examples/paper/fig05_architectures.py"
+
+
+@dataclass
+class Args(PaperArgs):
+    """Fig. 5: routing architectures (recurrent/PASS, dispatched, soft mixture, single agent)."""
+
+
+def main(args: Args) -> dict[str, Path]:
+    """Run the figure; return the paths of its CSV, PNG and JSON."""
+    return run_figure(FIG5, args, script=SCRIPT)
+
+
+if __name__ == "__main__":
+    main(parse_args(Args))

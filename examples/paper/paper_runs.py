@@ -1,0 +1,782 @@
+"""What the paper-figure scripts of ``examples/paper/`` share: the models, their runs, CSV and plots.
+
+Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 (Figs. 4-8) and
+appendix 7.3 (Tables 3 and 4). Every model is trained by the repository's own training
+code, so a figure shows exactly what the single-run scripts produce:
+
+- WPL routing networks (``routing-all-fc`` and its recurrent +PASS variant) by
+  ``examples/train_wpl.py``'s ``main()`` with that script's defaults;
+- the non-routed baselines by ``examples/train_baseline.py``'s ``main()``;
+- routers learned by REINFORCE or Q-learning (Fig. 4), the single-agent and the
+  dispatched configurations, by :func:`run_agents` below: the env is built by
+  ``train_wpl.make_env`` (the function blocks get the same optimizer, schedule and batch
+  size as ``train_wpl.py``) and evaluated by ``train_wpl.evaluate_policy``; only the
+  learners differ.
+
+Each (model, seed) run gets a run folder under ``--runs-dir`` in ``train_wpl.py``'s
+format (``config.json``, ``metrics.csv``). A run folder that already holds the requested
+epochs is reused (the first ``--epochs`` rows of a longer run are what a shorter run
+gives: the schedule does not depend on the total), and a WPL or baseline run that was
+cut short resumes from its checkpoint, so an interrupted figure command picks up where
+it stopped. After every run the figure's CSV (one row per model, seed and epoch), PNG
+and JSON (the command, the budget and the run folders) are rewritten.
+
+This module is imported by the scripts next to it (``python examples/paper/<script>.py``
+puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure as PlotFigure
+from matplotlib.ticker import MaxNLocator, NullLocator
+
+from agents import AgentFactory, Dispatcher, MultiAgentRouter, QLearning, Reinforce, train
+from routing_env.datasets import MultiTaskDataset
+from routing_env.training import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESUMABLE_OPTIONS,
+    MetricsCSV,
+    load_run_dataset,
+    metric_columns,
+    metrics_row,
+    read_config,
+    seed_everything,
+    write_config,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1]
+DatasetName = Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"]
+DATASET_LABELS = {
+    "digits-mtl": "digits-MTL",
+    "mnist-mtl": "MNIST-MTL",
+    "cifar-mtl": "CIFAR-MTL",
+    "min-mtl": "MIN-MTL",
+}
+
+#: The epochs at which the paper's Table 2 reports accuracy.
+TABLE2_EPOCHS = (1, 5, 10, 20, 50, 100)
+
+#: Columns of a figure's CSV.
+CSV_COLUMNS = [
+    "figure",
+    "dataset",
+    "model",
+    "label",
+    "seed",
+    "epoch",
+    "test_accuracy",
+    "test_accuracy_stochastic",
+    "train_accuracy",
+    "lr",
+    "train_samples",
+    "test_samples",
+    "epoch_time_s",
+    "wall_time_s",
+]
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module (the same module name the tests use)."""
+    module_name = f"routing_env_example_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {EXAMPLES / f'{name}.py'}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and inspect.getsource look it up
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+# ============================================================== the models
+@dataclass(frozen=True)
+class Model:
+    """One model of the paper's Figs. 4-8 and the code that trains it.
+
+    Attributes:
+        name: The model's id (the paper's name where it has one).
+        runner: ``"wpl"`` (``train_wpl.main``), ``"baseline"`` (``train_baseline.main``)
+            or ``"agents"`` (:func:`run_agents`).
+        options: Fields of the runner's ``Args`` that differ from its defaults; for
+            ``"agents"``, the fields of ``train_wpl.Args`` that configure the env.
+        learner: ``"agents"`` runner only: the router learners (see :func:`learner_factory`).
+        description: What the paper calls it (appendix 7.3).
+    """
+
+    name: str
+    runner: Literal["wpl", "baseline", "agents"]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    learner: Literal["reinforce-mlp", "qlearning-mlp", "qlearning-table"] | None = None
+    description: str = ""
+
+
+MODELS: dict[str, Model] = {
+    m.name: m
+    for m in [
+        Model(
+            "routing-all-fc",
+            "wpl",
+            description="MARL:WPL: one tabular WPL agent per task (train_wpl.py's defaults)",
+        ),
+        Model(
+            "routing-all-fc-recurrent",
+            "wpl",
+            {"routing": "recurrent"},
+            description="routing-all-fc recurrent/+PASS: any block of fitting width at any depth, or PASS",
+        ),
+        Model(
+            "routing-all-fc-single-agent",
+            "agents",
+            {"router": "single"},
+            "reinforce-mlp",
+            "REINFORCE: single agent, one MLP per depth on concat(v, one-hot(t))",
+        ),
+        Model(
+            "routing-all-fc-dispatched",
+            "agents",
+            {"router": "dispatched"},
+            "reinforce-mlp",
+            "a REINFORCE dispatcher picks one of T REINFORCE routers (one MLP per depth each)",
+        ),
+        Model(
+            "reinforce-per-task-approx",
+            "agents",
+            {"router": "per_task"},
+            "reinforce-mlp",
+            "REINFORCE: one agent per task, one MLP per depth on concat(v, one-hot(t))",
+        ),
+        Model(
+            "qlearning-per-task-approx",
+            "agents",
+            {"router": "per_task"},
+            "qlearning-mlp",
+            "Q-learning: one agent per task, one MLP per depth on concat(v, one-hot(t))",
+        ),
+        Model(
+            "qlearning-per-task-table",
+            "agents",
+            {"router": "per_task"},
+            "qlearning-table",
+            "Q-learning: one agent per task, a table per depth and block",
+        ),
+        Model("task-specific-1-fc", "baseline", {"model": "task-specific-1-fc"}),
+        Model("task-specific-all-fc", "baseline", {"model": "task-specific-all-fc"}),
+        Model("cross-stitch-all-fc", "baseline", {"model": "cross-stitch-all-fc"}),
+        Model("soft-mixture-all-fc", "baseline", {"model": "soft-mixture-all-fc"}),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the paper: its models (in the order they are run) and their labels."""
+
+    number: str
+    key: str
+    title: str
+    paper_dataset: str
+    labels: Mapping[str, str]
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.labels)
+
+
+FIG4 = Figure(
+    "4",
+    "fig04_rl_algorithms",
+    "influence of the RL algorithm",
+    "cifar-mtl",
+    {
+        "routing-all-fc": "MARL:WPL (table)",
+        "qlearning-per-task-table": "Q-learning: table",
+        "qlearning-per-task-approx": "Q-learning: approx",
+        "reinforce-per-task-approx": "REINFORCE: per-task approx",
+        "routing-all-fc-single-agent": "REINFORCE: single agent approx",
+    },
+)
+FIG5 = Figure(
+    "5",
+    "fig05_architectures",
+    "routing architectures",
+    "cifar-mtl",
+    {
+        "routing-all-fc": "routing-all-fc",
+        "routing-all-fc-recurrent": "routing-all-fc recurrent/+PASS",
+        "routing-all-fc-dispatched": "routing-all-fc dispatched",
+        "soft-mixture-all-fc": "soft-mixture-all-fc",
+        "routing-all-fc-single-agent": "routing-all-fc single agent",
+    },
+)
+_VS_BASELINES = {
+    "routing-all-fc": "routing-all-fc",
+    "cross-stitch-all-fc": "cross-stitch-all-fc",
+    "task-specific-1-fc": "task-specific-1-fc",
+    "task-specific-all-fc": "task-specific-all-fc",
+}
+FIG6 = Figure("6", "fig06_routing_vs_baselines", "routing vs baselines", "cifar-mtl", _VS_BASELINES)
+FIG7 = Figure("7", "fig07_routing_vs_baselines", "routing vs baselines", "min-mtl", _VS_BASELINES)
+FIG8 = Figure(
+    "8",
+    "fig08_routing_vs_baselines",
+    "routing vs baselines",
+    "mnist-mtl",
+    {**_VS_BASELINES, "soft-mixture-all-fc": "soft-mixture-all-fc"},
+)
+FIGURES = {f.number: f for f in (FIG4, FIG5, FIG6, FIG7, FIG8)}
+
+#: The paper's Table 2 (% test accuracy after epochs 1, 5, 10, 20, 50, 100; 3 runs each).
+#: Transcribed from the text of the paper, whose table cells are partly garbled; None
+#: where a cell is illegible there. Fig. 5's routing-all-fc and Fig. 6's are the run of
+#: Fig. 4's MARL:WPL (identical rows), whose epoch-1 cell reads 31.
+PAPER_TABLE2: dict[str, dict[str, tuple[int | None, ...]]] = {
+    "4": {
+        "reinforce-per-task-approx": (None, 20, 20, 20, 20, 20),  # "REINFORCE: approx"
+        "qlearning-per-task-approx": (None, 20, 20, 20, 24, 25),
+        "qlearning-per-task-table": (None, 36, 47, 50, 55, 55),
+        "routing-all-fc": (31, 53, 57, 58, 60, 60),
+    },
+    "5": {
+        "routing-all-fc": (31, 53, 57, 58, 60, 60),
+        "routing-all-fc-recurrent": (31, 43, 45, 48, 48, 46),
+        "routing-all-fc-dispatched": (None, 23, 28, 37, 42, 41),
+        "soft-mixture-all-fc": (None, 24, 27, 30, 32, 35),
+        "routing-all-fc-single-agent": (None, 23, 33, 42, 44, 44),
+    },
+    "6": {
+        "routing-all-fc": (31, 53, 57, 58, 60, 60),
+        "task-specific-all-fc": (None, 29, 33, 36, 42, 42),
+        "task-specific-1-fc": (27, 34, 39, 42, 48, 49),
+        "cross-stitch-all-fc": (26, 37, 42, 49, 52, 53),
+    },
+    "7": {
+        "routing-all-fc": (34, 54, 57, 55, 58, 57),
+        "task-specific-all-fc": (22, 30, 37, 43, 47, 48),
+        "task-specific-1-fc": (29, 38, 43, 46, 51, 51),
+        "cross-stitch-all-fc": (29, 41, 48, 53, 56, 55),
+    },
+    "8": {
+        "routing-all-fc": (90, 90, 98, 99, 99, 99),
+        "task-specific-all-fc": (90, 91, 94, 95, 95, 96),
+        "task-specific-1-fc": (90, 90, 91, 92, 93, 95),
+        "soft-mixture-all-fc": (90, 90, 90, 90, 90, 90),
+        "cross-stitch-all-fc": (90, 90, 90, 90, 90, 90),
+    },
+}
+
+
+# ============================================================== command line
+@dataclass
+class PaperArgs:
+    """Options every paper-figure script shares."""
+
+    dataset: DatasetName = "cifar-mtl"
+    """multi-task dataset (digits-mtl ships with scikit-learn; the others are read from --data-root)"""
+    data_root: str | None = None
+    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction (fixed across run seeds)"""
+    max_train_samples: int | None = None
+    """train on a per-task stratified subset of at most this many samples (none: all, as in the paper)"""
+    max_test_samples: int | None = None
+    """evaluate on a per-task stratified subset of at most this many test samples (none: all)"""
+    min_per_class: str | None = None
+    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files have 600 per class: pass 550,50)"""
+    epochs: int = 100
+    """training epochs of every run (the paper: 100)"""
+    seeds: int = 3
+    """runs per model, seeds 0..N-1 (the paper: 3)"""
+    models: str = ""
+    """comma-separated subset of the figure's models to run (default: all of them, in the figure's order)"""
+    output_dir: str = "runs/paper"
+    """folder that receives the figure's CSV, PNG and JSON"""
+    runs_dir: str = "runs/paper"
+    """folder of the per-run folders (metrics, checkpoints); complete runs found there are reused"""
+    reinforce_lr: float = 1e-2
+    """Adam learning rate of the REINFORCE routers' and the dispatcher's MLPs (the agents' default)"""
+    qlearning_lr: float = 0.1
+    """step size of tabular Q-learning (the agent's default)"""
+    qlearning_mlp_lr: float = 1e-3
+    """Adam learning rate of the Q-learning MLPs"""
+    epsilon: float = 0.1
+    """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
+    progress: bool = True
+    """draw the training scripts' progress bar on stderr (terminals only)"""
+    torch_threads: int = 1
+    """torch intra-op threads; 1 keeps results the same on any core count"""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.seeds < 1:
+            raise ValueError(f"--epochs and --seeds must be >= 1, got {self.epochs} and {self.seeds}")
+        if self.torch_threads < 1:
+            raise ValueError(f"--torch-threads must be >= 1, got {self.torch_threads}")
+
+    def model_names(self, figure: Figure) -> list[str]:
+        """The models to run: ``--models`` (checked against the figure's), else all of the figure's."""
+        if not self.models.strip():
+            return figure.models
+        names = [m.strip() for m in self.models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in figure.labels]
+        if unknown:
+            raise ValueError(
+                f"--models: {unknown} not in Fig. {figure.number}; expected some of {figure.models}"
+            )
+        return names
+
+    def runs_path(self) -> Path:
+        return Path(self.runs_dir)
+
+
+def command_line(script: str, args: Any, *, always: Sequence[str] = ()) -> str:
+    """``python <script>`` with the options of the dataclass ``args`` that differ from their
+    defaults, and those named in ``always``."""
+    parts = ["python", script]
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        if f.name not in always and f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            parts += [flag, "none" if value is None else str(value)]
+    return shlex.join(parts)
+
+
+# ============================================================== running a model
+def learner_factory(learner: str, args: PaperArgs) -> AgentFactory:
+    """The router learners of the ``"agents"`` runner (appendix 7.3: MLPs of 64 hidden units)."""
+    if learner == "reinforce-mlp":
+        return functools.partial(Reinforce, representation="mlp", lr=args.reinforce_lr)
+    if learner == "qlearning-mlp":
+        return functools.partial(
+            QLearning, representation="mlp", lr=args.qlearning_mlp_lr, epsilon=args.epsilon
+        )
+    if learner == "qlearning-table":
+        return functools.partial(
+            QLearning, representation="table", lr=args.qlearning_lr, epsilon=args.epsilon
+        )
+    raise ValueError(f"unknown learner {learner!r}")
+
+
+def _data_options(args: PaperArgs) -> dict[str, Any]:
+    return {
+        "dataset": args.dataset,
+        "data_root": args.data_root,
+        "download": args.download,
+        "data_seed": args.data_seed,
+        "max_train_samples": args.max_train_samples,
+        "max_test_samples": args.max_test_samples,
+    }
+
+
+def run_name(model: Model, args: PaperArgs, seed: int) -> str:
+    """The run folder of a model: its budget-relevant settings are in the name."""
+    train = "all" if args.max_train_samples is None else str(args.max_train_samples)
+    test = "all" if args.max_test_samples is None else str(args.max_test_samples)
+    return f"{model.name}-{args.dataset}-d{args.data_seed}-n{train}-t{test}-s{seed}"
+
+
+def script_args(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> Any:
+    """The ``Args`` of ``train_wpl.py`` / ``train_baseline.py`` for a run of ``model``."""
+    script = load_script("train_wpl" if model.runner in ("wpl", "agents") else "train_baseline")
+    options = _data_options(args)
+    if args.min_per_class is not None and args.dataset == "min-mtl":
+        if "min_per_class" in script.Args.__dataclass_fields__:
+            options["min_per_class"] = args.min_per_class
+        elif model.runner != "agents":  # run_agents loads the data itself
+            raise ValueError(
+                f"--min-per-class: {Path(script.__file__).name} has no --min-per-class option to pass it to"
+            )
+    return script.Args(
+        **options,
+        **model.options,
+        epochs=args.epochs,
+        seed=seed,
+        output_dir=str(run_dir.parent),
+        run_name=run_dir.name,
+        tensorboard=False,
+        progress=args.progress,
+        torch_threads=args.torch_threads,
+    )
+
+
+def equivalent_command(model: Model, args: PaperArgs, seed: int) -> str | None:
+    """The single-run command that trains the same run (None for the ``"agents"`` runner)."""
+    if model.runner == "agents":
+        return None
+    script = "examples/train_wpl.py" if model.runner == "wpl" else "examples/train_baseline.py"
+    run_args = script_args(model, args, seed, Path(args.runs_path()) / run_name(model, args, seed))
+    run_args = dataclasses.replace(
+        run_args, output_dir="runs", run_name=None, tensorboard=True, progress=True, torch_threads=1
+    )
+    return command_line(script, run_args, always=("model",) if model.runner == "baseline" else ())
+
+
+def run_config(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> dict[str, Any]:
+    """What a run's ``config.json`` holds: the script's ``Args`` (and, for ``"agents"``, the learners)."""
+    config = dataclasses.asdict(script_args(model, args, seed, run_dir))
+    if model.runner == "agents":
+        config["model"] = model.name
+        config["learner"] = model.learner
+        config["learner_options"] = {
+            k: getattr(args, k) for k in ("reinforce_lr", "qlearning_lr", "qlearning_mlp_lr", "epsilon")
+        }
+        config["min_per_class"] = args.min_per_class
+    return config
+
+
+def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
+    """Raise unless ``run_dir`` was trained with the settings this run asks for.
+
+    Raises:
+        ValueError: Naming the settings that differ.
+    """
+    saved = read_config(run_dir)
+    expected = run_config(model, args, seed, run_dir)
+    differ = [
+        f"{k}={saved.get(k)!r} (now {v!r})"
+        for k, v in expected.items()
+        if k not in RESUMABLE_OPTIONS and k in saved and saved[k] != v
+    ]
+    if differ:
+        raise ValueError(
+            f"{run_dir} holds a run with other settings: {'; '.join(differ)}. "
+            "Pass another --runs-dir, or delete that folder to train it again."
+        )
+
+
+def completed_epochs(run_dir: Path) -> int:
+    """The epochs in ``run_dir/metrics.csv`` (0 when there is none)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    with path.open(newline="", encoding="utf-8") as fh:
+        return sum(1 for _ in csv.DictReader(fh))
+
+
+def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
+    """Train routers learned by REINFORCE / Q-learning, with ``train_wpl.py``'s env and evaluation."""
+    train_wpl = load_script("train_wpl")
+    if model.learner is None:
+        raise ValueError(f"model {model.name} names no learner")
+    run_args = script_args(model, args, seed, run_dir)
+    torch.set_num_threads(args.torch_threads)
+    seed_everything(seed)
+    dataset: MultiTaskDataset = load_run_dataset(
+        SimpleNamespace(**{**dataclasses.asdict(run_args), "min_per_class": args.min_per_class})
+    )
+    env = train_wpl.make_env(run_args, dataset)
+    router = MultiAgentRouter.from_env(
+        env,
+        router=learner_factory(model.learner, args),
+        dispatcher=functools.partial(Dispatcher, lr=args.reinforce_lr),
+        seed=seed,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_config(model, args, seed, run_dir)
+    write_config(
+        run_dir, config, extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}}
+    )
+    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+    engine = env.unwrapped.engine
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        epoch_start = time.perf_counter()
+        stats = train(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
+        lr = engine.current_lr()
+        test_acc, test_per_task = train_wpl.evaluate_policy(env, router, greedy=True)
+        with train_wpl.evaluation_rngs(router, seed, epoch):
+            stoch_acc, stoch_per_task = train_wpl.evaluate_policy(env, router, greedy=False)
+        env.unwrapped.set_mode("train")
+        now = time.perf_counter()
+        metrics.append(
+            metrics_row(
+                epoch=epoch + 1,
+                samples=engine.samples_routed,
+                updates=engine.updates,
+                lr=lr,
+                train_accuracy=stats.accuracy,
+                train_accuracy_per_task=[
+                    stats.accuracy_per_task.get(t, float("nan")) for t in range(dataset.num_tasks)
+                ],
+                test_accuracy=test_acc,
+                test_accuracy_per_task=test_per_task,
+                test_accuracy_stochastic=stoch_acc,
+                test_accuracy_stochastic_per_task=stoch_per_task,
+                epoch_time_s=now - epoch_start,
+                wall_time_s=now - start,
+            )
+        )
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: train {100 * stats.accuracy:.2f}%  test {100 * test_acc:.2f}% "
+            f"(stochastic {100 * stoch_acc:.2f}%)  {now - epoch_start:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
+    """Train (or reuse, or resume) the run of ``model`` with ``seed``; return its run folder."""
+    run_dir = args.runs_path() / run_name(model, args, seed)
+    done = completed_epochs(run_dir)
+    if done:
+        check_reusable(model, args, seed, run_dir)
+    if done >= args.epochs:
+        print(f"  reusing {run_dir} ({done} epochs)", file=sys.stderr)
+        return run_dir
+    # the training scripts print their epoch lines and summary to stdout: keep stdout for results
+    with contextlib.redirect_stdout(sys.stderr):
+        if model.runner == "agents":
+            if run_dir.exists():  # cut short: these runs keep no checkpoint, start again
+                shutil.rmtree(run_dir)
+            run_agents(model, args, seed, run_dir)
+        else:
+            script = load_script("train_wpl" if model.runner == "wpl" else "train_baseline")
+            run_args = script_args(model, args, seed, run_dir)
+            if (run_dir / "checkpoint.pt").is_file():
+                run_args = dataclasses.replace(run_args, resume=str(run_dir))
+            elif run_dir.exists():
+                shutil.rmtree(run_dir)
+            script.main(run_args)
+    return run_dir
+
+
+# ============================================================== collecting and plotting
+def _float(text: str) -> float | None:
+    return float(text) if text not in ("", None) else None
+
+
+def _seconds(text: str) -> float | None:
+    return round(float(text), 2) if text not in ("", None) else None
+
+
+def collect_rows(
+    figure: Figure, args: PaperArgs, runs: Sequence[tuple[str, int, Path]]
+) -> list[dict[str, Any]]:
+    """The figure's CSV rows from the run folders ``(model, seed, run_dir)``: the first ``--epochs``."""
+    rows = []
+    for model, seed, run_dir in runs:
+        config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        sizes = config.get("dataset_sizes", {})
+        with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as fh:
+            metrics = list(csv.DictReader(fh))[: args.epochs]
+        for m in metrics:
+            rows.append(
+                {
+                    "figure": figure.number,
+                    "dataset": args.dataset,
+                    "model": model,
+                    "label": figure.labels[model],
+                    "seed": seed,
+                    "epoch": int(m["epoch"]),
+                    "test_accuracy": _float(m["test_accuracy"]),
+                    "test_accuracy_stochastic": _float(m["test_accuracy_stochastic"]),
+                    "train_accuracy": _float(m["train_accuracy"]),
+                    "lr": _float(m["lr"]),
+                    "train_samples": sizes.get("train"),
+                    "test_samples": sizes.get("test"),
+                    "epoch_time_s": _seconds(m["epoch_time_s"]),
+                    "wall_time_s": _seconds(m["wall_time_s"]),
+                }
+            )
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def figure_title(figure: Figure, dataset: str) -> str:
+    title = f"Fig. {figure.number}: {figure.title} on {DATASET_LABELS.get(dataset, dataset)}"
+    if dataset != figure.paper_dataset:
+        title += f" (substitute for the paper's {DATASET_LABELS[figure.paper_dataset]})"
+    return title
+
+
+def plot(
+    figure: Figure, rows: Sequence[Mapping[str, Any]], *, dataset: str, subtitle: str = ""
+) -> PlotFigure:
+    """Test accuracy (greedy routes) per epoch for each model: the mean over seeds and its range.
+
+    When ``dataset`` is the paper's for this figure, the paper's Table 2 values are drawn
+    as open markers on dashed lines of the same colour.
+    """
+    fig = PlotFigure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.subplots()
+    paper = PAPER_TABLE2.get(figure.number, {}) if dataset == figure.paper_dataset else {}
+    for i, model in enumerate(figure.models):
+        mine = [r for r in rows if r["model"] == model and r["test_accuracy"] not in (None, "")]
+        color = f"C{i}"
+        if mine:
+            epochs = sorted({int(r["epoch"]) for r in mine})
+            acc = [[100 * float(r["test_accuracy"]) for r in mine if int(r["epoch"]) == e] for e in epochs]
+            seeds = len({r["seed"] for r in mine})
+            ax.plot(
+                epochs,
+                [np.mean(a) for a in acc],
+                "o-" if len(epochs) < 30 else "-",
+                color=color,
+                markersize=3,
+                label=f"{figure.labels[model]} (ours, {seeds} seed{'s' if seeds > 1 else ''})",
+            )
+            if seeds > 1:
+                ax.fill_between(epochs, [min(a) for a in acc], [max(a) for a in acc], color=color, alpha=0.2)
+        values = paper.get(model)
+        if values is not None:
+            points = [(e, v) for e, v in zip(TABLE2_EPOCHS, values, strict=True) if v is not None]
+            ax.plot(
+                [e for e, _ in points],
+                [v for _, v in points],
+                "o--",
+                color=color,
+                mfc="none",
+                alpha=0.7,
+                label=f"{figure.labels[model]} (paper, Table 2)",
+            )
+    if paper:  # the paper's epochs 1..100 and a short run of ours both stay readable
+        ax.set_xscale("log")
+        ax.set_xticks(TABLE2_EPOCHS, [str(e) for e in TABLE2_EPOCHS])
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch" + (" (log scale)" if paper else ""))
+    ax.set_ylabel("test accuracy (%), greedy routes")
+    ax.set_title(figure_title(figure, dataset) + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2)
+    return fig
+
+
+def git_revision() -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=EXAMPLES, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=EXAMPLES,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Path]:
+    """Run every (seed, model) of ``figure`` and write its CSV, PNG and JSON after each run.
+
+    Returns:
+        The paths written: ``{"csv": ..., "png": ..., "json": ...}``.
+    """
+    models = args.model_names(figure)  # raises on an unknown model before any work
+    torch.set_num_threads(args.torch_threads)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{figure.key}_{args.dataset}"
+    paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("csv", "png", "json")}
+    command = command_line(script, args)
+    print(
+        f"{figure_title(figure, args.dataset)}: {len(models)} models x {args.seeds} seeds, "
+        f"{args.epochs} epochs each",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    revision = git_revision()
+    runs: list[tuple[str, int, Path]] = []
+    run_info: list[dict[str, Any]] = []
+    for seed in range(args.seeds):
+        for name in models:
+            model = MODELS[name]
+            t0 = time.perf_counter()
+            print(
+                f"[{len(runs) + 1}/{len(models) * args.seeds}] {name} seed {seed}",
+                file=sys.stderr,
+                flush=True,
+            )
+            run_dir = run_model(model, args, seed)
+            runs.append((name, seed, run_dir))
+            run_info.append(
+                {
+                    "model": name,
+                    "seed": seed,
+                    "run_dir": str(run_dir),
+                    "equivalent_command": equivalent_command(model, args, seed),
+                    "description": model.description,
+                }
+            )
+            rows = collect_rows(figure, args, runs)
+            last = [r for r in rows if r["model"] == name and r["seed"] == seed][-1]
+            print(
+                f"  {name} seed {seed}: test {100 * last['test_accuracy']:.2f}% after epoch {last['epoch']} "
+                f"({time.perf_counter() - t0:.0f}s here, {time.perf_counter() - started:.0f}s in all)",
+                file=sys.stderr,
+                flush=True,
+            )
+            write_csv(paths["csv"], rows)
+            sizes = f"{rows[0]['train_samples']} train / {rows[0]['test_samples']} test samples"
+            subtitle = f"{args.epochs} epochs, {args.seeds} seed(s), {sizes}"
+            plot(figure, rows, dataset=args.dataset, subtitle=subtitle).savefig(paths["png"], dpi=90)
+            meta = {
+                "figure": figure.number,
+                "dataset": args.dataset,
+                "command": command,
+                "args": dataclasses.asdict(args),
+                "epochs": args.epochs,
+                "seeds": list(range(args.seeds)),
+                "train_samples": rows[0]["train_samples"],
+                "test_samples": rows[0]["test_samples"],
+                "runs": run_info,
+                "complete": len(runs) == len(models) * args.seeds,
+                "git": revision,
+                "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+            }
+            paths["json"].write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    final = {
+        m: [r for r in collect_rows(figure, args, runs) if r["model"] == m and r["epoch"] == args.epochs]
+        for m in models
+    }
+    for m, last_rows in final.items():
+        accs = [100 * r["test_accuracy"] for r in last_rows]
+        print(f"{figure.labels[m]:<34} {np.mean(accs):6.2f}%  (epoch {args.epochs}, {len(accs)} seed(s))")
+    print(f"wrote {paths['csv']}, {paths['png']} and {paths['json']}", file=sys.stderr)
+    return paths

@@ -1,0 +1,267 @@
+"""The paper-figure scripts of examples/paper/ (Figs. 4-8, Table 2) on tiny budgets.
+
+Each script runs end to end on a few hundred samples for one epoch: digits-MTL for
+Figs. 4, 5 and 8, a small CIFAR-100 file set for Fig. 6 (written here in the real
+format, as tests/datasets does) and a small mini-ImageNet one for Fig. 7. The checks
+are on what a user gets: the CSV's columns and rows, the PNG, the command in the JSON,
+run folders reused across figures, and the Table 2 assembled from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from routing_env.training import build_parser, field_docs, parse_per_class
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "examples" / "paper"
+SCRIPTS = ["fig04_rl_algorithms", "fig05_architectures", "fig06_08_routing_vs_baselines", "table2"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = {"max_train_samples": 200, "max_test_samples": 50, "epochs": 1, "seeds": 1, "progress": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _paper_on_path() -> Iterator[None]:
+    # the scripts import their shared module (paper_runs) from their own folder
+    sys.path.insert(0, str(PAPER))
+    yield
+    sys.path.remove(str(PAPER))
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/paper/<name>.py`` (registered in ``sys.modules`` for dataclasses)."""
+    module_name = "paper_runs" if name == "paper_runs" else f"routing_env_paper_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, PAPER / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_outputs(paths: dict[str, Path], *, figure: str, models: list[str], epochs: int, seeds: int) -> list:
+    """The CSV has one row per model, seed and epoch with accuracies in [0, 1]; PNG and JSON exist."""
+    runs = load("paper_runs")
+    rows = read_csv(paths["csv"])
+    assert list(rows[0]) == runs.CSV_COLUMNS
+    assert sorted((r["model"], int(r["seed"]), int(r["epoch"])) for r in rows) == sorted(
+        (m, s, e) for m in models for s in range(seeds) for e in range(1, epochs + 1)
+    )
+    assert {r["figure"] for r in rows} == {figure}
+    for row in rows:
+        assert 0.0 <= float(row["test_accuracy"]) <= 1.0
+        assert float(row["wall_time_s"]) > 0
+    assert paths["png"].read_bytes()[:8] == PNG_MAGIC and paths["png"].stat().st_size > 5_000
+    meta = json.loads(paths["json"].read_text())
+    assert meta["complete"] and meta["epochs"] == epochs and meta["seeds"] == list(range(seeds))
+    assert meta["command"].startswith("python examples/paper/")
+    return rows
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_option_is_documented(name):
+    module = load(name)
+    docs = field_docs(module.Args)
+    assert module.__doc__ and "python examples/paper/" in module.__doc__  # the command to run
+    for action in build_parser(module.Args)._actions[1:]:  # skip --help
+        assert docs.get(action.dest), f"{name}: --{action.dest} has no help"
+
+
+def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
+    fig04, fig05, fig08, table2 = (
+        load(n)
+        for n in ("fig04_rl_algorithms", "fig05_architectures", "fig06_08_routing_vs_baselines", "table2")
+    )
+    runs = load("paper_runs")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    paths4 = fig04.main(fig04.Args(**common))
+    check_outputs(paths4, figure="4", models=runs.FIG4.models, epochs=1, seeds=1)
+    assert paths4["csv"].name == "fig04_rl_algorithms_digits-mtl.csv"
+
+    shared = tmp_path / "runs" / "routing-all-fc-digits-mtl-d0-n200-t50-s0" / "metrics.csv"
+    before = shared.stat().st_mtime_ns
+    paths5 = fig05.main(fig05.Args(**common))
+    rows5 = check_outputs(paths5, figure="5", models=runs.FIG5.models, epochs=1, seeds=1)
+    assert shared.stat().st_mtime_ns == before  # routing-all-fc was reused, not retrained
+    assert "reusing" in capsys.readouterr().err
+    rows4 = read_csv(paths4["csv"])
+    acc = {r["model"]: r["test_accuracy"] for r in rows4}
+    assert {r["model"]: r["test_accuracy"] for r in rows5}["routing-all-fc"] == acc["routing-all-fc"]
+
+    # a run folder trained with other settings is not silently reused
+    with pytest.raises(ValueError, match="other settings: learner_options"):
+        fig04.main(fig04.Args(**dict(common, epsilon=0.5)))
+
+    # Fig. 8's digits-MTL substitute, 2 epochs: routing-all-fc resumes from its 1-epoch checkpoint
+    paths8 = fig08.main(fig08.Args(**dict(common, epochs=2, models="routing-all-fc,cross-stitch-all-fc")))
+    rows8 = check_outputs(
+        paths8, figure="8", models=["routing-all-fc", "cross-stitch-all-fc"], epochs=2, seeds=1
+    )
+    first = next(r for r in rows8 if r["model"] == "routing-all-fc" and r["epoch"] == "1")
+    assert first["test_accuracy"] == acc["routing-all-fc"]
+    meta = json.loads(paths8["json"].read_text())
+    commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
+    assert commands["cross-stitch-all-fc"] == (
+        "python examples/train_baseline.py --model cross-stitch-all-fc "
+        "--max-train-samples 200 --max-test-samples 50 --epochs 2"
+    )
+    wpl_run = next(r for r in meta["runs"] if r["model"] == "routing-all-fc")
+    # digits-MTL and seed 0 are train_wpl.py's defaults
+    assert wpl_run["equivalent_command"] == (
+        "python examples/train_wpl.py --max-train-samples 200 --max-test-samples 50 --epochs 2"
+    )
+
+    out = tmp_path / "results.md"
+    out.write_text("# Results\n\n<!-- table2:begin -->\nold\n<!-- table2:end -->\n\nprose after\n")
+    table = table2.main(table2.Args(results_dir=str(tmp_path), output=str(out)))
+    text = out.read_text()
+    assert text.startswith("# Results") and text.endswith("prose after\n") and "old" not in text
+    assert table in text
+    # the paper's Fig. 8 routing-all-fc row, and ours on the digits-MTL substitute at epoch 1
+    assert "| 8 | routing-all-fc | paper | MNIST-MTL, full | 90 | 90 | 98 | 99 | 99 | 99 |" in table
+    ours = next(
+        line for line in table.splitlines() if line.startswith("| 8 | routing-all-fc | ours | digits")
+    )
+    assert f"| {100 * float(acc['routing-all-fc']):.2f} |" in ours and "| 2 x 1 |" in ours
+    assert "| 6 | cross-stitch-all-fc | ours | CIFAR-MTL | not run |" in table
+    assert f"`{json.loads(paths4['json'].read_text())['command']}`" in table
+
+
+def test_unknown_model_is_rejected_before_any_run(tmp_path):
+    fig04 = load("fig04_rl_algorithms")
+    with pytest.raises(ValueError, match="not in Fig. 4"):
+        fig04.main(
+            fig04.Args(
+                **TINY,
+                dataset="digits-mtl",
+                output_dir=str(tmp_path / "out"),
+                runs_dir=str(tmp_path / "runs"),
+                models="cross-stitch-all-fc",
+            )
+        )
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def write_cifar100(root: Path, *, train_per_fine: int, test_per_fine: int, seed: int = 0) -> None:
+    """A small ``root/cifar-100-python/`` in the real pickle format (5 fine classes per superclass)."""
+    rng = np.random.default_rng(seed)
+    fine_to_coarse = np.empty(100, dtype=np.int64)
+    fine_to_coarse[rng.permutation(100)] = np.repeat(np.arange(20), 5)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, per_fine in (("train", train_per_fine), ("test", test_per_fine)):
+        fine = rng.permutation(np.repeat(np.arange(100), per_fine))
+        entry = {
+            "filenames": [f"img_{i}.png" for i in range(len(fine))],
+            "batch_label": f"{name} batch",
+            "fine_labels": fine.tolist(),
+            "coarse_labels": fine_to_coarse[fine].tolist(),
+            "data": rng.integers(0, 256, size=(len(fine), 3072), dtype=np.uint8),
+        }
+        with open(folder / name, "wb") as fh:
+            pickle.dump(entry, fh)
+    meta = {
+        "fine_label_names": [f"fine_{i}" for i in range(100)],
+        "coarse_label_names": [f"coarse_{i}" for i in range(20)],
+    }
+    with open(folder / "meta", "wb") as fh:
+        pickle.dump(meta, fh)
+
+
+def test_fig06_runs_on_cifar_mtl_files(tmp_path):
+    fig = load("fig06_08_routing_vs_baselines")
+    write_cifar100(tmp_path / "data", train_per_fine=2, test_per_fine=1)
+    args = fig.Args(
+        **dict(TINY, max_train_samples=None, max_test_samples=None),
+        dataset="cifar-mtl",
+        data_root=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "out"),
+        runs_dir=str(tmp_path / "runs"),
+    )
+    paths = fig.main(args)
+    rows = check_outputs(paths, figure="6", models=load("paper_runs").FIG6.models, epochs=1, seeds=1)
+    assert paths["csv"].name == "fig06_routing_vs_baselines_cifar-mtl.csv"
+    assert {r["train_samples"] for r in rows} == {"200"} and {r["test_samples"] for r in rows} == {"100"}
+
+
+def write_min_pickles(root: Path, *, num_classes: int = 50, per_class: int = 4) -> None:
+    """A small ``root/mini-imagenet/`` in the pickle layout (84x84 images, classes over 3 splits)."""
+    folder = root / "mini-imagenet"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"n{1000 + i:08d}" for i in range(num_classes)]
+    for s, split in enumerate(("train", "val", "test")):
+        members = names[s::3]
+        data = rng.integers(0, 256, size=(len(members) * per_class, 84, 84, 3), dtype=np.uint8)
+        class_dict = {n: list(range(k * per_class, (k + 1) * per_class)) for k, n in enumerate(members)}
+        with open(folder / f"mini-imagenet-cache-{split}.pkl", "wb") as fh:
+            pickle.dump({"image_data": data, "class_dict": class_dict}, fh)
+
+
+def test_fig07_runs_on_min_mtl_files(tmp_path):
+    fig = load("fig06_08_routing_vs_baselines")
+    write_min_pickles(tmp_path / "data", per_class=4)
+    args = fig.Args(
+        **dict(TINY, max_train_samples=None, max_test_samples=None),
+        dataset="min-mtl",
+        data_root=str(tmp_path / "data"),
+        min_per_class="3,1",
+        output_dir=str(tmp_path / "out"),
+        runs_dir=str(tmp_path / "runs"),
+    )
+    paths = fig.main(args)
+    rows = check_outputs(paths, figure="7", models=load("paper_runs").FIG7.models, epochs=1, seeds=1)
+    assert {r["train_samples"] for r in rows} == {"150"} and {r["test_samples"] for r in rows} == {"50"}
+
+
+def test_min_per_class_is_parsed():
+    assert parse_per_class("550,50") == (550, 50)
+    for bad in ("550", "a,b", "0,50", "1,2,3"):
+        with pytest.raises(ValueError, match="per class"):
+            parse_per_class(bad)
+
+
+def test_cli_runs_end_to_end(tmp_path):
+    cmd = [
+        sys.executable,
+        "examples/paper/fig06_08_routing_vs_baselines.py",
+        "--dataset=digits-mtl",
+        "--models=task-specific-1-fc",
+        "--epochs=1",
+        "--seeds=1",
+        "--max-train-samples=100",
+        "--max-test-samples=20",
+        f"--output-dir={tmp_path}",
+        f"--runs-dir={tmp_path / 'runs'}",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "task-specific-1-fc" in done.stdout  # the final accuracies
+    assert "[1/1] task-specific-1-fc seed 0" in done.stderr  # progress goes to stderr
+    assert (tmp_path / "fig08_routing_vs_baselines_digits-mtl.png").is_file()
+    done = subprocess.run(
+        [sys.executable, "examples/paper/table2.py", f"--results-dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| 8 | task-specific-1-fc | ours | digits-MTL (substitute), 100/20 |" in done.stdout
