@@ -152,6 +152,7 @@ class RoutingNetwork(nn.Module):
         self._block_list = list(self.blocks)  # plain-list indexing: this is on the per-decision path
         self._array_chains: dict[int, _ArrayChain | None] = {}
         self._array_stamp = 0
+        self._array_hooks = _global_hooks_present()
         self._infer_shapes()
 
     # ------------------------------------------------------------------ shapes

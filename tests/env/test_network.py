@@ -256,3 +256,11 @@ def test_env_observations_and_rewards_do_not_depend_on_the_array_path(digits, mo
     for (obs_f, r_f), (obs_s, r_s) in zip(fast, slow, strict=True):
         np.testing.assert_allclose(obs_f, obs_s, rtol=1e-4, atol=1e-5)
         assert r_f == r_s
+
+
+def test_array_path_works_before_any_refresh():
+    net = small_network()
+    v = np.ones(16, dtype=np.float32)
+    np.testing.assert_allclose(
+        net.apply_action_array(0, 0, v), _torch_apply(net, 0, 0, v), rtol=1e-5, atol=1e-6
+    )
