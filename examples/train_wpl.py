@@ -50,6 +50,7 @@ from routing_env.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     RESUMABLE_OPTIONS,
+    DatasetOptions,
     MetricsCSV,
     Progress,
     create_run_dir,
@@ -72,24 +73,10 @@ from routing_env.training import (
 
 
 @dataclass
-class Args:
+class Args(DatasetOptions):
     """Train per-task WPL routers on a routing network (routing-all-fc, ICLR 2018)."""
 
-    # --- data
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
-    """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
-    data_root: str | None = None
-    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
-    download: bool = False
-    """download MNIST / CIFAR-100 into --data-root if missing"""
-    data_seed: int = 0
-    """seed of the dataset's train/test construction (kept fixed across run seeds)"""
-    max_train_samples: int | None = None
-    """train on a per-task stratified subset of at most this many samples (quick runs, tests)"""
-    max_test_samples: int | None = None
-    """evaluate on a per-task stratified subset of at most this many test samples"""
-    min_per_class: str | None = None
-    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
+    # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
 
     # --- budget and block training (done by the environment)
     epochs: int = 20

@@ -44,7 +44,12 @@ import torch
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.datasets.registry import load_dataset
 
+DatasetName = Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"]
+"""The datasets the training scripts can load (:func:`routing_env.datasets.load_dataset`)."""
+
 __all__ = [
+    "DatasetName",
+    "DatasetOptions",
     "MetricsCSV",
     "Progress",
     "create_run_dir",
@@ -358,17 +363,39 @@ def parse_per_class(text: str) -> tuple[int, int]:
     return train, test
 
 
-def load_run_dataset(args: Any) -> MultiTaskDataset:
+@dataclasses.dataclass
+class DatasetOptions:
+    """The dataset options every training script takes; :func:`load_run_dataset` reads them.
+
+    A script's ``Args`` dataclass subclasses this (and may redefine a field to change its
+    default or help text), so the options have the same names, types and defaults everywhere.
+    """
+
+    dataset: DatasetName = "digits-mtl"
+    """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
+    data_root: str | None = None
+    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction and of the subsets below (kept fixed across run seeds)"""
+    max_train_samples: int | None = None
+    """train on a per-task stratified subset of at most this many samples (none: all)"""
+    max_test_samples: int | None = None
+    """evaluate on a per-task stratified subset of at most this many test samples (none: all)"""
+    min_per_class: str | None = None
+    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
+
+
+def load_run_dataset(args: DatasetOptions) -> MultiTaskDataset:
     """The dataset a training script's ``args`` ask for, subsampled as they say.
 
-    Reads ``dataset``, ``data_root``, ``data_seed``, ``download``,
-    ``max_train_samples`` and ``max_test_samples``, and, where ``args`` has it and it is
-    set, ``min_per_class`` (``"TRAIN,TEST"`` images per class of MIN-MTL; the paper's
-    800 + 50 need more images than the 600 per class of the standard mini-ImageNet
-    files, which take e.g. ``"550,50"``).
+    Reads the fields of :class:`DatasetOptions`; ``min_per_class`` (``"TRAIN,TEST"``
+    images per class) applies to MIN-MTL only: the paper's 800 + 50 need more images
+    than the 600 per class of the standard mini-ImageNet files, which take e.g. ``"550,50"``.
     """
     options: dict[str, Any] = {}
-    per_class = getattr(args, "min_per_class", None)
+    per_class = args.min_per_class
     if per_class is not None and args.dataset == "min-mtl":
         options["per_class"] = parse_per_class(per_class) if isinstance(per_class, str) else tuple(per_class)
     dataset = load_dataset(

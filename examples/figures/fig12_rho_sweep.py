@@ -35,11 +35,11 @@ from matplotlib.figure import Figure
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
 from routing_env.datasets import MultiTaskDataset
-from routing_env.training import load_run_dataset, parse_args, seed_everything
+from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
-class Args:
+class Args(DatasetOptions):
     """Sweep the collaboration reward rho: accuracy per epoch and blocks used (Fig. 12)."""
 
     output: str = "fig12_rho_sweep.png"
@@ -50,20 +50,6 @@ class Args:
     """runs per rho (seeds 0..N-1); the plot shows their mean"""
     epochs: int = 3
     """training epochs per run"""
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
-    """multi-task dataset"""
-    data_root: str | None = None
-    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
-    download: bool = False
-    """download MNIST / CIFAR-100 into --data-root if missing"""
-    data_seed: int = 0
-    """seed of the dataset's train/test construction and of the subsets below (the same for every run)"""
-    max_train_samples: int | None = None
-    """train on a per-task stratified subset of at most this many samples"""
-    max_test_samples: int | None = None
-    """evaluate on a per-task stratified subset of at most this many test samples"""
-    min_per_class: str | None = None
-    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
     policy_lr: float = 0.3
     """WPL policy learning rate"""
     optimizer: Literal["sgd", "adam"] = "adam"

@@ -39,11 +39,11 @@ from matplotlib.figure import Figure
 import routing_env
 from agents import WPL, MultiAgentRouter, train
 from routing_env.game import analyze_game
-from routing_env.training import load_run_dataset, parse_args, seed_everything
+from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
-class Args:
+class Args(DatasetOptions):
     """Track the routing game (NashConv, entropy, purity) over training."""
 
     output: str = "game_dynamics.png"
@@ -60,20 +60,8 @@ class Args:
     """router agents: one WPL per task, one WPL for all tasks, or a REINFORCE dispatcher over WPL routers"""
     per_sample: bool = False
     """query the router policies per sample (needed for policies that read the representation)"""
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
-    """multi-task dataset"""
-    data_root: str | None = None
-    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
-    download: bool = False
-    """download MNIST / CIFAR-100 into --data-root if missing"""
-    data_seed: int = 0
-    """seed of the dataset's train/test construction and of the subsets below"""
-    max_train_samples: int | None = None
-    """train on a per-task stratified subset of at most this many samples"""
     max_test_samples: int | None = None
     """keep a per-task stratified subset of at most this many test samples (the analyses draw from it)"""
-    min_per_class: str | None = None
-    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
     rho: float = 0.0
     """collaboration reward rho (a training signal; not part of the analyzed payoff)"""
     policy_lr: float = 0.3

@@ -34,29 +34,15 @@ import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
 from routing_env.datasets import MultiTaskDataset
 from routing_env.recording import PolicyRecorder
-from routing_env.training import load_run_dataset, parse_args, seed_everything
+from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass
-class Args:
+class Args(DatasetOptions):
     """Train WPL routers with a PolicyRecorder and export the recording."""
 
     output: str = "recording.csv"
     """where to write the recording (.csv, or .parquet with pyarrow)"""
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
-    """multi-task dataset (digits-mtl is offline; the others are read from --data-root)"""
-    data_root: str | None = None
-    """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""
-    download: bool = False
-    """download MNIST / CIFAR-100 into --data-root if missing"""
-    data_seed: int = 0
-    """seed of the dataset's train/test construction and of the subsets below"""
-    max_train_samples: int | None = None
-    """train on a per-task stratified subset of at most this many samples"""
-    max_test_samples: int | None = None
-    """evaluate on a per-task stratified subset of at most this many test samples"""
-    min_per_class: str | None = None
-    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
     epochs: int = 5
     """training epochs (one epoch routes every training sample once)"""
     every: int = 10

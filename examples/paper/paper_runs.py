@@ -43,7 +43,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +57,8 @@ from routing_env.training import (
     CONFIG_FILE,
     METRICS_FILE,
     RESUMABLE_OPTIONS,
+    DatasetName,
+    DatasetOptions,
     MetricsCSV,
     load_run_dataset,
     metric_columns,
@@ -67,7 +69,6 @@ from routing_env.training import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1]
-DatasetName = Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"]
 DATASET_LABELS = {
     "digits-mtl": "digits-MTL",
     "mnist-mtl": "MNIST-MTL",
@@ -289,23 +290,11 @@ PAPER_TABLE2: dict[str, dict[str, tuple[int | None, ...]]] = {
 
 # ============================================================== command line
 @dataclass
-class PaperArgs:
-    """Options every paper-figure script shares."""
+class PaperArgs(DatasetOptions):
+    """Options every paper-figure script shares (after the dataset options)."""
 
     dataset: DatasetName = "cifar-mtl"
     """multi-task dataset (digits-mtl ships with scikit-learn; the others are read from --data-root)"""
-    data_root: str | None = None
-    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
-    download: bool = False
-    """download MNIST / CIFAR-100 into --data-root if missing"""
-    data_seed: int = 0
-    """seed of the dataset's train/test construction (fixed across run seeds)"""
-    max_train_samples: int | None = None
-    """train on a per-task stratified subset of at most this many samples (none: all, as in the paper)"""
-    max_test_samples: int | None = None
-    """evaluate on a per-task stratified subset of at most this many test samples (none: all)"""
-    min_per_class: str | None = None
-    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files have 600 per class: pass 550,50)"""
     epochs: int = 100
     """training epochs of every run (the paper: 100)"""
     seeds: int = 3
@@ -352,10 +341,11 @@ class PaperArgs:
 
 
 def command_line(script: str, args: Any, *, always: Sequence[str] = ()) -> str:
-    """``python <script>`` with the options of the dataclass ``args`` that differ from their
-    defaults, and those named in ``always``."""
+    """``python <script>`` with the options named in ``always`` (first, e.g. the baseline's
+    ``--model``), then those of the dataclass ``args`` that differ from their defaults."""
     parts = ["python", script]
-    for f in dataclasses.fields(args):
+    fields = dataclasses.fields(args)
+    for f in sorted(fields, key=lambda f: f.name not in always):  # stable: field order otherwise
         value = getattr(args, f.name)
         if f.name not in always and f.default is not dataclasses.MISSING and value == f.default:
             continue
@@ -384,14 +374,9 @@ def learner_factory(learner: str, args: PaperArgs) -> AgentFactory:
 
 
 def _data_options(args: PaperArgs) -> dict[str, Any]:
-    return {
-        "dataset": args.dataset,
-        "data_root": args.data_root,
-        "download": args.download,
-        "data_seed": args.data_seed,
-        "max_train_samples": args.max_train_samples,
-        "max_test_samples": args.max_test_samples,
-    }
+    """The dataset options of ``args`` but ``min_per_class`` (passed for MIN-MTL only)."""
+    names = [f.name for f in dataclasses.fields(DatasetOptions) if f.name != "min_per_class"]
+    return {name: getattr(args, name) for name in names}
 
 
 def run_name(model: Model, args: PaperArgs, seed: int) -> str:
@@ -406,12 +391,7 @@ def script_args(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> Any:
     script = load_script("train_wpl" if model.runner in ("wpl", "agents") else "train_baseline")
     options = _data_options(args)
     if args.min_per_class is not None and args.dataset == "min-mtl":
-        if "min_per_class" in script.Args.__dataclass_fields__:
-            options["min_per_class"] = args.min_per_class
-        elif model.runner != "agents":  # run_agents loads the data itself
-            raise ValueError(
-                f"--min-per-class: {Path(script.__file__).name} has no --min-per-class option to pass it to"
-            )
+        options["min_per_class"] = args.min_per_class
     return script.Args(
         **options,
         **model.options,
@@ -487,9 +467,7 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
     run_args = script_args(model, args, seed, run_dir)
     torch.set_num_threads(args.torch_threads)
     seed_everything(seed)
-    dataset: MultiTaskDataset = load_run_dataset(
-        SimpleNamespace(**{**dataclasses.asdict(run_args), "min_per_class": args.min_per_class})
-    )
+    dataset: MultiTaskDataset = load_run_dataset(run_args)
     env = train_wpl.make_env(run_args, dataset)
     router = MultiAgentRouter.from_env(
         env,
