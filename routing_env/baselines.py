@@ -371,8 +371,8 @@ def build_baseline(
         "num_tasks": dataset.num_tasks,
         "fc_layers": fc_layers,
     }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only: CUDA's are left alone
+        torch.random.default_generator.manual_seed(seed)
         trunk = SimpleConvNet(in_channels=c, conv_layers=conv_layers, filters=filters)
         head: nn.Module
         if name == "task-specific-1-fc":

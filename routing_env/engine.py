@@ -183,6 +183,24 @@ class RoutingEngine:
         self._started = False
 
     # ------------------------------------------------------------------ runs
+    def _reset_weights(self, seed: int) -> None:
+        """Draw fresh weights from ``seed`` with torch's CPU generator, on any device.
+
+        A GPU network is re-initialized on a CPU copy and loaded back in place, so a seed
+        gives the same initial weights on CPU and GPU (CUDA's generator draws other
+        numbers). No other generator, the global CUDA ones included, is touched.
+        """
+        on_cpu = all(t.device.type == "cpu" for t in self.network.state_dict().values())
+        target = self.network if on_cpu else copy.deepcopy(self.network).cpu()
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            for module in target.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        if not on_cpu:
+            self.network.load_state_dict(target.state_dict())  # copies in place: same parameters
+
     def restart(self, seed: int) -> None:
         """Start a fresh run: weights, optimizer, counters and data order from ``seed``."""
         seq = np.random.SeedSequence(seed)
@@ -191,12 +209,7 @@ class RoutingEngine:
         if self._initial_state is not None:
             self.network.load_state_dict(self._initial_state)
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch_seed) & (2**63 - 1))
-                for module in self.network.modules():
-                    reset = getattr(module, "reset_parameters", None)
-                    if callable(reset):
-                        reset()
+            self._reset_weights(int(torch_seed) & (2**63 - 1))
         params = [p for p in self.network.parameters() if p.requires_grad]
         cfg = self.training
         if cfg.optimizer == "sgd":
