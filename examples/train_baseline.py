@@ -57,6 +57,8 @@ from routing_env.training import (
     metrics_row,
     parse_args,
     read_config,
+    resolve_device,
+    resolve_run_args,
     resume_args,
     save_checkpoint,
     seed_everything,
@@ -80,8 +82,8 @@ class Args(DatasetOptions):
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
 
     # --- budget and training (the same defaults as examples/train_wpl.py)
-    epochs: int = 20
-    """training epochs (one pass over the training samples each)"""
+    epochs: int | None = None
+    """training epochs, one pass over the training samples each (none: 20; with --resume: the run's own)"""
     batch_size: int = 64
     """samples per optimizer step"""
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -120,13 +122,13 @@ class Args(DatasetOptions):
     """also log to RUN_DIR/tb when TensorBoard is installed"""
     progress: bool = True
     """draw a progress bar on stderr (terminals only)"""
-    device: str = "cpu"
-    """torch device (e.g. cuda)"""
+    device: str | None = None
+    """torch device (e.g. cuda; none: cpu, or with --resume the run's device)"""
     torch_threads: int | None = 1
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
@@ -140,7 +142,7 @@ def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
         hidden_width=args.hidden_width,
         cross_stitch_self_weight=args.cross_stitch_self_weight,
         seed=args.seed,
-    ).to(args.device)
+    ).to(resolve_device(args.device))
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -148,8 +150,10 @@ def main(args: Args) -> dict[str, Any]:
     if args.resume is not None:
         run_dir = Path(args.resume)
         args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
+        args = resolve_run_args(args)  # epochs, device: checked before any work
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     else:
+        args = resolve_run_args(args)
         name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = create_run_dir(args.output_dir, name, prefix=args.model)
         checkpoint = None
@@ -210,14 +214,14 @@ def main(args: Args) -> dict[str, Any]:
             dataset,
             batch_size=args.batch_size,
             rng=data_rng,
-            device=args.device,
+            device=resolve_device(args.device),
             callback=show,
         )
         decay_lr(optimizer, epoch=epoch + 1, every=args.lr_decay_every, factor=args.lr_decay_factor)
         progress.clear()
         samples += stats.samples
         updates += stats.updates
-        test = evaluate_model(model, dataset, device=args.device)
+        test = evaluate_model(model, dataset, device=resolve_device(args.device))
 
         now = time.perf_counter()
         row = metrics_row(

@@ -61,6 +61,8 @@ from routing_env.training import (
     metrics_row,
     parse_args,
     read_config,
+    resolve_device,
+    resolve_run_args,
     resume_args,
     save_checkpoint,
     seed_everything,
@@ -79,8 +81,8 @@ class Args(DatasetOptions):
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
 
     # --- budget and block training (done by the environment)
-    epochs: int = 20
-    """training epochs (one epoch routes every training sample once)"""
+    epochs: int | None = None
+    """training epochs, one epoch routing every training sample once (none: 20; with --resume: the run's own)"""
     batch_size: int = 64
     """routed samples per block-training step"""
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -139,13 +141,13 @@ class Args(DatasetOptions):
     """also log to RUN_DIR/tb when TensorBoard is installed"""
     progress: bool = True
     """draw a progress bar on stderr (terminals only)"""
-    device: str = "cpu"
-    """torch device of the routing network (e.g. cuda)"""
+    device: str | None = None
+    """torch device of the routing network (e.g. cuda; none: cpu, or with --resume the run's device)"""
     torch_threads: int | None = 1
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
@@ -167,7 +169,7 @@ def make_env(args: Args, dataset: MultiTaskDataset) -> Any:
         conv_layers=args.conv_layers,
         hidden_width=args.hidden_width,
         blocks_per_layer=args.blocks_per_layer,
-        device=args.device,
+        device=resolve_device(args.device),
     )
 
 
@@ -220,8 +222,10 @@ def main(args: Args) -> dict[str, Any]:
     if args.resume is not None:
         run_dir = Path(args.resume)
         args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
+        args = resolve_run_args(args)  # epochs, device: checked before any work
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     else:
+        args = resolve_run_args(args)
         name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = create_run_dir(args.output_dir, name, prefix="wpl")
         checkpoint = None

@@ -441,6 +441,57 @@ def resume_args(args: T, saved: Mapping[str, Any], *, may_change: Collection[str
     return dataclasses.replace(args, **values)  # type: ignore[type-var]
 
 
+#: Training epochs of a new run of ``train_wpl.py`` / ``train_baseline.py`` when ``--epochs`` is not given.
+DEFAULT_EPOCHS = 20
+
+
+def resolve_run_args(args: T) -> T:
+    """Fill the training scripts' options whose None means "the run's own on ``--resume``".
+
+    ``epochs`` None becomes :data:`DEFAULT_EPOCHS` and ``device`` None ``"cpu"``
+    (checked by :func:`resolve_device`). Call it on a new run's arguments, or on a
+    resumed run's after :func:`resume_args`. Because these defaults are None, an explicit
+    ``--epochs 20`` or ``--device cpu`` on ``--resume`` replaces the saved value even when
+    it equals the default.
+    """
+    values: dict[str, Any] = {}
+    if getattr(args, "epochs", 0) is None:
+        values["epochs"] = DEFAULT_EPOCHS
+    if hasattr(args, "device"):
+        values["device"] = resolve_device(args.device)
+    return dataclasses.replace(args, **values)  # type: ignore[type-var]
+
+
+def resolve_device(device: str | None) -> str:
+    """The torch device a training script runs on: ``device``, or ``"cpu"`` for None.
+
+    The scripts' ``--device`` defaults to None so that ``--resume`` keeps the run's own
+    device unless one is given, and an explicit ``--device cpu`` can move a GPU run to
+    a machine without one.
+
+    Raises:
+        ValueError: When ``device`` is not a torch device, or names a CUDA device this
+            machine does not have.
+    """
+    if device is None:
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from err
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
+                "pass --device cpu (a resumed GPU run continues on the CPU)"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return device
+
+
 # ============================================================== metrics
 def metric_columns(num_tasks: int) -> list[str]:
     """The columns of ``metrics.csv``: one row per epoch, overall then per-task accuracies.

@@ -24,6 +24,7 @@ from routing_env.training import (
     metrics_row,
     parse_args,
     read_config,
+    resolve_device,
     resume_args,
     save_checkpoint,
     set_global_rng_state,
@@ -307,3 +308,17 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error_and_left_intact(tmp_pa
         load_checkpoint(path)
     save_checkpoint(path, {"weights": torch.arange(3.0)})
     assert torch.equal(load_checkpoint(path)["weights"], torch.arange(3.0))
+
+
+def test_resolve_device():
+    assert resolve_device(None) == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("gpu-please")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda") == "cuda"
+        with pytest.raises(ValueError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available here.*--device cpu"):
+            resolve_device("cuda")

@@ -99,3 +99,16 @@ def test_cli_runs_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "task-specific-all-fc: accuracy" in done.stdout
     assert (tmp_path / "cli" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("model", BASELINE_NAMES)
+def test_every_baseline_trains_on_cuda_and_resumes_on_the_cpu(train_baseline, tmp_path, model):
+    common = dict(TINY, model=model, output_dir=str(tmp_path))
+    train_baseline.main(train_baseline.Args(epochs=1, device="cuda", run_name="run", **common))
+    train_baseline.main(
+        train_baseline.Args(epochs=2, resume=str(tmp_path / "run"), device="cpu", progress=False)
+    )
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.training import build_parser, field_docs, load_checkpoint, metric_columns
+from routing_env.training import DEFAULT_EPOCHS, build_parser, field_docs, load_checkpoint, metric_columns
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"max_train_samples": 320, "max_test_samples": 100, "progress": False, "tensorboard": False}
 TIME_COLUMNS = {"epoch_time_s", "wall_time_s"}
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def read_rows(path):
@@ -189,3 +191,61 @@ def test_the_default_run_learns_digits(train_wpl, tmp_path):
     assert summary["test_accuracy"] > 0.98
     routes = summary["greedy_routes"]
     assert len({tuple(r) for r in routes.values()}) >= 8  # tasks have routes of their own
+
+
+def set_saved_device(run_dir: Path, device: str) -> None:
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text())
+    saved["config"]["device"] = device
+    path.write_text(json.dumps(saved))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_gpu_run_resumes_on_a_machine_without_one_with_device_cpu(train_wpl, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    set_saved_device(tmp_path / "run", "cuda")  # as if trained on a GPU machine
+    resume = dict(resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match="CUDA is not available here.*--device cpu"):
+        train_wpl.main(train_wpl.Args(epochs=2, **resume))
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 1  # refused before any work
+    train_wpl.main(train_wpl.Args(epochs=2, device="cpu", **resume))
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["device"] == "cpu"
+
+
+def test_a_device_this_machine_lacks_is_refused_before_the_run_folder(train_wpl, tmp_path):
+    with pytest.raises(ValueError, match="cuda:99"):
+        train_wpl.main(
+            train_wpl.Args(epochs=1, device="cuda:99", output_dir=str(tmp_path), run_name="run", **TINY)
+        )
+    assert not (tmp_path / "run").exists()
+
+
+@needs_cuda
+def test_a_cuda_run_resumes_on_cuda_or_on_the_cpu(train_wpl, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, device="cuda", output_dir=str(tmp_path), run_name="gpu", **TINY))
+    shutil.copytree(tmp_path / "gpu", tmp_path / "moved")
+    state = load_checkpoint(tmp_path / "gpu" / "checkpoint.pt")  # readable anywhere: CPU tensors
+    tensors = [v for v in state["env"]["engine"]["network"].values() if isinstance(v, torch.Tensor)]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+
+    resume = dict(progress=False, tensorboard=False)
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "gpu"), **resume))  # the run's device
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "moved"), device="cpu", **resume))
+    for name, device in (("gpu", "cuda"), ("moved", "cpu")):
+        rows = read_rows(tmp_path / name / "metrics.csv")
+        assert [r["epoch"] for r in rows] == ["1", "2"], name
+        assert 0.0 <= float(rows[-1]["test_accuracy"]) <= 1.0
+        assert json.loads((tmp_path / name / "config.json").read_text())["config"]["device"] == device
+
+
+def test_resume_to_the_default_number_of_epochs(train_wpl, tmp_path, capsys):
+    # --epochs equal to the default must still replace the run's saved epochs on --resume
+    train_wpl.main(train_wpl.Args(epochs=2, output_dir=str(tmp_path), run_name="run", **TINY))
+    resume = dict(resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+    train_wpl.main(train_wpl.Args(**resume))  # no --epochs: the run's own 2, already done
+    assert "already has 2 epochs" in capsys.readouterr().err
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 2
+    train_wpl.main(train_wpl.Args(epochs=DEFAULT_EPOCHS, **resume))
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == DEFAULT_EPOCHS == 20
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["epochs"] == 20
