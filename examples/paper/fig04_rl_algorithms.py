@@ -13,7 +13,8 @@ trained with five router implementations:
 - REINFORCE, single agent approx: one REINFORCE agent for all tasks.
 
 The function blocks are trained as ``train_wpl.py`` trains them (its defaults: Adam at
-1e-3, divided by 10 every 10 epochs; rho = 0). The learners' settings are their
+1e-3, divided by 10 every 10 epochs; rho = 0; ``--setting paper``: the paper's SGD at
+1e-2, divided by 10 every 20 epochs, and its rho). The learners' settings are their
 classes' defaults (see ``--help``); as for WPL, nothing was tuned for this figure,
 whereas the paper swept the learning rate and rho per algorithm.
 

@@ -10,8 +10,9 @@ offline ``digits-mtl`` stands in for MNIST-MTL as a Fig. 8 substitute). The mode
 - Fig. 8 also has soft-mixture-all-fc, as the paper's Table 2 does.
 
 Every model gets the same budget: Adam at 1e-3 divided by 10 every 10 epochs, batches
-of 64 (the training scripts' defaults; the paper used SGD at 1e-2 divided by 10 every
-20 epochs and rho 0.3 on MNIST-MTL).
+of 64 (the training scripts' defaults), or with ``--setting paper`` the paper's SGD at
+1e-2 divided by 10 every 20 epochs and rho 0.3 on MNIST-MTL (0 on CIFAR-MTL and MIN-MTL).
+The outputs of ``--setting paper`` are named ``..._paper-setting.{csv,png,json}``.
 
 Writes ``OUTPUT_DIR/fig0{6,7,8}_routing_vs_baselines_<dataset>.{csv,png,json}`` (one CSV
 row per model, seed and epoch; the PNG also draws the paper's Table 2 values when the

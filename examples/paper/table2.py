@@ -56,6 +56,11 @@ class Result:
     meta: dict[str, Any]
     key: str = ""
 
+    @property
+    def setting(self) -> str:
+        """The block-training setting of the runs (``--setting``; older files: the defaults)."""
+        return str(self.meta.get("args", {}).get("setting", "defaults"))
+
 
 def load_results(results_dir: Path) -> list[Result]:
     """Every figure CSV (with its JSON) in ``results_dir``, in figure order."""
@@ -67,7 +72,7 @@ def load_results(results_dir: Path) -> list[Result]:
             continue
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         results.append(Result(figure=str(meta["figure"]), dataset=meta["dataset"], rows=rows, meta=meta))
-    results.sort(key=lambda r: (int(r.figure), r.dataset))
+    results.sort(key=lambda r: (int(r.figure), r.dataset, r.setting != "defaults", r.setting))
     for i, result in enumerate(results):
         result.key = f"C{i + 1}"
     return results
@@ -103,6 +108,8 @@ def our_row(result: Result, model: str, label: str) -> list[str] | None:
     dataset = DATASET_LABELS.get(result.dataset, result.dataset)
     if result.dataset != FIGURES[result.figure].paper_dataset:
         dataset += " (substitute)"
+    if result.setting != "defaults":
+        dataset += f", {result.setting} setting"
     return [
         result.figure,
         label,
@@ -166,7 +173,8 @@ def build_table(results: Sequence[Result]) -> str:
         meta = result.meta
         state = "" if meta.get("complete", True) else " (stopped before every run finished)"
         lines.append(
-            f"- **{result.key}** (Fig. {result.figure}, {result.dataset}){state}: `{meta['command']}`"
+            f"- **{result.key}** (Fig. {result.figure}, {result.dataset}, {result.setting} setting){state}: "
+            f"`{meta['command']}`"
         )
         for run in meta.get("runs", []):
             if run.get("equivalent_command"):

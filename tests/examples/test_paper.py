@@ -21,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from routing_env.training import build_parser, field_docs, parse_per_class
 
@@ -142,6 +143,59 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     assert f"| {100 * float(acc['routing-all-fc']):.2f} |" in ours and "| 2 x 1 |" in ours
     assert "| 6 | cross-stitch-all-fc | ours | CIFAR-MTL | not run |" in table
     assert f"`{json.loads(paths4['json'].read_text())['command']}`" in table
+
+
+def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
+    fig08, table2, runs = load("fig06_08_routing_vs_baselines"), load("table2"), load("paper_runs")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    models = "routing-all-fc,cross-stitch-all-fc"
+    defaults = fig08.main(fig08.Args(**common, models=models))
+    paper = fig08.main(fig08.Args(**common, models=models, setting="paper"))
+    assert paper["csv"].name == "fig08_routing_vs_baselines_digits-mtl_paper-setting.csv"
+    assert defaults["csv"].name == "fig08_routing_vs_baselines_digits-mtl.csv"  # both kept
+    check_outputs(paper, figure="8", models=models.split(","), epochs=1, seeds=1)
+
+    meta = json.loads(paper["json"].read_text())
+    assert "--setting paper" in meta["command"] and meta["args"]["setting"] == "paper"
+    configs = {
+        r["model"]: json.loads((Path(r["run_dir"]) / "config.json").read_text())["config"]
+        for r in meta["runs"]
+    }
+    for model, config in configs.items():  # SGD 1e-2, divided by 10 every 20 epochs
+        assert Path(config["output_dir"], config["run_name"]).name.endswith("-paper-s0")
+        assert (config["optimizer"], config["lr"], config["lr_decay_every"]) == ("sgd", 1e-2, 20), model
+    # digits-MTL stands in for MNIST-MTL, so it gets MNIST-MTL's rho
+    assert configs["routing-all-fc"]["rho"] == runs.PAPER_RHO["mnist-mtl"] == 0.3
+    commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
+    assert "--optimizer sgd --lr 0.01 --lr-decay-every 20" in commands["cross-stitch-all-fc"]
+    assert "--rho 0.3" in commands["routing-all-fc"]
+
+    table = table2.main(table2.Args(results_dir=str(tmp_path)))
+    rows = [line for line in table.splitlines() if line.startswith("| 8 | routing-all-fc | ours | digits")]
+    assert (
+        len(rows) == 2
+        and "paper setting" not in rows[0]
+        and "digits-MTL (substitute), paper setting" in rows[1]
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_runner_trains_on_cuda(tmp_path):
+    fig04, fig08 = load("fig04_rl_algorithms"), load("fig06_08_routing_vs_baselines")
+    common = dict(
+        TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"), device="cuda"
+    )
+    paths4 = fig04.main(fig04.Args(**common, models="routing-all-fc,qlearning-per-task-approx"))
+    check_outputs(
+        paths4, figure="4", models=["routing-all-fc", "qlearning-per-task-approx"], epochs=1, seeds=1
+    )
+    paths8 = fig08.main(fig08.Args(**common, models="cross-stitch-all-fc"))
+    check_outputs(paths8, figure="8", models=["cross-stitch-all-fc"], epochs=1, seeds=1)
+    for run in (
+        json.loads(paths4["json"].read_text())["runs"] + json.loads(paths8["json"].read_text())["runs"]
+    ):
+        config = json.loads((Path(run["run_dir"]) / "config.json").read_text())["config"]
+        assert config["device"] == "cuda", run["model"]
 
 
 def test_unknown_model_is_rejected_before_any_run(tmp_path):
