@@ -214,14 +214,14 @@ def main(args: Args) -> dict[str, Any]:
             dataset,
             batch_size=args.batch_size,
             rng=data_rng,
-            device=resolve_device(args.device),
+            device=args.device,  # resolved at the start of main()
             callback=show,
         )
         decay_lr(optimizer, epoch=epoch + 1, every=args.lr_decay_every, factor=args.lr_decay_factor)
         progress.clear()
         samples += stats.samples
         updates += stats.updates
-        test = evaluate_model(model, dataset, device=resolve_device(args.device))
+        test = evaluate_model(model, dataset, device=args.device)
 
         now = time.perf_counter()
         row = metrics_row(
