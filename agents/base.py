@@ -214,6 +214,18 @@ class Trace:
                 f"{len(self.observations)} observations, {len(self.actions)} actions and "
                 f"{len(self.rewards)} rewards"
             )
+        # a NaN reward would silently poison every later policy update
+        bad = [i for i, r in enumerate(self.rewards) if not math.isfinite(r)]
+        if bad or not math.isfinite(self.final_reward):
+            where = (
+                f"final reward {self.final_reward}"
+                if not math.isfinite(self.final_reward)
+                else f"immediate reward(s) {[self.rewards[i] for i in bad]} at decision(s) {bad}"
+            )
+            raise ValueError(
+                f"the environment handed out a non-finite {where}; router agents learn only from finite "
+                "rewards (a regression loss on a non-finite prediction or target?)"
+            )
 
     def __len__(self) -> int:
         return len(self.actions)

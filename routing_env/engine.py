@@ -101,18 +101,21 @@ class _Minibatch:
     """
 
     def __init__(
-        self, indices_B: torch.Tensor, trunk_out_B: torch.Tensor, split: TaskSplit, num_decisions: int
+        self,
+        indices_B: torch.Tensor,
+        trunk_out_B: torch.Tensor,
+        split: TaskSplit,
+        num_decisions: int,
+        rng_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.indices_B = indices_B
         self.trunk_out_B = trunk_out_B
         self.index_list: list[int] = indices_B.tolist()
         self.task_list: list[int] = split.tasks_N[indices_B].tolist()
         self.target_list: list[Any] = split.targets_N[indices_B].tolist()
-        rows = trunk_out_B.detach()
-        self.rows = rows.split(1)  # 1 x ... views, no graph
-        # flat float32 CPU rows also as NumPy, for the network's array path
-        flat = rows.dim() == 2 and rows.dtype == torch.float32 and rows.device.type == "cpu"
-        self.rows_np: np.ndarray | None = rows.numpy() if flat else None
+        self.rng_state = rng_state  # torch's generators before the trunk ran (to recompute it)
+        self.regraph = False  # True on a copy: the trunk output lost its graph
+        self._unpack_rows()
         self.routes_Bn = np.full((len(indices_B), num_decisions), -1, dtype=np.int64)
         self.done_B = np.zeros(len(indices_B), dtype=bool)
         self.size = len(self.index_list)
@@ -121,6 +124,36 @@ class _Minibatch:
     @property
     def exhausted(self) -> bool:
         return self.next >= self.size
+
+    # A training minibatch holds the trunk output with its autograd graph, which neither
+    # pickle nor deepcopy can carry. A copy keeps the values and is marked; the engine
+    # that owns the copy recomputes the graph (same inputs, same weights, same random
+    # state, the trunk's buffers left as they are) before training on it, so a copy
+    # trains exactly as the original does.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        out = self.trunk_out_B
+        state["regraph"] = self.regraph or (out.requires_grad and out.grad_fn is not None)
+        state["trunk_out_B"] = out.detach().clone()
+        del state["rows"], state["rows_np"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._unpack_rows()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Minibatch:
+        clone = _Minibatch.__new__(_Minibatch)
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
+
+    def _unpack_rows(self) -> None:
+        rows = self.trunk_out_B.detach()
+        self.rows = rows.split(1)  # 1 x ... views, no graph
+        # flat float32 CPU rows also as NumPy, for the network's array path
+        flat = rows.dim() == 2 and rows.dtype == torch.float32 and rows.device.type == "cpu"
+        self.rows_np: np.ndarray | None = rows.numpy() if flat else None
 
 
 class RoutingEngine:
@@ -232,6 +265,7 @@ class RoutingEngine:
         self._eval_correct_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
         self._eval_total_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
         self._eval_loss_T = np.zeros(self.dataset.num_tasks, dtype=np.float64)
+        self._eval_cursor = 0
         self._started = True
 
     @property
@@ -353,7 +387,17 @@ class RoutingEngine:
 
         # the route is complete: the last output is the prediction
         correct, loss = self._judge()
-        reward = final_reward(correct=correct, loss=loss if self.regression else None)
+        if loss is not None and not math.isfinite(loss):
+            message = (
+                f"non-finite regression loss ({loss}) on {self.mode} sample {self.sample_index} (task "
+                f"{self.task}): its prediction is not finite"
+            )
+            if self.training.on_nonfinite == "raise":
+                raise FloatingPointError(message + " (on_nonfinite='raise')")
+            warnings.warn(message + "; its final reward is 0 (on_nonfinite='skip')", stacklevel=3)
+            reward = 0.0
+        else:
+            reward = final_reward(correct=correct, loss=loss if self.regression else None)
         batch.done_B[self._sample] = True
         self._sample = None
         trained = False
@@ -362,7 +406,7 @@ class RoutingEngine:
         else:
             self._eval_total_T[self.task] += 1
             self._eval_correct_T[self.task] += int(bool(correct))
-            self._eval_loss_T[self.task] += loss or 0.0
+            self._eval_loss_T[self.task] += 0.0 if loss is None else loss
         if batch.exhausted:
             trained = self._flush()
         return StepOutcome(collab, reward, True, correct, loss, trained)
@@ -419,18 +463,65 @@ class RoutingEngine:
             self._cursor += len(indices)
         else:
             if self._eval_cursor >= len(split):
-                self._eval_cursor = 0
+                raise RuntimeError(
+                    f"the evaluation pass is complete: all {len(split)} test samples have been routed "
+                    "since eval mode began (evaluation() reports them). Call "
+                    "reset(options={'mode': 'eval'}) to start another pass, or {'mode': 'train'} to train on"
+                )
             indices = np.arange(self._eval_cursor, min(self._eval_cursor + B, len(split)))
             self._eval_cursor += len(indices)
         indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         self.network.refresh_array_path()
-        x = self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)
+        x = self._inputs(split, indices_B)
+        rng_state = None
         if self.mode == "train":
+            rng_state = self._rng_state()
             trunk_out = self.network.trunk(x)  # keeps its graph until the minibatch is trained
         else:
             with torch.no_grad():
                 trunk_out = self.network.trunk(x)
-        return _Minibatch(indices_B, trunk_out, split, self.num_decisions)
+        return _Minibatch(indices_B, trunk_out, split, self.num_decisions, rng_state)
+
+    def _inputs(self, split: TaskSplit, indices_B: torch.Tensor) -> torch.Tensor:
+        return self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        """The torch generators a trunk with random layers (dropout) draws from."""
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _regraph(self, batch: _Minibatch) -> None:
+        """Recompute the trunk output of a copied minibatch with its autograd graph.
+
+        The copy's trunk has the weights the original's had when the minibatch was drawn
+        (blocks train only between minibatches); the generators are set to their state
+        before the original forward and the trunk's buffers (batch-norm statistics, which
+        the original forward already updated) are put back afterwards, so the copy trains
+        on exactly what the original trains on.
+        """
+        trunk = self.network.trunk
+        buffers = {name: b.detach().clone() for name, b in trunk.named_buffers()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            if batch.rng_state is not None:
+                torch.set_rng_state(batch.rng_state["cpu"])
+                if "cuda" in batch.rng_state:
+                    torch.cuda.set_rng_state(batch.rng_state["cuda"], self.device)
+            out = trunk(self._inputs(self.dataset.train, batch.indices_B))
+        # put the buffers back as new tensors: the graph holds the ones the forward used
+        for name, saved in buffers.items():
+            owner, _, attr = name.rpartition(".")
+            setattr(trunk.get_submodule(owner), attr, saved)
+        if not torch.equal(out.detach(), batch.trunk_out_B):
+            warnings.warn(
+                "a copied env recomputed its pending minibatch's trunk output and got other values "
+                "(a non-deterministic trunk or device); it trains on the recomputed ones",
+                stacklevel=3,
+            )
+        batch.trunk_out_B = out
+        batch.regraph = False
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -451,6 +542,8 @@ class RoutingEngine:
         batch, self._batch = self._batch, None
         if batch is None or self.mode != "train" or not batch.done_B.any():
             return False
+        if batch.regraph:
+            self._regraph(batch)
         done = torch.from_numpy(np.flatnonzero(batch.done_B))
         indices = batch.indices_B[done]
         routes = torch.from_numpy(batch.routes_Bn)[done]
@@ -530,54 +623,176 @@ class RoutingEngine:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (the engine must have been started)."""
-        self._require_started()
+        """Restore what :meth:`state_dict` returned (starting the engine if it was not).
+
+        The state is checked as a whole before anything is applied, and applying it is
+        undone if it still fails: on any error the engine is left exactly as it was.
+
+        Raises:
+            ValueError: When ``state`` is not an engine state of this network, dataset
+                and optimizer (naming what differs).
+        """
+        if not self._started:
+            self.restart(0)  # builds the optimizer the state is loaded into
+            try:
+                self.load_state_dict(state)
+            except BaseException:
+                self._started = False
+                raise
+            return
+        self._check_state(state)
+        network_backup = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+        optimizer_backup = copy.deepcopy(self.optimizer.state_dict())
+        rng_backup = self.np_random.bit_generator.state
         try:
             self.network.load_state_dict(state["network"])
             self.optimizer.load_state_dict(state["optimizer"])
-            selections = state["selections_nA"].numpy().astype(np.int64)
-            if selections.shape != self.selections_nA.shape:
-                raise ValueError(
-                    f"selections of shape {selections.shape}, expected {self.selections_nA.shape}"
-                )
-            perm = state["perm"].numpy().astype(np.int64)
-            if perm.shape != (len(self.dataset.train),):
-                raise ValueError(
-                    f"a data order of {perm.shape[0]} samples, expected {len(self.dataset.train)}"
-                )
-            counters = state["counters"]
             self.np_random.bit_generator.state = state["np_random"]
-        except KeyError as err:
-            raise ValueError(f"not an engine state: missing {err}") from None
-        self.selections_nA = selections
-        self._perm = perm
-        self.epoch = int(counters["epoch"])
-        self.updates = int(counters["updates"])
-        self.skipped_updates = int(counters["skipped_updates"])
-        self.samples_routed = int(counters["samples_routed"])
-        self._cursor = int(counters["cursor"])
+            counters = {k: int(state["counters"][k]) for k in self._COUNTERS}
+        except Exception as err:
+            self.network.load_state_dict(network_backup)
+            self.optimizer.load_state_dict(optimizer_backup)
+            self.np_random.bit_generator.state = rng_backup
+            raise ValueError(
+                f"the engine state could not be loaded ({type(err).__name__}: {err}); nothing was changed"
+            ) from err
+        self.selections_nA = state["selections_nA"].numpy().astype(np.int64)
+        self._perm = state["perm"].numpy().astype(np.int64)
+        self.epoch = counters["epoch"]
+        self.updates = counters["updates"]
+        self.skipped_updates = counters["skipped_updates"]
+        self.samples_routed = counters["samples_routed"]
+        self._cursor = counters["cursor"]
         self._batch = None
         self._sample = None
         self.mode = "train"
         self.network.train()
 
+    _COUNTERS = ("epoch", "updates", "skipped_updates", "samples_routed", "cursor")
+
+    def _check_state(self, state: Any) -> None:
+        """Raise ``ValueError`` naming the first way ``state`` does not fit this engine."""
+        if not isinstance(state, dict):
+            raise ValueError(f"not an engine state: expected a dict, got {type(state).__name__}")
+        missing = [
+            k
+            for k in ("network", "optimizer", "selections_nA", "perm", "counters", "np_random")
+            if k not in state
+        ]
+        if missing:
+            raise ValueError(f"not an engine state: missing {missing}")
+        ours = self.network.state_dict()
+        theirs = state["network"]
+        if not isinstance(theirs, dict):
+            raise ValueError("the state's 'network' entry is not a state dict")
+        if set(theirs) != set(ours):
+            extra, lacking = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+            raise ValueError(
+                "the checkpoint is of another network: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"{len(extra)} unknown entries (e.g. {extra[:3]})" if extra else "",
+                        f"{len(lacking)} entries missing (e.g. {lacking[:3]})" if lacking else "",
+                    )
+                    if part
+                )
+            )
+        for key, tensor in ours.items():
+            other = theirs[key]
+            if not isinstance(other, torch.Tensor) or tuple(other.shape) != tuple(tensor.shape):
+                shape = tuple(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
+                raise ValueError(
+                    f"the checkpoint is of another network: {key!r} has shape {shape}, "
+                    f"this network's {tuple(tensor.shape)}"
+                )
+        optim = state["optimizer"]
+        if not isinstance(optim, dict) or "param_groups" not in optim or "state" not in optim:
+            raise ValueError("the state's 'optimizer' entry is not an optimizer state dict")
+        ours_groups = self.optimizer.state_dict()["param_groups"]
+        sizes = [len(g.get("params", ())) for g in optim["param_groups"]]
+        if sizes != [len(g["params"]) for g in ours_groups]:
+            raise ValueError(
+                f"the checkpoint's optimizer holds parameter groups of sizes {sizes}, this engine's "
+                f"{[len(g['params']) for g in ours_groups]}"
+            )
+        kind = type(self.optimizer).__name__
+        ours_keys = {k for g in ours_groups for k in g if k != "params"}
+        their_keys = {k for g in optim["param_groups"] for k in g if k != "params"}
+        if ours_keys != their_keys:
+            raise ValueError(
+                f"the checkpoint's optimizer has settings {sorted(their_keys)}, not those of this "
+                f"engine's {kind} ({sorted(ours_keys)}): another optimizer"
+            )
+        for name, expected in (
+            ("selections_nA", self.selections_nA.shape),
+            ("perm", (len(self.dataset.train),)),
+        ):
+            value = state[name]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(expected):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                what = "selection counts" if name == "selections_nA" else "a data order"
+                raise ValueError(
+                    f"the checkpoint holds {what} of shape {shape}, expected {tuple(expected)} "
+                    "(another network or dataset)"
+                )
+        perm = state["perm"]
+        if not torch.equal(torch.sort(perm.to(torch.int64)).values, torch.arange(len(self.dataset.train))):
+            raise ValueError("the checkpoint's data order is not a permutation of this training split")
+        counters = state["counters"]
+        if not isinstance(counters, dict) or any(k not in counters for k in self._COUNTERS):
+            raise ValueError(f"the checkpoint's counters must hold {list(self._COUNTERS)}")
+        rng = state["np_random"]
+        name = self.np_random.bit_generator.state["bit_generator"]
+        if not isinstance(rng, dict) or rng.get("bit_generator") != name:
+            raise ValueError(f"the checkpoint's data generator state is not a {name} state")
+
     # ------------------------------------------------------------- evaluation
     def evaluation(self) -> dict[str, float | list[float]]:
-        """Accuracy (classification) or mean loss per task of the samples evaluated so far."""
+        """Accuracy (classification) or mean loss per task of the samples evaluated so far.
+
+        Returns a dict: ``"accuracy"`` (or ``"loss"`` for regression) over every sample
+        scored since eval mode began, ``"accuracy_per_task"`` (``"loss_per_task"``; NaN for
+        a task with no sample scored yet), ``"samples"`` (how many were scored) and
+        ``"complete"`` (True once the whole test split has been routed in this pass).
+        """
         total = self._eval_total_T
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.regression:
                 per_task = (self._eval_loss_T / total).tolist()
                 overall = float(self._eval_loss_T.sum() / max(1, total.sum()))
-                return {"loss": overall, "loss_per_task": per_task, "samples": int(total.sum())}
+                return {
+                    "loss": overall,
+                    "loss_per_task": per_task,
+                    "samples": int(total.sum()),
+                    "complete": self.eval_pass_complete,
+                }
             per_task = (self._eval_correct_T / total).tolist()
             overall = float(self._eval_correct_T.sum() / max(1, total.sum()))
-        return {"accuracy": overall, "accuracy_per_task": per_task, "samples": int(total.sum())}
+        return {
+            "accuracy": overall,
+            "accuracy_per_task": per_task,
+            "samples": int(total.sum()),
+            "complete": self.eval_pass_complete,
+        }
 
     @property
     def eval_pass_complete(self) -> bool:
-        """True once every test sample has been routed since eval mode began."""
-        return self.mode == "eval" and int(self._eval_total_T.sum()) >= len(self.dataset.test)
+        """True in eval mode once no test sample is left to route in this pass.
+
+        A pass routes every test sample once, in order; a sample abandoned mid-route
+        (``reset()`` before its last decision) is not scored, so ``evaluation()["samples"]``
+        can then be smaller than the test split.
+        """
+        return self.mode == "eval" and not self.routing and not self.has_next_sample
+
+    @property
+    def has_next_sample(self) -> bool:
+        """Whether :meth:`begin_sample` can draw another sample (always, in training)."""
+        if self.mode == "train":
+            return True
+        pending = self._batch is not None and not self._batch.exhausted
+        return pending or self._eval_cursor < len(self.dataset.test)
 
     def _require_started(self) -> None:
         if not self._started:

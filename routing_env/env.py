@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import warnings
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import gymnasium
@@ -86,9 +89,23 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     ``s``, or restored to a user-supplied network's initial weights), the optimizer,
     the selection counts and the data order. ``reset()`` without a seed goes on to the
     next sample of the same run: call it once per episode and pass a seed only to start
-    over. ``reset(options={"mode": "eval"})`` switches to evaluation: the test split is
-    routed in order, nothing is trained, and ``env.unwrapped.evaluation()`` reports the
-    accuracy per task; ``{"mode": "train"}`` switches back.
+    over. ``reset(options={"mode": "eval"})`` starts a pass over the test split (also when
+    already evaluating: the counts start again): the test samples are routed once each,
+    in order, nothing is trained, and ``env.unwrapped.evaluation()`` reports the accuracy
+    per task (a dict: ``accuracy``, ``accuracy_per_task``, ``samples`` scored and
+    ``complete``; ``loss``/``loss_per_task`` for regression). When the last test sample
+    is routed the episode ends; a further ``reset()`` in eval mode raises
+    ``RuntimeError`` rather than wrapping around and counting samples twice.
+    ``{"mode": "train"}`` switches back. ``reset`` refuses options that are not a dict
+    and keys that look like a misspelt ``"mode"``, and warns about other unknown keys.
+
+    ## Copies and checkpoints
+    ``copy.deepcopy(env)`` and ``pickle`` work at any point and the copy continues
+    exactly as the original would (a pending training minibatch recomputes its trunk
+    output, with the same weights and random state, before training). ``state_dict()``
+    (between training minibatches) and ``load_state_dict()`` save and continue a run; a
+    load that does not fit (another configuration, network, optimizer or dataset)
+    raises ``ValueError`` and changes nothing.
 
     ## Arguments
     - ``dataset``: a :class:`~routing_env.datasets.MultiTaskDataset` (default digits-MTL).
@@ -248,7 +265,16 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         return self.action_spaces[agent]
 
     # ----------------------------------------------------------------- reset
+    RESET_OPTIONS = ("mode",)
+    """The keys ``reset(options=...)`` understands."""
+
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(
+                f"options must be a dict such as {{'mode': 'eval'}} or None, got {type(options).__name__} "
+                f"{options!r}"
+            )
+        self._check_option_keys(options or {})
         mode = (options or {}).get("mode")
         if mode is not None and mode not in ("train", "eval"):
             raise ValueError(f"options['mode'] must be 'train' or 'eval', got {mode!r}")
@@ -260,8 +286,8 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             self.engine.restart(int(np.random.SeedSequence().generate_state(1)[0]))
         else:
             self.engine.abandon_sample()  # an unfinished sample of the last episode
-        if mode is not None and mode != self.engine.mode:
-            self.engine.set_mode(mode)
+        if mode == "eval" or (mode is not None and mode != self.engine.mode):
+            self.engine.set_mode(mode)  # {"mode": "eval"} always starts a new pass over the test split
         self.agents = []
         self.rewards: dict[str, float] = {}
         self._cumulative_rewards: dict[str, float] = {}
@@ -276,6 +302,35 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             for agent in self.possible_agents:
                 self._join(agent)
         self._begin_sample()
+
+    def _check_option_keys(self, options: Mapping[Any, Any]) -> None:
+        """Refuse a key that looks like a misspelt known option ("Mode"), which would
+        otherwise be ignored silently; warn about any other unknown key.
+
+        Other keys are not refused outright because PettingZoo's ``api_test`` checks that
+        ``reset`` accepts arbitrary options (it passes ``{"options": 1}``).
+        """
+        unknown = [k for k in options if k not in self.RESET_OPTIONS]
+        if not unknown:
+            return
+        known = {k.lower(): k for k in self.RESET_OPTIONS}
+        typos = [
+            k
+            for k in unknown
+            if not isinstance(k, str)
+            or k.lower() in known
+            or difflib.get_close_matches(k.lower(), list(known), n=1, cutoff=0.6)
+        ]
+        if typos:
+            raise ValueError(
+                f"unknown reset option(s) {typos}; this env understands {list(self.RESET_OPTIONS)} "
+                "(e.g. options={'mode': 'eval'})"
+            )
+        warnings.warn(
+            f"reset options {unknown} are not used by this env and were ignored; it understands "
+            f"{list(self.RESET_OPTIONS)}",
+            stacklevel=3,
+        )
 
     def _join(self, agent: str) -> None:
         if agent not in self.rewards:
@@ -301,6 +356,8 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
 
     # ------------------------------------------------------------- observing
     def observe(self, agent: str) -> dict[str, Any]:
+        if agent not in self.observation_spaces:
+            raise ValueError(f"unknown agent {agent!r}; this env's agents are {self.possible_agents}")
         if agent == self.agent_selection and not self._episode_over and self.engine.routing:
             if self._decision_obs is None:
                 self._decision_obs = self._make_obs(agent)
@@ -370,7 +427,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             if self.dispatcher:
                 self.rewards[self.dispatcher] += outcome.final_reward
                 self.infos[self.dispatcher] = {**self.infos[self.dispatcher], "sample_done": True}
-            if self._samples_left > 0:
+            if self._samples_left > 0 and self.engine.has_next_sample:
                 self._begin_sample()
             else:
                 self._episode_over = True
@@ -417,16 +474,43 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         (``engine.epoch_progress == 0``) in train mode. Save it with ``torch.save``;
         it loads with ``torch.load(..., weights_only=True)``.
         """
-        return {"engine": self.engine.state_dict(), "config": {"router": self.router_config}}
+        return {"engine": self.engine.state_dict(), "config": self._config()}
+
+    def _config(self) -> dict[str, Any]:
+        """What a checkpoint must agree on with the env that loads it."""
+        return {
+            "router": self.router_config,
+            "routers": len(self.routers),
+            "routing": self.network.routing,
+            "num_decisions": self.num_decisions,
+            "num_actions": self.num_actions,
+            "num_tasks": self.num_tasks,
+            "dataset": self.dataset.name,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue the run saved by :meth:`state_dict`; call ``reset()`` (no seed) next."""
-        if state.get("config", {}).get("router") != self.router_config:
-            raise ValueError(
-                f"checkpoint of a {state.get('config', {}).get('router')!r} env, this env is {self.router_config!r}"
-            )
-        if not self.engine.started:
-            self.engine.restart(0)
+        """Continue the run saved by :meth:`state_dict`; call ``reset()`` (no seed) next.
+
+        The whole state is checked before anything is applied: on any error (a checkpoint
+        of another configuration, network, optimizer or dataset) the env is unchanged.
+
+        Raises:
+            ValueError: Naming what differs between the checkpoint and this env.
+        """
+        if not isinstance(state, Mapping) or "engine" not in state:
+            raise ValueError("not a RoutingEnv state: expected a dict with 'engine' and 'config'")
+        saved = state.get("config", {})
+        if not isinstance(saved, Mapping):
+            raise ValueError("not a RoutingEnv state: 'config' is not a dict")
+        ours = self._config()
+        # checkpoints of earlier versions hold only "router"
+        differ = [
+            f"{k}={saved[k]!r} (this env: {ours[k]!r})" for k in ours if k in saved and saved[k] != ours[k]
+        ]
+        if "router" not in saved:
+            differ.append(f"router missing (this env: {self.router_config!r})")
+        if differ:
+            raise ValueError(f"the checkpoint is of another env configuration: {'; '.join(differ)}")
         self.engine.load_state_dict(state["engine"])
         self.agents = []
         self._episode_over = True
