@@ -13,7 +13,11 @@ SimpleConvNet trunk as the routed network, followed by a static multi-task head
 The data, minibatches, optimizer settings and learning-rate schedule match
 ``examples/train_wpl.py`` option for option (same defaults), so both get the same
 training budget, and the run folder has the same layout and ``metrics.csv`` format
-(``test_accuracy_stochastic`` is empty: a baseline has no policy).
+(``test_accuracy_stochastic`` is empty: a baseline has no policy). ``--resume`` works as
+in ``train_wpl.py``: the run's kind, options and checkpoint are checked before anything
+is written (a ``train_wpl.py`` run is refused with the command that resumes it),
+``config.json`` never records fewer epochs than it did, and the run folder is locked
+while a run trains, so a second run with the same ``--run-name`` is refused.
 
     python examples/train_baseline.py --model task-specific-all-fc
     python examples/train_baseline.py --model cross-stitch-all-fc --dataset cifar-mtl --data-root ~/data
@@ -45,27 +49,22 @@ from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
-    RESUMABLE_OPTIONS,
     DatasetOptions,
     MetricsCSV,
     Progress,
-    create_run_dir,
+    RunFolder,
     global_rng_state,
-    load_checkpoint,
     load_run_dataset,
     metric_columns,
     metrics_row,
+    open_run,
     parse_args,
-    read_config,
     resolve_device,
-    resolve_run_args,
-    resume_args,
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
     summary_table,
     tensorboard_writer,
-    write_config,
     write_summary,
 )
 
@@ -83,7 +82,7 @@ class Args(DatasetOptions):
 
     # --- budget and training (the same defaults as examples/train_wpl.py)
     epochs: int | None = None
-    """training epochs, one pass over the training samples each (none: 20; with --resume: the run's own)"""
+    """training epochs, one pass over the training samples each (none: 20; with --resume: the run's own). With --resume it is the epoch to train up to: config.json keeps the larger of it and the run's recorded epochs, and a resume that trains nothing changes no file"""
     batch_size: int = 64
     """samples per optimizer step"""
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -115,7 +114,7 @@ class Args(DatasetOptions):
     run_name: str | None = None
     """name of the run folder (default: <model>-<dataset>-s<seed>-<timestamp>)"""
     resume: str | None = None
-    """continue the run in this folder from its last checkpoint (set --epochs beyond it to train longer)"""
+    """continue the run in this folder from its last checkpoint (set --epochs beyond it to train longer); the folder's run kind, config.json and checkpoint are checked before anything is written"""
     checkpoint: bool = True
     """write a checkpoint after every epoch"""
     tensorboard: bool = True
@@ -146,17 +145,25 @@ def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
 
 
 def main(args: Args) -> dict[str, Any]:
-    """Train (or resume) a baseline run; return its summary (also in RUN_DIR/summary.json)."""
-    if args.resume is not None:
-        run_dir = Path(args.resume)
-        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
-        args = resolve_run_args(args)  # epochs, device: checked before any work
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    else:
-        args = resolve_run_args(args)
-        name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = create_run_dir(args.output_dir, name, prefix=args.model)
-        checkpoint = None
+    """Train (or resume) a baseline run; return its summary (also in RUN_DIR/summary.json).
+
+    The run folder is claimed (a new run) or checked in full (``--resume``: the run's
+    kind, options and checkpoint) before anything is written, and stays locked while
+    the run trains, so that a second process cannot write into it.
+    """
+    name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with open_run(args, kind="baseline", name=name, checkpoint_keys=CHECKPOINT_KEYS) as run:
+        return train_run(run)
+
+
+#: What a checkpoint of this script holds besides ``epoch`` and ``config``.
+CHECKPOINT_KEYS = ("wall_time_s", "samples", "updates", "model", "optimizer", "data_rng", "rng")
+
+
+def train_run(run: RunFolder) -> dict[str, Any]:
+    """Train the run in ``run`` (claimed or checked by :func:`open_run`) from its checkpoint on."""
+    args: Args = run.args
+    run_dir, checkpoint = run.path, run.checkpoint
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
@@ -168,27 +175,28 @@ def main(args: Args) -> dict[str, Any]:
     )
     # the data order: its own generator, drawn from the run seed
     data_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 2]))
-    write_config(
-        run_dir, args, extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}}
-    )
-    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
 
     start_epoch, wall_before, samples, updates = 0, 0.0, 0, 0
-    if checkpoint is not None:
+    if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         data_rng.bit_generator.state = checkpoint["data_rng"]
         set_global_rng_state(checkpoint["rng"])
         start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
         samples, updates = int(checkpoint["samples"]), int(checkpoint["updates"])
-        metrics.keep_epochs(start_epoch)
+    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+    if run.trains:
+        run.write_config(extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}})
+        metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
+    if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
-        if start_epoch >= args.epochs:
+        if not run.trains:
             print(
-                f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on",
+                f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on "
+                "(nothing was changed)",
                 file=sys.stderr,
             )
-    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard)
+    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard and run.trains)
     progress = Progress(enabled=args.progress)
     n_params = sum(p.numel() for p in model.parameters())
     print(

@@ -26,6 +26,16 @@ A run folder (``--output-dir``/``--run-name``) receives ``config.json`` (the arg
 ``metrics.csv`` (one row per epoch: train/test accuracy overall and per task),
 ``checkpoint.pt`` (env, agents and RNG states after the last epoch; ``--resume RUN_DIR``
 continues bit-identically), ``summary.json`` and, if TensorBoard is installed, ``tb/``.
+
+``--resume RUN_DIR`` checks the run before it writes anything: that ``train_wpl.py``
+wrote it (a ``train_baseline.py`` run is refused with the command that resumes it), that
+the options given may change on resume, and that the checkpoint's own config matches
+``config.json`` (a hand-edited ``data_seed`` would train the saved weights on another
+split). ``--epochs N`` is the epoch to train up to: ``config.json`` keeps the larger of
+``N`` and the run's recorded epochs, and a resume with ``N`` at or below the epochs
+already trained changes no file. The run folder is locked while a run trains
+(``RUN_DIR/.lock``, released when the process ends, however it ends): a second run with
+the same ``--run-name``, or a second ``--resume`` of it, is refused.
 """
 
 from __future__ import annotations
@@ -49,27 +59,22 @@ from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
-    RESUMABLE_OPTIONS,
     DatasetOptions,
     MetricsCSV,
     Progress,
-    create_run_dir,
+    RunFolder,
     global_rng_state,
-    load_checkpoint,
     load_run_dataset,
     metric_columns,
     metrics_row,
+    open_run,
     parse_args,
-    read_config,
     resolve_device,
-    resolve_run_args,
-    resume_args,
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
     summary_table,
     tensorboard_writer,
-    write_config,
     write_summary,
 )
 
@@ -82,7 +87,7 @@ class Args(DatasetOptions):
 
     # --- budget and block training (done by the environment)
     epochs: int | None = None
-    """training epochs, one epoch routing every training sample once (none: 20; with --resume: the run's own)"""
+    """training epochs, one epoch routing every training sample once (none: 20; with --resume: the run's own). With --resume it is the epoch to train up to: config.json keeps the larger of it and the run's recorded epochs, and a resume that trains nothing changes no file"""
     batch_size: int = 64
     """routed samples per block-training step"""
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -134,7 +139,7 @@ class Args(DatasetOptions):
     run_name: str | None = None
     """name of the run folder (default: wpl-<dataset>-s<seed>-<timestamp>)"""
     resume: str | None = None
-    """continue the run in this folder from its last checkpoint (set --epochs beyond it to train longer)"""
+    """continue the run in this folder from its last checkpoint (set --epochs beyond it to train longer); the folder's run kind, config.json and checkpoint are checked before anything is written"""
     checkpoint: bool = True
     """write a checkpoint after every epoch"""
     tensorboard: bool = True
@@ -218,17 +223,25 @@ def greedy_routes(router: MultiAgentRouter) -> dict[str, list[int]]:
 
 
 def main(args: Args) -> dict[str, Any]:
-    """Train (or resume) a run; return its summary (also written to RUN_DIR/summary.json)."""
-    if args.resume is not None:
-        run_dir = Path(args.resume)
-        args = resume_args(args, read_config(run_dir), may_change=RESUMABLE_OPTIONS)
-        args = resolve_run_args(args)  # epochs, device: checked before any work
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    else:
-        args = resolve_run_args(args)
-        name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = create_run_dir(args.output_dir, name, prefix="wpl")
-        checkpoint = None
+    """Train (or resume) a run; return its summary (also written to RUN_DIR/summary.json).
+
+    The run folder is claimed (a new run) or checked in full (``--resume``: the run's
+    kind, options and checkpoint) before anything is written, and stays locked while
+    the run trains, so that a second process cannot write into it.
+    """
+    name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with open_run(args, kind="wpl", name=name, checkpoint_keys=CHECKPOINT_KEYS) as run:
+        return train_run(run)
+
+
+#: What a checkpoint of this script holds besides ``epoch`` and ``config``.
+CHECKPOINT_KEYS = ("wall_time_s", "env", "agents", "rng")
+
+
+def train_run(run: RunFolder) -> dict[str, Any]:
+    """Train the run in ``run`` (claimed or checked by :func:`open_run`) from its checkpoint on."""
+    args: Args = run.args
+    run_dir, checkpoint = run.path, run.checkpoint
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
@@ -237,25 +250,26 @@ def main(args: Args) -> dict[str, Any]:
     env = make_env(args, dataset)
     router = make_router(args, env)
     engine = env.unwrapped.engine
-    write_config(
-        run_dir, args, extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}}
-    )
-    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
 
     start_epoch, wall_before = 0, 0.0
-    if checkpoint is not None:
+    if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
         env.unwrapped.load_state_dict(checkpoint["env"])
         router.load_state_dict(checkpoint["agents"])
         set_global_rng_state(checkpoint["rng"])
         start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
+    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+    if run.trains:
+        run.write_config(extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}})
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
+    if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
-        if start_epoch >= args.epochs:
+        if not run.trains:
             print(
-                f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on",
+                f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on "
+                "(nothing was changed)",
                 file=sys.stderr,
             )
-    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard)
+    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard and run.trains)
     progress = Progress(enabled=args.progress)
     print(
         f"{dataset.name}: {dataset.num_tasks} tasks, {len(dataset.train)} train / {len(dataset.test)} test samples; "

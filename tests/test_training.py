@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import random
+import signal
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,9 +18,15 @@ import pytest
 import torch
 
 from routing_env.training import (
+    LOCK_FILE,
     MetricsCSV,
     Progress,
+    RunInUseError,
+    RunLock,
     build_parser,
+    check_checkpoint,
+    check_run_kind,
+    claim_run_dir,
     create_run_dir,
     field_docs,
     global_rng_state,
@@ -26,6 +37,7 @@ from routing_env.training import (
     read_config,
     resolve_device,
     resume_args,
+    run_kind,
     save_checkpoint,
     set_global_rng_state,
     subsample,
@@ -157,6 +169,121 @@ def test_run_dir_config_and_resume_args(tmp_path):
     assert resume_args(Options(count=9), saved, may_change={"count"}).count == 9
     with pytest.raises(ValueError, match="--mode 'slow'"):
         resume_args(Options(mode="slow"), saved, may_change={"count"})
+
+
+def test_a_run_folder_is_claimed_by_one_run_only(tmp_path):
+    # two runs started together with one --run-name: the second is refused while the first holds it
+    first = claim_run_dir(tmp_path, "run", prefix="p")
+    assert first.held and first.run_dir == tmp_path / "run"
+    with pytest.raises(RunInUseError, match=rf"in use by another process \(pid {os.getpid()}\).*--run-name"):
+        claim_run_dir(tmp_path, "run", prefix="p")
+    with pytest.raises(RunInUseError):
+        RunLock(tmp_path / "run").acquire()  # nor can a resume take it
+    (tmp_path / "run" / "config.json").write_text("{}")
+    first.release()
+    # once the first run is done, its folder is a finished run: resume it, or take another name
+    with pytest.raises(FileExistsError, match="--resume"):
+        claim_run_dir(tmp_path, "run", prefix="p")
+    with RunLock(tmp_path / "run") as lock:  # a resume takes the released lock
+        assert lock.held
+    assert not lock.held
+    # an empty folder (a run that failed before writing) can be claimed again
+    (tmp_path / "empty").mkdir()
+    with claim_run_dir(tmp_path, "empty", prefix="p") as again:
+        assert again.held and [p.name for p in (tmp_path / "empty").iterdir()] == [LOCK_FILE]
+
+
+def test_claiming_a_run_folder_is_atomic_under_a_race(tmp_path):
+    # many threads claim one name at once (each RunLock opens its own file description)
+    results: list[object] = []
+    start = threading.Barrier(8)
+
+    def claim() -> None:
+        start.wait()
+        try:
+            results.append(claim_run_dir(tmp_path, "run", prefix="p"))
+        except (RunInUseError, FileExistsError) as err:
+            results.append(err)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if isinstance(r, RunLock)]
+    assert len(winners) == 1 and all(isinstance(r, RunInUseError) for r in results if r not in winners)
+    winners[0].release()
+
+
+def test_a_killed_run_does_not_leave_its_folder_locked(tmp_path):
+    # the lock is the OS's (flock): it goes with the process, however the process ends
+    (tmp_path / "run").mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from routing_env.training import RunLock; "
+            f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunInUseError, match=f"pid {holder.pid}"):
+            RunLock(tmp_path / "run").acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with RunLock(tmp_path / "run") as lock:
+        assert lock.held
+
+
+def test_run_kind_is_recorded_and_inferred_for_older_folders(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run, {"model": "task-specific-1-fc", "epochs": 2}, kind="baseline")
+    assert json.loads((run / "config.json").read_text())["kind"] == "baseline"
+    assert run_kind(run) == "baseline"
+    check_run_kind(run, expected="baseline")
+    with pytest.raises(ValueError, match=r"is a baseline run.*python examples/train_baseline.py --resume"):
+        check_run_kind(run, expected="wpl")
+    # a config.json from before the kind was recorded: told apart by its options
+    for config, kind in (
+        ({"model": "cross-stitch-all-fc"}, "baseline"),
+        ({"router": "per_task", "rho": 0.0}, "wpl"),
+        ({"router": "per_task", "model": "routing-all-fc-reinforce", "learner": "reinforce"}, "paper-agents"),
+    ):
+        write_config(run, config)
+        assert run_kind(run) == kind
+    with pytest.raises(ValueError, match="no checkpoint"):
+        check_run_kind(run, expected="wpl")  # paper-agents runs are trained again, not resumed
+    write_config(run, {"something": 1})
+    with pytest.raises(ValueError, match="not a run folder"):
+        run_kind(run)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        write_config(run, {}, kind="sweep")
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_config(run)
+
+
+def test_check_checkpoint_compares_the_checkpoint_config_with_config_json(tmp_path):
+    config = {"data_seed": 0, "lr": 1e-3, "epochs": 2, "device": "cpu"}
+    good = {"epoch": 2, "config": dict(config), "env": {}}
+    check_checkpoint(good, run_dir=tmp_path, kind="wpl", keys=("env",), config=config)
+    # the resumable options may differ (a longer run, another device)
+    check_checkpoint(good, run_dir=tmp_path, kind="wpl", keys=("env",), config={**config, "epochs": 9})
+    edited = {**config, "data_seed": 7, "lr": 0.1}
+    with pytest.raises(ValueError, match=r"data_seed: 7 in config.json, 0 in the checkpoint; lr: 0.1") as err:
+        check_checkpoint(good, run_dir=tmp_path, kind="wpl", keys=("env",), config=edited)
+    assert "edited by hand" in str(err.value)
+    with pytest.raises(ValueError, match=r"has no 'env': it is not a checkpoint of examples/train_wpl.py"):
+        check_checkpoint(
+            {"epoch": 1, "config": config}, run_dir=tmp_path, kind="wpl", keys=("env",), config=config
+        )
+    with pytest.raises(ValueError, match="epoch"):
+        check_checkpoint({**good, "epoch": -1}, run_dir=tmp_path, kind="wpl", keys=(), config=config)
 
 
 # ----------------------------------------------------------------- metrics

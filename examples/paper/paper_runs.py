@@ -60,6 +60,9 @@ from routing_env.training import (
     DatasetName,
     DatasetOptions,
     MetricsCSV,
+    RunLock,
+    check_run_kind,
+    claim_run_dir,
     load_run_dataset,
     metric_columns,
     metrics_row,
@@ -471,12 +474,17 @@ def run_config(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> dict[
     return config
 
 
+#: The run kind (``config.json``'s ``"kind"``, see :data:`routing_env.training.RUN_KINDS`) of each runner.
+RUN_KIND = {"wpl": "wpl", "baseline": "baseline", "agents": "paper-agents"}
+
+
 def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
     """Raise unless ``run_dir`` was trained with the settings this run asks for.
 
     Raises:
         ValueError: Naming the settings that differ.
     """
+    check_run_kind(run_dir, expected=RUN_KIND[model.runner])
     saved = read_config(run_dir)
     expected = run_config(model, args, seed, run_dir)
     differ = [
@@ -519,7 +527,10 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_config(model, args, seed, run_dir)
     write_config(
-        run_dir, config, extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}}
+        run_dir,
+        config,
+        kind=RUN_KIND["agents"],
+        extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}},
     )
     metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
     engine = env.unwrapped.engine
@@ -559,6 +570,12 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
         )
 
 
+def remove_run(run_dir: Path) -> None:
+    """Delete a run folder cut short, unless another process is writing into it (RunInUseError)."""
+    with RunLock(run_dir):
+        shutil.rmtree(run_dir)
+
+
 def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
     """Train (or reuse, or resume) the run of ``model`` with ``seed``; return its run folder."""
     run_dir = args.runs_path() / run_name(model, args, seed)
@@ -572,15 +589,16 @@ def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
     with contextlib.redirect_stdout(sys.stderr):
         if model.runner == "agents":
             if run_dir.exists():  # cut short: these runs keep no checkpoint, start again
-                shutil.rmtree(run_dir)
-            run_agents(model, args, seed, run_dir)
+                remove_run(run_dir)
+            with claim_run_dir(run_dir.parent, run_dir.name, prefix=model.name):  # held while it trains
+                run_agents(model, args, seed, run_dir)
         else:
             script = load_script("train_wpl" if model.runner == "wpl" else "train_baseline")
             run_args = script_args(model, args, seed, run_dir)
             if (run_dir / "checkpoint.pt").is_file():
                 run_args = dataclasses.replace(run_args, resume=str(run_dir))
             elif run_dir.exists():
-                shutil.rmtree(run_dir)
+                remove_run(run_dir)
             script.main(run_args)
     return run_dir
 

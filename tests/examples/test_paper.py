@@ -213,6 +213,21 @@ def test_unknown_model_is_rejected_before_any_run(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
 
+def test_a_run_folder_of_another_kind_is_refused_before_anything_is_written(tmp_path):
+    runs = load("paper_runs")
+    args = runs.PaperArgs(**TINY, dataset="digits-mtl", runs_dir=str(tmp_path / "runs"))
+    model = runs.MODELS["routing-all-fc"]
+    run_dir = tmp_path / "runs" / runs.run_name(model, args, 0)
+    run_dir.mkdir(parents=True)
+    # a train_baseline.py run (recorded before the kind was: told apart by its "model") in a WPL run's folder
+    (run_dir / "config.json").write_text(json.dumps({"config": {"model": "task-specific-1-fc", "epochs": 1}}))
+    (run_dir / "metrics.csv").write_text("epoch\n1\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(ValueError, match=r"is a baseline run.*examples/train_baseline.py --resume"):
+        runs.run_model(model, args, 0)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
 def write_cifar100(root: Path, *, train_per_fine: int, test_per_fine: int, seed: int = 0) -> None:
     """A small ``root/cifar-100-python/`` in the real pickle format (5 fine classes per superclass)."""
     rng = np.random.default_rng(seed)

@@ -112,3 +112,26 @@ def test_every_baseline_trains_on_cuda_and_resumes_on_the_cpu(train_baseline, tm
     rows = read_rows(tmp_path / "run" / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
+
+
+def test_resume_of_a_wpl_run_is_refused_before_anything_is_written(train_wpl, train_baseline, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="wpl", **TINY))
+    run = tmp_path / "wpl"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"is a wpl run.*python examples/train_wpl.py --resume"):
+        train_baseline.main(train_baseline.Args(epochs=2, resume=str(run), progress=False, tensorboard=False))
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "wpl" and "model" not in config["config"]
+
+
+def test_resume_with_fewer_epochs_changes_no_file(train_baseline, tmp_path, capsys):
+    train_baseline.main(train_baseline.Args(epochs=2, output_dir=str(tmp_path), run_name="run", **TINY))
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name not in ("summary.json", ".lock")}
+    train_baseline.main(train_baseline.Args(epochs=1, resume=str(run), progress=False, tensorboard=False))
+    assert "already has 2 epochs" in capsys.readouterr().err
+    assert {
+        p.name: p.read_bytes() for p in run.iterdir() if p.name not in ("summary.json", ".lock")
+    } == before
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 2

@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.training import DEFAULT_EPOCHS, build_parser, field_docs, load_checkpoint, metric_columns
+from routing_env.training import (
+    DEFAULT_EPOCHS,
+    RunInUseError,
+    RunLock,
+    build_parser,
+    field_docs,
+    load_checkpoint,
+    metric_columns,
+    save_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"max_train_samples": 320, "max_test_samples": 100, "progress": False, "tensorboard": False}
@@ -249,3 +258,125 @@ def test_resume_to_the_default_number_of_epochs(train_wpl, tmp_path, capsys):
     train_wpl.main(train_wpl.Args(epochs=DEFAULT_EPOCHS, **resume))
     assert len(read_rows(tmp_path / "run" / "metrics.csv")) == DEFAULT_EPOCHS == 20
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["epochs"] == 20
+
+
+def folder_bytes(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != ".lock"}
+
+
+def test_resume_of_a_baseline_run_is_refused_before_anything_is_written(train_wpl, train_baseline, tmp_path):
+    train_baseline.main(train_baseline.Args(epochs=1, output_dir=str(tmp_path), run_name="base", **TINY))
+    before = folder_bytes(tmp_path / "base")
+    with pytest.raises(ValueError, match=r"is a baseline run.*python examples/train_baseline.py --resume"):
+        train_wpl.main(
+            train_wpl.Args(epochs=2, resume=str(tmp_path / "base"), progress=False, tensorboard=False)
+        )
+    assert folder_bytes(tmp_path / "base") == before  # config.json keeps its "model"
+    # and the right script still resumes it
+    train_baseline.main(train_baseline.Args(epochs=2, resume=str(tmp_path / "base"), progress=False))
+    assert [r["epoch"] for r in read_rows(tmp_path / "base" / "metrics.csv")] == ["1", "2"]
+
+
+def test_resume_of_an_older_run_folder_without_a_recorded_kind(train_wpl, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    assert saved.pop("kind") == "wpl"
+    path.write_text(json.dumps(saved))  # as written before the kind was recorded
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "run"), progress=False, tensorboard=False))
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 2
+    assert json.loads(path.read_text())["kind"] == "wpl"
+
+
+def test_a_checkpoint_of_another_script_is_refused_before_anything_is_written(train_wpl, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    del state["env"]  # e.g. a baseline's checkpoint copied into a WPL run folder
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", state)
+    before = folder_bytes(tmp_path / "run")
+    with pytest.raises(ValueError, match="has no 'env': it is not a checkpoint of examples/train_wpl.py"):
+        train_wpl.main(
+            train_wpl.Args(epochs=2, resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+        )
+    assert folder_bytes(tmp_path / "run") == before
+
+
+def test_a_config_edited_away_from_its_checkpoint_is_refused(train_wpl, tmp_path):
+    # data_seed 0 -> 7 by hand would resume the saved weights on another train/test split
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    saved["config"]["data_seed"] = 7
+    path.write_text(json.dumps(saved))
+    before = folder_bytes(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"data_seed: 7 in config.json, 0 in the checkpoint"):
+        train_wpl.main(
+            train_wpl.Args(epochs=2, resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+        )
+    assert folder_bytes(tmp_path / "run") == before
+
+
+def test_resume_with_fewer_epochs_changes_no_file(train_wpl, tmp_path, capsys):
+    train_wpl.main(train_wpl.Args(epochs=2, output_dir=str(tmp_path), run_name="run", **TINY))
+    before = folder_bytes(tmp_path / "run")
+    train_wpl.main(train_wpl.Args(epochs=1, resume=str(tmp_path / "run"), progress=False, tensorboard=False))
+    assert "already has 2 epochs" in capsys.readouterr().err
+    after = folder_bytes(tmp_path / "run")
+    assert json.loads(after["config.json"])["config"]["epochs"] == 2
+    assert {k: v for k, v in after.items() if k != "summary.json"} == {
+        k: v for k, v in before.items() if k != "summary.json"
+    }
+
+
+def test_resume_short_of_the_recorded_epochs_keeps_them(train_wpl, tmp_path):
+    # a 3-epoch run killed after epoch 1, resumed with --epochs 2: config.json still says 3
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    saved["config"]["epochs"] = 3
+    path.write_text(json.dumps(saved))
+    resume = dict(resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+    train_wpl.main(train_wpl.Args(epochs=2, **resume))
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 2
+    assert json.loads(path.read_text())["config"]["epochs"] == 3
+    train_wpl.main(train_wpl.Args(**resume))  # no --epochs: on to the recorded 3
+    assert len(read_rows(tmp_path / "run" / "metrics.csv")) == 3
+
+
+def test_a_run_folder_another_process_holds_is_refused(train_wpl, tmp_path):
+    train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    before = folder_bytes(tmp_path / "run")
+    with RunLock(tmp_path / "run"):  # as a first --resume of the run, still training
+        with pytest.raises(RunInUseError, match="in use by another process"):
+            train_wpl.main(
+                train_wpl.Args(epochs=2, resume=str(tmp_path / "run"), progress=False, tensorboard=False)
+            )
+        with pytest.raises(RunInUseError, match="--run-name"):
+            train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+    assert folder_bytes(tmp_path / "run") == before
+    with pytest.raises(FileExistsError, match="--resume"):  # once free: a finished run
+        train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
+
+
+def test_two_runs_started_together_with_one_name(tmp_path):
+    cmd = [
+        sys.executable,
+        "examples/train_wpl.py",
+        "--epochs=2",
+        "--max-train-samples=64",
+        "--max-test-samples=20",
+        f"--output-dir={tmp_path}",
+        "--run-name=same",
+        "--no-tensorboard",
+        "--no-progress",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and codes[1] != 0, outputs
+    refused = next(err for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode != 0)
+    assert "RunInUseError" in refused or "FileExistsError" in refused
+    assert [r["epoch"] for r in read_rows(tmp_path / "same" / "metrics.csv")] == ["1", "2"]  # each epoch once
