@@ -9,8 +9,12 @@ Shape legend: ``N`` samples, ``C`` channels, ``H`` x ``W`` pixels.
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 
@@ -54,8 +58,9 @@ class MultiTaskDataset:
             names label ``k`` of task ``t``); empty when the builder gives none.
 
     Raises:
-        ValueError: When the splits are malformed (see :meth:`validate`), raised by
-            the constructor so a malformed dataset never reaches the env.
+        ValueError: When the splits or the statistics are malformed (see :meth:`validate`),
+            raised by the constructor so a malformed dataset never reaches the env.
+        TypeError: When ``num_classes``, ``mean`` or ``std`` hold something other than numbers.
     """
 
     name: str
@@ -68,7 +73,7 @@ class MultiTaskDataset:
     class_names: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.task_names:
+        if not self.task_names and isinstance(self.num_classes, Sequence):  # else validate() says why
             object.__setattr__(self, "task_names", tuple(f"task_{t}" for t in range(len(self.num_classes))))
         self.validate()
 
@@ -87,11 +92,40 @@ class MultiTaskDataset:
         return all(k == 0 for k in self.num_classes)
 
     def validate(self) -> None:
-        """Check shapes, dtypes, label ranges and that no task is empty.
+        """Check shapes, dtypes, values and label ranges, and that no task is empty.
+
+        Besides the shapes, it refuses what would fail later deep inside torch, or not
+        at all: ``num_classes`` entries that are not ints; a ``mean`` or ``std`` that is
+        not a number per channel, not finite, or (``std``) not positive; ``float32``
+        inputs holding NaN or inf or lying outside ``[0, 1]`` (pixels in ``0..255``
+        must be divided by 255, or passed as ``uint8``); non-finite regression targets;
+        class labels outside ``[0, num_classes[task])``. The value checks are one pass
+        of torch reductions over each float split (``uint8`` inputs need none).
 
         Raises:
-            ValueError: Naming the split, the field and what was expected.
+            ValueError: Naming the dataset, the split, the field and what was expected.
+            TypeError: When ``num_classes``, ``mean`` or ``std`` hold something other
+                than numbers (e.g. ``num_classes=(2.5, 2)`` or ``mean=("0.5",)``).
         """
+        name = f"dataset {self.name!r}"
+        if isinstance(self.num_classes, (str, bytes)) or not isinstance(self.num_classes, Sequence):
+            raise TypeError(
+                f"{name}: num_classes must be a tuple of ints (classes per task, 0 for regression), "
+                f"got {self.num_classes!r}"
+            )
+        not_int = [k for k in self.num_classes if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
+        if not_int:
+            raise TypeError(
+                f"{name}: num_classes={tuple(self.num_classes)!r}; expected an int per task (classes of the "
+                f"task, 0 for regression), got {not_int[0]!r} ({type(not_int[0]).__name__})"
+            )
+        for field, values in (("mean", self.mean), ("std", self.std)):
+            _check_channel_stats(name, field, values)
+        if any(float(v) <= 0 for v in self.std):
+            raise ValueError(
+                f"{name}: std={tuple(self.std)!r}; expected a standard deviation > 0 per channel "
+                "(inputs are divided by it; pass 1.0 for a channel that is constant)"
+            )
         if not self.num_classes:
             raise ValueError(f"dataset {self.name!r}: num_classes is empty; expected one entry per task")
         if any(k < 0 for k in self.num_classes) or (
@@ -142,6 +176,8 @@ class MultiTaskDataset:
                     f"{where}: {x.shape[1]} channels but mean/std have "
                     f"{len(self.mean)}/{len(self.std)} entries"
                 )
+            if x.dtype == torch.float32:
+                _check_float_inputs(where, x)
             if t.min() < 0 or t.max() >= self.num_tasks:
                 raise ValueError(
                     f"{where}: task ids span [{int(t.min())}, {int(t.max())}]; expected [0, {self.num_tasks})"
@@ -153,6 +189,13 @@ class MultiTaskDataset:
             if self.is_regression:
                 if not y.is_floating_point():
                     raise ValueError(f"{where}: regression targets must be floating point, got {y.dtype}")
+                finite = torch.isfinite(y)
+                if not bool(finite.all()):
+                    i = int((~finite).nonzero()[0, 0])
+                    raise ValueError(
+                        f"{where}: {int((~finite).sum())} regression targets are not finite (NaN or inf), "
+                        f"the first in sample {i} (task {int(t[i])}): {float(y[i])}; expected finite numbers"
+                    )
             else:
                 if y.dtype != torch.int64:
                     raise ValueError(f"{where}: class targets must be int64, got {y.dtype}")
@@ -181,3 +224,42 @@ class MultiTaskDataset:
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return mean, std
+
+
+def _check_channel_stats(name: str, field: str, values: Any) -> None:
+    """``mean`` / ``std``: a sequence of finite real numbers."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name}: {field} must be a tuple of floats, one per channel, got {values!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(
+                f"{name}: {field}={tuple(values)!r}; expected a float per channel, "
+                f"got {v!r} ({type(v).__name__})"
+            )
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name}: {field}={tuple(values)!r}; expected finite numbers, got {v!r}")
+
+
+def _check_float_inputs(where: str, x_NCHW: torch.Tensor) -> None:
+    """``float32`` inputs: finite and scaled to ``[0, 1]`` (one ``aminmax`` pass; NaN propagates)."""
+    if x_NCHW.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(x_NCHW))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad_N = ~torch.isfinite(x_NCHW).flatten(1).all(dim=1)
+        i = int(bad_N.nonzero()[0, 0])
+        kinds = " and ".join(
+            k for k, test in (("NaN", torch.isnan), ("inf", torch.isinf)) if bool(test(x_NCHW[i]).any())
+        )
+        raise ValueError(
+            f"{where}: {int(bad_N.sum())} input images hold non-finite pixels, the first is sample {i} "
+            f"({kinds}); expected finite float32 pixels in [0, 1] (a NaN pixel would be scored as a prediction)"
+        )
+    if lo < 0.0 or hi > 1.0 + 1e-6:
+        if lo >= 0.0 and hi <= 255.0:
+            hint = ": they look like 0..255 pixels; divide them by 255, or pass them as torch.uint8"
+        else:  # e.g. already standardized
+            hint = " (unnormalized: the env normalizes them with the dataset's mean and std)"
+        raise ValueError(
+            f"{where}: float32 inputs span [{lo:.6g}, {hi:.6g}]; expected pixels scaled to [0, 1]{hint}"
+        )

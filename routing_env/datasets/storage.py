@@ -112,7 +112,8 @@ def channel_mean_std(images_NCHW: np.ndarray) -> tuple[tuple[float, ...], tuple[
         images_NCHW: ``uint8`` array.
 
     Returns:
-        ``(mean, std)``, one float per channel (population standard deviation).
+        ``(mean, std)``, one float per channel (population standard deviation; 1.0 for
+        a channel that is constant, which the dataset would otherwise refuse).
     """
     if images_NCHW.dtype != np.uint8 or images_NCHW.ndim != 4:
         raise ValueError(f"expected a uint8 N x C x H x W array, got {images_NCHW.dtype} {images_NCHW.shape}")
@@ -128,4 +129,5 @@ def channel_mean_std(images_NCHW: np.ndarray) -> tuple[tuple[float, ...], tuple[
     mean = (counts_C256 @ levels) / total
     var = (counts_C256 @ levels**2) / total - mean**2
     std = np.sqrt(np.maximum(var, 0.0))
+    std = np.where(std > 0.0, std, 1.0)  # a constant channel normalizes to 0, not to 0/0 = NaN
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)

@@ -99,3 +99,120 @@ def test_class_names_must_match_num_classes() -> None:
     assert MultiTaskDataset(**kwargs, class_names=(("a", "b"), ("c", "d"))).class_names[1] == ("c", "d")
     with pytest.raises(ValueError, match="class_names"):
         MultiTaskDataset(**kwargs, class_names=(("a", "b"), ("c",)))
+
+
+def toy_split(inputs=None, targets=None) -> TaskSplit:
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(0)) if inputs is None else inputs
+    y = torch.tensor([0, 1, 0, 1]) if targets is None else targets
+    return TaskSplit(inputs_NCHW=x, tasks_N=torch.tensor([0, 0, 1, 1]), targets_N=y)
+
+
+TOY = dict(name="toy", test=toy_split(), num_classes=(2, 2), mean=(0.5,), std=(0.25,))
+
+
+def nan_pixel() -> torch.Tensor:
+    x = torch.rand(4, 1, 2, 2)
+    x[2, 0, 1, 1] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (dict(std=(0.0,)), ValueError, r"std=\(0.0,\); expected a standard deviation > 0"),
+        (dict(std=(-0.2,)), ValueError, "standard deviation > 0"),
+        (dict(std=(float("inf"),)), ValueError, "std=.*expected finite numbers"),
+        (dict(mean=(float("nan"),)), ValueError, "mean=.*expected finite numbers"),
+        (dict(mean="0.5"), TypeError, "mean must be a tuple of floats"),
+        (dict(mean=("0.5",)), TypeError, r"mean=\('0.5',\); expected a float per channel, got '0.5' \(str\)"),
+        (dict(std=(None,)), TypeError, "std=.*expected a float per channel"),
+        (
+            dict(num_classes=(2.5, 2)),
+            TypeError,
+            r"num_classes=\(2.5, 2\); expected an int per task.*2.5 \(float\)",
+        ),
+        (dict(num_classes=(True, 2)), TypeError, "expected an int per task"),
+        (dict(num_classes=2), TypeError, "num_classes must be a tuple of ints"),
+        (
+            dict(train=toy_split(nan_pixel())),
+            ValueError,
+            r"train split: 1 input images hold non-finite.*sample 2 \(NaN\)",
+        ),
+        (
+            dict(train=toy_split(torch.full((4, 1, 2, 2), float("inf")))),
+            ValueError,
+            r"4 input images hold non-finite pixels, the first is sample 0 \(inf\)",
+        ),
+        (
+            dict(test=toy_split(torch.rand(4, 1, 2, 2) * 255)),
+            ValueError,
+            r"'toy', test split: float32 inputs span .*0..255 pixels; divide them by 255, or pass them as torch.uint8",
+        ),
+        (
+            dict(train=toy_split(torch.randn(4, 1, 2, 2) - 3)),
+            ValueError,
+            r"expected pixels scaled to \[0, 1\]",
+        ),
+        (
+            dict(train=toy_split(targets=torch.tensor([0, 1, 0, 2]))),
+            ValueError,
+            r"sample 3 of task 1 has label 2",
+        ),
+        (dict(train=toy_split(targets=torch.tensor([0, -1, 0, 1]))), ValueError, "has label -1"),
+    ],
+    ids=[
+        "std-0",
+        "std-negative",
+        "std-inf",
+        "mean-nan",
+        "mean-string",
+        "mean-string-entry",
+        "std-none-entry",
+        "num-classes-float",
+        "num-classes-bool",
+        "num-classes-int",
+        "nan-pixel",
+        "inf-pixels",
+        "float-0-255",
+        "float-standardized",
+        "label-too-large",
+        "label-negative",
+    ],
+)
+def test_bad_values_are_refused_at_construction(change, error, message) -> None:
+    kwargs = dict(TOY, train=toy_split())
+    kwargs.update(change)
+    with pytest.raises(error, match=message):
+        MultiTaskDataset(**kwargs)
+
+
+def test_regression_targets_must_be_finite() -> None:
+    targets = torch.tensor([0.1, float("nan"), 0.3, 0.4])
+    kwargs = dict(TOY, num_classes=(0, 0), test=toy_split(targets=torch.zeros(4)))
+    MultiTaskDataset(**kwargs, train=toy_split(targets=torch.zeros(4)))
+    with pytest.raises(
+        ValueError, match=r"train split: 1 regression targets are not finite.*sample 1 \(task 0\)"
+    ):
+        MultiTaskDataset(**kwargs, train=toy_split(targets=targets))
+    with pytest.raises(ValueError, match="not finite"):
+        MultiTaskDataset(**kwargs, train=toy_split(targets=torch.tensor([0.0, 0.0, float("inf"), 0.0])))
+
+
+def test_valid_float_and_uint8_inputs_are_accepted() -> None:
+    edges = torch.tensor([0.0, 1.0, 0.5, 0.25]).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    MultiTaskDataset(**dict(TOY, train=toy_split(edges)))
+    uint8 = torch.full((4, 1, 2, 2), 255, dtype=torch.uint8)  # uint8 pixels are 0..255 by definition
+    MultiTaskDataset(**dict(TOY, train=toy_split(uint8)))
+    MultiTaskDataset(
+        **dict(TOY, train=toy_split(), mean=(np.float32(0.5),), std=(1,), num_classes=(np.int64(2), 2))
+    )
+
+
+def test_a_constant_channel_gets_std_one() -> None:
+    # a channel with one gray level would normalize to 0/0 = NaN (and be refused as std 0)
+    images = np.zeros((3, 2, 4, 4), dtype=np.uint8)
+    images[:, 0] = np.arange(3, dtype=np.uint8)[:, None, None] * 100
+    images[:, 1] = 7
+    mean, std = channel_mean_std(images)
+    assert std[1] == 1.0 and mean[1] == pytest.approx(7 / 255)
+    assert std[0] == pytest.approx((images[:, 0] / 255.0).std())
