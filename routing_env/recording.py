@@ -19,8 +19,15 @@ Decisions are recorded per agent for every ``every``-th sample the agent routes
 are kept). With ``max_rows`` set, the buffer never holds more rows: when it is full and
 ``overflow="thin"`` (default) every other recorded sample is dropped and the interval
 doubles, so the recording keeps spanning the whole run at an even spacing; with
-``overflow="stop"`` further rows are dropped (counted in ``dropped_rows``). A row costs
-``80 + 4 * A`` bytes (``A`` actions): 100,000 rows of 10 actions take 12 MB.
+``overflow="stop"`` further rows are dropped. A row costs ``80 + 4 * A`` bytes (``A``
+actions): 100,000 rows of 10 actions take 12 MB.
+
+Rows the recorder would keep but cannot (``overflow="stop"`` once full, or a buffer that
+thinning cannot free, e.g. ``max_rows`` smaller than one sample of every agent) are
+counted in ``dropped_rows``: the first one raises a :class:`RowsDroppedWarning` that says
+how many rows fit and how to keep more, and the export says how many were lost (a ``#``
+note on the CSV's first line, which :func:`load_recording` reads back; Parquet file
+metadata).
 
 Only training decisions are recorded (``info["mode"] != "eval"``); evaluation passes
 through untouched.
@@ -47,8 +54,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import math
 import os
+import re
+import warnings
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +75,20 @@ __all__ = [
     "ActionProbabilities",
     "PolicyRecorder",
     "PolicyRecording",
+    "RowsDroppedWarning",
     "load_recording",
 ]
+
+
+class RowsDroppedWarning(UserWarning):
+    """A :class:`PolicyRecorder` has started dropping rows: its ``max_rows`` buffer is full."""
+
+
+#: How the first line of an exported CSV marks a recording that lost rows (``# incomplete ...``).
+_NOTE_PREFIX = "# incomplete recording: "
+_PARQUET_DROPPED = b"routing_env.dropped_rows"
+_PARQUET_MAX_ROWS = b"routing_env.max_rows"
+_PARQUET_NOTE = b"routing_env.note"
 
 
 @runtime_checkable
@@ -123,11 +145,16 @@ class PolicyRecording:
             indices into ``agent_names``; ``correct`` is -1 where it does not apply).
         probs_RA: ``float32`` action probabilities of each decision (NaN past an agent's
             action space, or when the recorder had no policy for the agent).
+        dropped_rows: Rows the recorder could not keep because its buffer was full
+            (0: the recording is complete for its sampling interval).
+        max_rows: The recorder's bound on rows (None: none, or not known).
     """
 
     agent_names: tuple[str, ...]
     columns: Mapping[str, np.ndarray]
     probs_RA: np.ndarray
+    dropped_rows: int = 0
+    max_rows: int | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.columns]
@@ -141,6 +168,17 @@ class PolicyRecording:
 
     def __len__(self) -> int:
         return int(len(self.probs_RA))
+
+    @property
+    def note(self) -> str | None:
+        """What an export says about rows lost to a full buffer (None when none were)."""
+        if not self.dropped_rows:
+            return None
+        return (
+            f"dropped_rows={self.dropped_rows} rows were not recorded because the recorder's buffer "
+            f"(max_rows={self.max_rows}) was full; record again with a larger max_rows or max_rows=None "
+            "(or a larger every) to keep them"
+        )
 
     @property
     def num_actions(self) -> int:
@@ -279,6 +317,11 @@ class PolicyRecording:
         then ``prob_0 .. prob_{A-1}``; empty cells mark missing values (NaN, and
         ``correct`` where it does not apply). Probabilities keep 6 significant digits.
 
+        A recording that lost rows to a full buffer (``dropped_rows > 0``) says so: the
+        CSV's first line is a note, ``# incomplete recording: dropped_rows=N ...``, before
+        the header (:meth:`load` reads it back; with pandas pass ``comment="#"``), and a
+        Parquet file carries it in its metadata (``routing_env.note``).
+
         Raises:
             ImportError: For Parquet when pyarrow is not installed.
         """
@@ -291,6 +334,8 @@ class PolicyRecording:
         cols = {c: self.columns[c].tolist() for c in COLUMNS}
         probs = self.probs_RA.tolist()
         text = io.StringIO(newline="")
+        if self.note is not None:
+            text.write(_NOTE_PREFIX + self.note + "\r\n")
         writer = csv.writer(text)
         writer.writerow(header)
         for r in range(len(self)):
@@ -314,7 +359,16 @@ class PolicyRecording:
         data: dict[str, Any] = {c: self[c] if c == "agent" else self.columns[c] for c in COLUMNS}
         data["agent"] = data["agent"].astype(str)
         data.update({f"prob_{a}": self.probs_RA[:, a] for a in range(self.num_actions)})
-        pq.write_table(pa.table(data), path)
+        table = pa.table(data)
+        if self.note is not None:
+            table = table.replace_schema_metadata(
+                {
+                    _PARQUET_DROPPED: str(self.dropped_rows).encode(),
+                    _PARQUET_MAX_ROWS: str(self.max_rows).encode(),
+                    _PARQUET_NOTE: (_NOTE_PREFIX[2:] + self.note).encode(),
+                }
+            )
+        pq.write_table(table, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PolicyRecording:
@@ -332,16 +386,23 @@ class PolicyRecording:
                 import pyarrow.parquet as pq
             except ImportError as err:
                 raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from err
-            table = pq.read_table(path).to_pydict()
+            arrow = pq.read_table(path)
+            meta = arrow.schema.metadata or {}
+            note = meta[_PARQUET_NOTE].decode() if _PARQUET_NOTE in meta else ""
+            table = arrow.to_pydict()
             header = list(table)
             raw = {k: ["" if v is None else str(v) for v in table[k]] for k in header}
         else:
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="utf-8", newline="") as fh:
-                reader = csv.reader(fh)
+                first = fh.readline()
+                note = first if first.startswith("#") else ""
+                reader = csv.reader(fh if note else itertools.chain([first], fh))
                 header = next(reader, [])
                 body = list(reader)
             raw = {k: [row[i] for row in body] for i, k in enumerate(header)}
+        dropped = re.search(r"dropped_rows=(\d+)", note)
+        max_rows = re.search(r"max_rows=(\d+)", note)
         missing = [c for c in COLUMNS if c not in raw]
         if missing:
             raise ValueError(f"{path} is not a policy recording: missing columns {missing}")
@@ -358,7 +419,13 @@ class PolicyRecording:
         probs = np.array(
             [[float(v) if v != "" else np.nan for v in raw[k]] for k in prob_cols], dtype=np.float32
         ).T.reshape(len(agents), len(prob_cols))
-        return cls(agent_names=names, columns=columns, probs_RA=probs)
+        return cls(
+            agent_names=names,
+            columns=columns,
+            probs_RA=probs,
+            dropped_rows=int(dropped.group(1)) if dropped else 0,
+            max_rows=int(max_rows.group(1)) if max_rows else None,
+        )
 
 
 def load_recording(path: str | os.PathLike[str]) -> PolicyRecording:
@@ -454,6 +521,8 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
             docstring for the memory a row costs).
         overflow: What happens when ``max_rows`` is reached: ``"thin"`` drops every
             other recorded sample and doubles ``every``; ``"stop"`` records nothing more.
+            Rows that cannot be kept either way are counted in ``dropped_rows``; the
+            first raises a :class:`RowsDroppedWarning`, and exports say how many.
 
     Raises:
         TypeError: When ``env`` is not an AEC env or a policy has no ``action_probs``.
@@ -462,7 +531,8 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
 
     Attributes:
         every: The current sampling interval (doubles on each thinning).
-        dropped_rows: Rows not recorded because the buffer was full.
+        dropped_rows: Rows the ``every`` interval selected but the full buffer could not
+            keep (the rest of a sample whose first row was dropped counts too).
         usage_TnA: Exact counts of every recorded agent's training decisions per
             ``(task, depth, action)``, over all samples (not only the recorded ones);
             router decisions only (decisions whose info carries a ``depth``).
@@ -523,12 +593,15 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         self.samples_seen = 0
         self._agent_samples = dict.fromkeys(self.recorded_agents, 0)
         self._recording_sample = dict.fromkeys(self.recorded_agents, False)
+        self._dropping_sample = dict.fromkeys(self.recorded_agents, False)  # selected, but no room
+        self._warned_dropping = False
         self._open_rows: dict[str, int] = {}  # agent -> row still collecting rewards
 
     # -------------------------------------------------------------- AEC API
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         self._open_rows.clear()
         self._recording_sample = dict.fromkeys(self.recorded_agents, False)
+        self._dropping_sample = dict.fromkeys(self.recorded_agents, False)
         self.env.reset(seed=seed, options=options)
 
     def step(self, action: int | None) -> None:
@@ -544,8 +617,14 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         state = raw.observe(agent)
         depth = int(state["depth"]) if isinstance(state, Mapping) and "depth" in state else 0
         new_sample = depth == 0
-        # whether this decision belongs to a recorded sample (decided on its first decision)
-        record = self._would_record(agent) if new_sample else self._recording_sample[agent]
+        # whether this decision belongs to a recorded sample (decided on its first decision);
+        # a sample the interval selects while a stopped buffer is full is dropped, and counted
+        if new_sample:
+            selected = self._agent_samples[agent] % self.every == 0
+            dropping = selected and self.overflow == "stop" and self._buffer.full
+            record = selected and not dropping
+        else:
+            record, dropping = self._recording_sample[agent], self._dropping_sample[agent]
         obs = probs = None
         if record:
             obs = self.env.observe(agent)  # what the agent acts on (through any inner wrapper)
@@ -557,21 +636,42 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
             if new_sample:
                 self._agent_samples[agent] += 1
                 self._recording_sample[agent] = record
+                self._dropping_sample[agent] = dropping
             if "depth" in info:
                 self._count_usage(info, int(action))
             if record:
                 self._add_row(agent, depth, int(action), info, obs, probs)
+            elif dropping:
+                self._drop_row()
             if info.get("sample_done") and "depth" in info:
                 self.samples_seen += 1
         if info.get("sample_done"):
             self._recording_sample[agent] = False
+            self._dropping_sample[agent] = False
         self._collect_rewards()
 
     # ------------------------------------------------------------ recording
-    def _would_record(self, agent: str) -> bool:
-        if self.overflow == "stop" and self._buffer.full:
-            return False
-        return self._agent_samples[agent] % self.every == 0
+    def _drop_row(self) -> None:
+        """Count a row the full buffer cannot keep; warn on the first."""
+        self.dropped_rows += 1
+        if self._warned_dropping:
+            return
+        self._warned_dropping = True
+        if self.overflow == "stop":
+            why = "overflow='stop' keeps the first rows and drops the rest"
+        else:
+            why = (
+                "thinning cannot free a row: every row held belongs to a sample that a doubled interval "
+                "keeps (e.g. the first sample of each agent)"
+            )
+        warnings.warn(
+            f"PolicyRecorder: its buffer of max_rows={self.max_rows} rows is full and rows are now being "
+            f"dropped ({why}). A recorded sample takes one row per decision for each of the "
+            f"{len(self.recorded_agents)} recorded agents: pass a larger max_rows, max_rows=None or a larger "
+            "every to keep them. recorder.dropped_rows counts the rows lost, and an export notes them.",
+            RowsDroppedWarning,
+            stacklevel=4,
+        )
 
     def _probs(self, agent: str, obs: Any) -> np.ndarray:
         probs = np.full(self._buffer.num_actions, np.nan, dtype=np.float32)
@@ -591,8 +691,9 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         probs: np.ndarray | None,
     ) -> None:
         if self._buffer.full and not self._make_room():
-            self.dropped_rows += 1
             self._recording_sample[agent] = False
+            self._dropping_sample[agent] = True  # the rest of this sample is dropped too
+            self._drop_row()
             return
         if not self._recording_sample[agent]:  # thinned away while making room
             return
@@ -655,7 +756,11 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         buf = self._buffer
         columns = {c: v[: buf.size].copy() for c, v in buf.cols.items()}
         return PolicyRecording(
-            agent_names=self.recorded_agents, columns=columns, probs_RA=buf.probs[: buf.size].copy()
+            agent_names=self.recorded_agents,
+            columns=columns,
+            probs_RA=buf.probs[: buf.size].copy(),
+            dropped_rows=self.dropped_rows,
+            max_rows=self.max_rows,
         )
 
     @property
@@ -672,6 +777,8 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         self._buffer = _Buffer(self._buffer.num_actions, self.max_rows)
         self.usage_TnA[:] = 0
         self.dropped_rows = 0
+        self._warned_dropping = False
+        self._dropping_sample = dict.fromkeys(self.recorded_agents, False)
         self._open_rows.clear()
 
 

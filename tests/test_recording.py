@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from pettingzoo.test import api_test
 
 import routing_env
 from agents import MultiAgentRouter, evaluate, train
-from routing_env.recording import COLUMNS, PolicyRecorder, PolicyRecording, load_recording
+from routing_env.recording import COLUMNS, PolicyRecorder, PolicyRecording, RowsDroppedWarning, load_recording
 
 CONFIGS = {
     "per_task": dict(router="per_task"),
@@ -134,10 +136,65 @@ def test_max_rows_thins_evenly(digits):
 def test_max_rows_stop_keeps_the_first_rows(digits):
     env, router = make(digits)
     recorder = PolicyRecorder(env, policies=router, every=1, max_rows=30, overflow="stop")
-    train(recorder, router, num_samples=100, seed=0)
+    with pytest.warns(RowsDroppedWarning):
+        train(recorder, router, num_samples=100, seed=0)
     rec = recorder.recording
     assert len(rec) == 30 and recorder.every == 1
     assert np.array_equal(rec["sample"], np.repeat(np.arange(10), 3))
+
+
+def test_rows_dropped_by_a_small_buffer_warn_once(digits):
+    # 10 agents x 3 decisions: 20 rows cannot hold each agent's first sample, and thinning cannot
+    # free a row while every row held is a first sample
+    env, router = make(digits)
+    recorder = PolicyRecorder(env, policies=router, max_rows=20)
+    with pytest.warns(RowsDroppedWarning) as caught:
+        train(recorder, router, num_samples=100, seed=0)
+    assert len(caught) == 1  # once, not once per dropped row
+    message = str(caught[0].message)
+    assert "max_rows=20" in message and "10 recorded agents" in message and "max_rows=None" in message
+    assert recorder.num_rows == 20 and recorder.dropped_rows > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(recorder, router, num_samples=10)  # no second warning
+
+
+def test_overflow_stop_counts_the_rows_it_drops(digits):
+    env, router = make(digits)
+    recorder = PolicyRecorder(env, policies=router, max_rows=30, overflow="stop")
+    with pytest.warns(RowsDroppedWarning, match="overflow='stop' keeps the first rows"):
+        train(recorder, router, num_samples=100, seed=0)
+    assert recorder.num_rows == 30 and recorder.dropped_rows == 100 * 3 - 30
+    recorder.clear()
+    with pytest.warns(RowsDroppedWarning):  # a cleared recorder warns again when it fills again
+        train(recorder, router, num_samples=20)
+    assert recorder.dropped_rows == 20 * 3 - 30
+
+
+def test_the_export_says_rows_were_dropped(digits, tmp_path):
+    env, router = make(digits)
+    recorder = PolicyRecorder(env, policies=router, max_rows=30, overflow="stop")
+    with pytest.warns(RowsDroppedWarning):
+        train(recorder, router, num_samples=50, seed=0)
+    rec = recorder.recording
+    assert rec.dropped_rows == 120 and rec.max_rows == 30
+    for name in ("rec.csv", "rec.csv.gz", "rec.parquet"):
+        path = recorder.export(tmp_path / name)
+        if name == "rec.csv":
+            first, header = path.read_text().splitlines()[:2]
+            assert first.startswith("# incomplete recording: dropped_rows=120 rows were not recorded")
+            assert "max_rows=30" in first and "," not in first  # one cell for CSV readers
+            assert header.split(",")[: len(COLUMNS)] == list(COLUMNS)
+        back = load_recording(path)
+        assert (back.dropped_rows, back.max_rows, len(back)) == (120, 30, 30), name
+        assert np.array_equal(back["action"], rec["action"]), name
+    # a complete recording has no note
+    full = PolicyRecorder(env, policies=router, max_rows=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(full, router, num_samples=20)
+    path = full.export(tmp_path / "full.csv")
+    assert path.read_text().startswith("sample,") and load_recording(path).dropped_rows == 0
 
 
 def test_evaluation_is_not_recorded(digits):

@@ -48,7 +48,7 @@ class Args(DatasetOptions):
     every: int = 10
     """record every N-th sample of each agent (all its decisions)"""
     max_rows: int | None = 100_000
-    """most rows kept; when full, every other recorded sample is dropped and --every doubles"""
+    """most rows kept; when full, every other recorded sample is dropped and --every doubles (rows that still do not fit are counted, warned about and noted in the export)"""
     router: Literal["per_task", "single", "dispatched"] = "per_task"
     """router agents: one WPL per task (the paper's), one for all tasks, or a dispatcher over WPL routers"""
     rho: float = 0.0
