@@ -1125,7 +1125,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: When ``path`` is not a file.
-        ValueError: When the file is corrupt or truncated (nothing is changed on disk).
+        ValueError: When the file is corrupt or truncated, or holds objects that
+            ``weights_only=True`` refuses to unpickle (nothing is changed on disk).
     """
     path = Path(path)
     if not path.is_file():
@@ -1133,6 +1134,12 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle/zip errors, EOFError...
+        if "Unsupported global" in str(err):  # a readable file naming code to run when unpickled
+            raise ValueError(
+                f"checkpoint {path} holds Python objects besides tensors and plain values; they are not "
+                "loaded, since unpickling them could run any code (weights_only=True). It was not written "
+                "by save_checkpoint, or was altered; it was left as it is"
+            ) from err
         raise ValueError(
             f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}); "
             "it was left as it is: restore it or start the run again"

@@ -437,6 +437,25 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error_and_left_intact(tmp_pa
     assert torch.equal(load_checkpoint(path)["weights"], torch.arange(3.0))
 
 
+class _Payload:
+    """Unpickling this runs code: it would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_a_checkpoint_with_a_pickle_payload_is_refused_unrun(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"epoch": 1, "config": _Payload(marker)}, path)
+    with pytest.raises(ValueError, match="holds Python objects besides tensors.*could run any code"):
+        load_checkpoint(path)
+    assert not marker.exists()  # weights_only=True: the object was never unpickled
+
+
 def test_resolve_device():
     assert resolve_device(None) == "cpu"
     assert resolve_device("cpu") == "cpu"
