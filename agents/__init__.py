@@ -18,11 +18,21 @@ Every agent implements :class:`RouterAgent` (``act``/``action_probs`` to act,
     router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
     train(env, router, num_samples=10_000, seed=0)
     print(evaluate(env, router, num_samples=3590).accuracy)
+
+The batched path (:class:`routing_env.BatchedRoutingEnv`, one step per depth of a whole
+minibatch) is driven by :func:`train_batched` and :func:`evaluate_batched` with the same
+learners (:meth:`RouterAgent.act_batch`, :meth:`RouterAgent.learn_batch`)::
+
+    benv = routing_env.batched_env(router="per_task")
+    router = MultiAgentRouter.from_env(benv, router=WPL, seed=0)
+    train_batched(benv, router, num_samples=10_000, seed=0)
+    print(evaluate_batched(benv, router).accuracy)          # the whole test split
 """
 
 from __future__ import annotations
 
-from agents.base import RouterAgent, RouterSpaces, Trace, compute_returns
+from agents.base import RouterAgent, RouterSpaces, Trace, TraceBatch, compute_returns
+from agents.batched import evaluate_batched, run_batch_episode, train_batched
 from agents.dispatcher import Dispatcher
 from agents.multi import AgentFactory, MultiAgentRouter, RunStats, evaluate, run_episode, train
 from agents.qlearning import EpsilonSchedule, QLearning
@@ -41,10 +51,14 @@ __all__ = [
     "RouterSpaces",
     "RunStats",
     "Trace",
+    "TraceBatch",
     "compute_returns",
     "evaluate",
+    "evaluate_batched",
     "floor_projection",
+    "run_batch_episode",
     "run_episode",
     "simplex_projection",
     "train",
+    "train_batched",
 ]

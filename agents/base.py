@@ -32,6 +32,8 @@ __all__ = [
     "RouterSpaces",
     "SeedLike",
     "Trace",
+    "TraceBatch",
+    "observation_row",
     "as_generator",
     "check_probability",
     "check_rate",
@@ -264,6 +266,92 @@ class Trace:
         )
 
 
+def observation_row(obs: Observation, i: int) -> dict[str, Any]:
+    """Row ``i`` of a batched observation as the per-sample observation dict.
+
+    A batched observation (e.g. :class:`routing_env.BatchObservation`) maps the keys of
+    the per-sample one to arrays with a leading batch axis; ``"observation"`` may be a
+    torch tensor (it is read only here, so an agent that never calls this never makes
+    the environment compute it).
+    """
+    if hasattr(obs, "row"):
+        return obs.row(i)  # type: ignore[no-any-return]
+    v = obs["observation"][i]
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return {
+        "observation": np.asarray(v, dtype=np.float32),
+        "task": int(obs["task"][i]),
+        "depth": int(obs["depth"][i]),
+        "action_mask": np.asarray(obs["action_mask"][i]),
+    }
+
+
+def _batch_size(obs: Observation) -> int:
+    return int(np.shape(obs["task"])[0])
+
+
+@dataclass
+class TraceBatch:
+    """The finished traces of one agent in a routed minibatch, one row per sample.
+
+    The batched counterpart of :class:`Trace`: every sample of a minibatch makes the same
+    number of decisions ``n`` (PASS is a decision too), so the traces stack.
+
+    Attributes:
+        observations: One batched observation per decision (rows = the traces), with the
+            keys of the per-sample observation (``"observation"`` read only on demand).
+        actions: ``b x n`` int64 actions.
+        rewards: ``b x n`` float64 immediate (collaboration) rewards, without the final.
+        final_rewards: ``(b,)`` float64 final rewards.
+    """
+
+    observations: list[Observation]
+    actions: np.ndarray
+    rewards: np.ndarray
+    final_rewards: np.ndarray
+
+    def __post_init__(self) -> None:
+        b = len(self.final_rewards)
+        n = len(self.observations)
+        if self.actions.shape != (b, n) or self.rewards.shape != (b, n):
+            raise ValueError(
+                f"a trace batch of {b} traces and {n} decisions needs actions and rewards of shape "
+                f"({b}, {n}), got {self.actions.shape} and {self.rewards.shape}"
+            )
+        if not (np.isfinite(self.rewards).all() and np.isfinite(self.final_rewards).all()):
+            raise ValueError(
+                "the environment handed out a non-finite reward; router agents learn only from finite "
+                "rewards (a regression loss on a non-finite prediction or target?)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.final_rewards)
+
+    @property
+    def num_decisions(self) -> int:
+        return len(self.observations)
+
+    def trace(self, i: int) -> Trace:
+        """Trace ``i`` as a per-sample :class:`Trace`."""
+        return Trace(
+            observations=[observation_row(obs, i) for obs in self.observations],
+            actions=[int(a) for a in self.actions[i]],
+            rewards=[float(r) for r in self.rewards[i]],
+            final_reward=float(self.final_rewards[i]),
+        )
+
+    def returns(self, gamma: float) -> np.ndarray:
+        """:func:`compute_returns` of every trace, ``b x n`` (the same floats, row by row)."""
+        r = self.rewards
+        out = np.empty_like(r)
+        running = np.zeros(len(r))
+        for i in range(r.shape[1] - 1, -1, -1):
+            running = r[:, i] + gamma * running
+            out[:, i] = running
+        return out + self.final_rewards[:, None]
+
+
 def compute_returns(rewards: Sequence[float], final_reward: float = 0.0, gamma: float = 1.0) -> np.ndarray:
     """The return of every decision of a trace, Algorithm 3 line 2.
 
@@ -397,7 +485,38 @@ class RouterAgent(ABC):
             return self.greedy_action(obs)
         return sample_from(self.action_probs(obs), self.rng)
 
+    def act_batch(self, obs: Observation, *, greedy: bool = False) -> np.ndarray:
+        """Actions for every row of a batched observation (the batched routing path).
+
+        The default acts on each row in turn, as :meth:`act` would on the row's own
+        observation (so sampling draws from the generator in row order); subclasses
+        override it to act on the whole batch at once.
+
+        Returns:
+            An int64 array with one action per row.
+        """
+        return np.array(
+            [self.act(observation_row(obs, i), greedy=greedy) for i in range(_batch_size(obs))],
+            dtype=np.int64,
+        )
+
     # -- learning
+    def learn_batch(self, traces: TraceBatch) -> dict[str, float]:
+        """Learn from a minibatch's traces, one after another in row order.
+
+        The default calls :meth:`learn` on each trace, which is exactly the per-sample
+        sequence of updates; subclasses override it with a faster loop that gives the
+        same updates.
+
+        Returns:
+            The mean of the per-trace statistics.
+        """
+        stats: dict[str, list[float]] = {}
+        for i in range(len(traces)):
+            for key, value in self.learn(traces.trace(i)).items():
+                stats.setdefault(key, []).append(value)
+        return {key: float(np.mean(values)) for key, values in stats.items()}
+
     @abstractmethod
     def learn(self, trace: Trace) -> dict[str, float]:
         """Update the agent from one finished trace.

@@ -71,9 +71,11 @@ from agents.base import (
     RouterAgent,
     SeedLike,
     Trace,
+    TraceBatch,
     check_probability,
     check_rate,
     check_state_array,
+    masked_argmax,
 )
 
 __all__ = ["WPL", "floor_projection", "simplex_projection"]
@@ -243,24 +245,129 @@ class WPL(RouterAgent):
             ``{"mean_gradient": mean weighted Delta over the trace}``.
         """
         returns = self.returns(trace)
-        beta = self.return_average_rate
         deltas = []
         for obs, action, ret in zip(trace.observations, trace.actions, returns, strict=True):
             depth, mask = self.check_observation(obs)
             if not mask[action]:
                 raise ValueError(f"the trace holds action {action}, which its observation masks")
-            row = self._row(depth, mask)
-            key: tuple[int, ...] = (depth, action) if self.baseline == "action" else (depth,)
-            self.average_return[key] = (1.0 - beta) * self.average_return[key] + beta * ret
-            delta = ret - self.average_return[key]
-            # Abdallah & Lesser's weighting (see the module docstring for the sign)
-            if self.weighted:
-                delta *= row[action] if delta < 0 else 1.0 - row[action]
-            row = row.copy()
-            row[action] += self.lr * delta
-            self.policy_nA[depth] = self._project(row, self.allowed_nA[depth])
-            deltas.append(delta)
+            deltas.append(self._update(depth, mask, action, float(ret)))
         return {"mean_gradient": float(np.mean(deltas)) if deltas else 0.0}
+
+    def _update(self, depth: int, mask: np.ndarray | None, action: int, ret: float) -> float:
+        """One WPL update of ``pi[depth]`` for ``action`` with return ``ret``; the weighted Delta.
+
+        ``mask`` None: the caller knows the mask allows no action the row does not know.
+        """
+        beta = self.return_average_rate
+        row = self.policy_nA[depth] if mask is None else self._row(depth, mask)
+        average = self.average_return
+        if self.baseline == "action":
+            average[depth, action] = avg = (1.0 - beta) * float(average[depth, action]) + beta * ret
+        else:
+            average[depth] = avg = (1.0 - beta) * float(average[depth]) + beta * ret
+        delta = ret - avg
+        p = float(row[action])
+        # Abdallah & Lesser's weighting (see the module docstring for the sign)
+        if self.weighted:
+            delta *= p if delta < 0 else 1.0 - p
+        moved = p + self.lr * delta
+        row[action] = moved  # row is a view of the table: changed in place
+        if self.min_prob == 0.0 and 0.0 <= moved <= 1.0:
+            # simplex_projection of a row whose other entries are probabilities already (0
+            # where not allowed) when the moved one needs no clipping: the same numbers
+            total = row.sum()
+            if total > 0.0:
+                row /= total
+                return float(delta)
+        self.policy_nA[depth] = self._project(row, self.allowed_nA[depth])
+        return float(delta)
+
+    # ------------------------------------------------------------- batched path
+    def _batch_inputs(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Depths and boolean masks of a batched observation, checked as a whole."""
+        depth_B = np.asarray(obs["depth"], dtype=np.int64).reshape(-1)
+        mask_BA = np.asarray(obs["action_mask"]) != 0
+        if mask_BA.shape != (len(depth_B), self.num_actions):
+            raise ValueError(
+                f"the action masks have shape {mask_BA.shape}, expected ({len(depth_B)}, {self.num_actions})"
+            )
+        if len(depth_B) and (depth_B.min() < 0 or depth_B.max() >= self.num_depths):
+            raise ValueError(f"depths {np.unique(depth_B).tolist()} are out of range [0, {self.num_depths})")
+        return depth_B, mask_BA
+
+    def act_batch(self, obs: Observation, *, greedy: bool = False) -> np.ndarray:
+        """:meth:`act` on every row at once (same actions, same generator draws, row order).
+
+        Never reads ``obs["observation"]``: WPL's state is the depth.
+        """
+        depth_B, mask_BA = self._batch_inputs(obs)
+        B = len(depth_B)
+        if B == 0:
+            return np.zeros(0, dtype=np.int64)
+        if (mask_BA & ~self.allowed_nA[depth_B]).any():  # a row learns new actions: exactly row by row
+            return np.array(
+                [self.act({"depth": depth_B[i], "action_mask": mask_BA[i]}, greedy=greedy) for i in range(B)],
+                dtype=np.int64,
+            )
+        if (depth_B == depth_B[0]).all() and (mask_BA == mask_BA[0]).all():  # the usual case
+            groups: list[tuple[Any, int, np.ndarray]] = [(slice(None), int(depth_B[0]), mask_BA[0])]
+        else:
+            keys, inverse = np.unique(
+                np.concatenate([depth_B[:, None], mask_BA], axis=1), axis=0, return_inverse=True
+            )
+            inverse = inverse.reshape(-1)
+            groups = [(np.flatnonzero(inverse == k), int(key[0]), key[1:] != 0) for k, key in enumerate(keys)]
+        actions = np.empty(B, dtype=np.int64)
+        u_B = None if greedy else self.rng.random(B)
+        for rows, depth, mask in groups:
+            if not mask.any():
+                raise ValueError("the action mask of a row allows no action")
+            probs = np.where(mask, self.policy_nA[depth], 0.0)
+            total = probs.sum()
+            probs = mask / mask.sum() if total <= 0.0 else probs / total
+            if greedy:
+                actions[rows] = masked_argmax(probs, mask)
+                continue
+            assert u_B is not None
+            cdf = np.cumsum(probs)
+            picked = np.searchsorted(cdf, u_B[rows] * cdf[-1], side="right")
+            bad = (picked >= len(probs)) | (probs[np.minimum(picked, len(probs) - 1)] <= 0)
+            if bad.any():
+                picked[bad] = int(np.flatnonzero(probs > 0)[-1])  # float round-off at the top end
+            actions[rows] = picked
+        return actions
+
+    def learn_batch(self, traces: TraceBatch) -> dict[str, float]:
+        """:meth:`learn` on each trace in row order (the same updates), without building
+        per-sample traces."""
+        if len(traces) == 0:
+            return {}
+        returns_bn = traces.returns(self.gamma)
+        columns = [self._batch_inputs(obs) for obs in traces.observations]
+        b, n = traces.actions.shape
+        bad = [
+            (i, j)
+            for j, (_, mask_BA) in enumerate(columns)
+            for i in np.flatnonzero(~mask_BA[np.arange(b), traces.actions[:, j]])
+        ]
+        if bad:
+            raise ValueError(
+                f"trace {bad[0][0]} holds action {int(traces.actions[bad[0]])}, which its observation masks"
+            )
+        deltas = np.empty((b, n))
+        actions = traces.actions.tolist()
+        returns = returns_bn.tolist()
+        depths = [depth_B.tolist() for depth_B, _ in columns]
+        # masks are passed only where they could teach the row a new action
+        masks: list[Any] = [
+            None if not (mask_BA & ~self.allowed_nA[depth_B]).any() else mask_BA
+            for depth_B, mask_BA in columns
+        ]
+        for i in range(b):
+            for j in range(n):
+                mask = None if masks[j] is None else masks[j][i]
+                deltas[i, j] = self._update(depths[j][i], mask, actions[i][j], returns[i][j])
+        return {"mean_gradient": float(deltas.mean())}
 
     # -------------------------------------------------------------------- state
     @property

@@ -8,18 +8,22 @@ Importing the package registers the environment with PettingZoo's registry::
 
 from __future__ import annotations
 
+from routing_env.batched_env import BatchedRoutingEnv, BatchObservation, batched_env
 from routing_env.engine import RoutingEngine, StepOutcome, TrainingConfig
 from routing_env.env import RoutingEnv, env, raw_env
 from routing_env.network import PASS, RoutingNetwork, SimpleConvNet, build_default_network, fc_block
 
 __all__ = [
     "PASS",
+    "BatchObservation",
+    "BatchedRoutingEnv",
     "RoutingEngine",
     "RoutingEnv",
     "RoutingNetwork",
     "SimpleConvNet",
     "StepOutcome",
     "TrainingConfig",
+    "batched_env",
     "build_default_network",
     "env",
     "fc_block",

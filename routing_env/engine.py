@@ -28,7 +28,7 @@ from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import RoutingNetwork
 from routing_env.rewards import collaboration_reward, final_reward
 
-__all__ = ["RoutingEngine", "StepOutcome", "TrainingConfig"]
+__all__ = ["BatchOutcome", "RoutedBatch", "RoutingEngine", "StepOutcome", "TrainingConfig"]
 
 Mode = Literal["train", "eval"]
 
@@ -156,6 +156,88 @@ class _Minibatch:
         self.rows_np: np.ndarray | None = rows.numpy() if flat else None
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one depth of decisions produced for every sample of a routed minibatch.
+
+    Attributes:
+        collaboration_reward_B: ``rho`` x historical selection frequency per sample
+            (0 in evaluation), float64.
+        final_reward_B: On the last depth: +1/-1 per correct/wrong prediction (``-loss``
+            for regression); None before.
+        correct_B: On the last depth of a classification: bool per sample; else None.
+        loss_B: On the last depth of a regression: squared error per sample; else None.
+        done: True after the last depth (the minibatch is routed).
+        trained: True when the blocks took an optimizer step on this minibatch.
+    """
+
+    collaboration_reward_B: np.ndarray
+    final_reward_B: np.ndarray | None
+    correct_B: np.ndarray | None
+    loss_B: np.ndarray | None
+    done: bool
+    trained: bool
+
+
+class RoutedBatch:
+    """A minibatch routed one depth at a time by :meth:`RoutingEngine.begin_batch`.
+
+    ``groups`` holds the current representations, one ``(sample positions,
+    representations)`` pair per representation shape, exactly as
+    :meth:`RoutingNetwork.forward_routes` builds them, so that the training step reuses
+    them (with their autograd graph) and gets the numbers the per-sample path gets.
+
+    Attributes:
+        indices_B: Index of each sample in its split (int64 tensor, CPU).
+        sample_index_B: The same as a NumPy array.
+        task_B: Task id of each sample (int64 NumPy array).
+        depth: The next decision depth (``num_decisions`` once routed).
+        routes_Bn: Actions taken so far (-1 where not yet decided).
+        mode: ``"train"`` or ``"eval"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        indices_B: torch.Tensor,
+        trunk_out_B: torch.Tensor,
+        split: TaskSplit,
+        num_decisions: int,
+        mode: Mode,
+        rng_state: dict[str, torch.Tensor] | None,
+        groups: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
+        self.indices_B = indices_B
+        self.sample_index_B: np.ndarray = indices_B.numpy()
+        self.task_B: np.ndarray = split.tasks_N[indices_B].numpy()
+        self.trunk_out_B = trunk_out_B
+        self.groups = groups
+        self.size = int(indices_B.shape[0])
+        self.routes_Bn = np.full((self.size, num_decisions), -1, dtype=np.int64)
+        self.depth = 0
+        self.mode: Mode = mode
+        self.rng_state = rng_state
+        self.regraph = False  # True on a copy: the representations lost their graph
+        self._masks: np.ndarray | None = None
+
+    # Copies keep values, not the autograd graph (see _Minibatch); the engine recomputes it.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["regraph"] = self.regraph or self.trunk_out_B.grad_fn is not None
+        state["trunk_out_B"] = self.trunk_out_B.detach().clone()
+        state["groups"] = [(idx.clone(), v.detach().clone()) for idx, v in self.groups]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RoutedBatch:
+        clone = RoutedBatch.__new__(RoutedBatch)
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
+
+
 class RoutingEngine:
     """Routes samples of a dataset through a routing network and trains its blocks.
 
@@ -262,6 +344,7 @@ class RoutingEngine:
         self._perm = self.np_random.permutation(len(self.dataset.train))
         self._batch: _Minibatch | None = None
         self._sample: int | None = None  # position in the minibatch of the sample being routed
+        self._routed: RoutedBatch | None = None  # the minibatch of the batched path
         self._eval_correct_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
         self._eval_total_T = np.zeros(self.dataset.num_tasks, dtype=np.int64)
         self._eval_loss_T = np.zeros(self.dataset.num_tasks, dtype=np.float64)
@@ -291,6 +374,7 @@ class RoutingEngine:
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         self._require_started()
         self.abandon_sample()
+        self._routed = None
         self._flush()
         if mode == "eval":
             self._eval_correct_T[:] = 0
@@ -306,6 +390,7 @@ class RoutingEngine:
         self._require_started()
         if self._sample is not None:
             raise RuntimeError("the previous sample is still being routed; finish or abandon it first")
+        self._routed = None  # a batched minibatch left unfinished is dropped
         if self._batch is None or self._batch.exhausted:
             self._flush()
             self._batch = self._next_batch()
@@ -454,6 +539,12 @@ class RoutingEngine:
 
     # ------------------------------------------------------------- minibatches
     def _next_batch(self) -> _Minibatch:
+        indices_B, trunk_out, rng_state = self._draw_minibatch()
+        return _Minibatch(indices_B, trunk_out, self.split, self.num_decisions, rng_state)
+
+    def _draw_minibatch(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
+        """The next minibatch of the current split: indices, trunk output (with its graph in
+        training) and the generators' state before the trunk ran."""
         split = self.split
         B = self.training.batch_size
         if self.mode == "train":
@@ -480,7 +571,7 @@ class RoutingEngine:
         else:
             with torch.no_grad():
                 trunk_out = self.network.trunk(x)
-        return _Minibatch(indices_B, trunk_out, split, self.num_decisions, rng_state)
+        return indices_B, trunk_out, rng_state
 
     def _inputs(self, split: TaskSplit, indices_B: torch.Tensor) -> torch.Tensor:
         return self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)
@@ -493,7 +584,14 @@ class RoutingEngine:
         return state
 
     def _regraph(self, batch: _Minibatch) -> None:
-        """Recompute the trunk output of a copied minibatch with its autograd graph.
+        """Recompute the trunk output of a copied minibatch with its autograd graph."""
+        batch.trunk_out_B = self._recompute_trunk(batch.indices_B, batch.rng_state, batch.trunk_out_B)
+        batch.regraph = False
+
+    def _recompute_trunk(
+        self, indices_B: torch.Tensor, rng_state: dict[str, torch.Tensor] | None, expected: torch.Tensor
+    ) -> torch.Tensor:
+        """The trunk output of training samples, recomputed with its graph for a copy.
 
         The copy's trunk has the weights the original's had when the minibatch was drawn
         (blocks train only between minibatches); the generators are set to their state
@@ -505,23 +603,22 @@ class RoutingEngine:
         buffers = {name: b.detach().clone() for name, b in trunk.named_buffers()}
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            if batch.rng_state is not None:
-                torch.set_rng_state(batch.rng_state["cpu"])
-                if "cuda" in batch.rng_state:
-                    torch.cuda.set_rng_state(batch.rng_state["cuda"], self.device)
-            out = trunk(self._inputs(self.dataset.train, batch.indices_B))
+            if rng_state is not None:
+                torch.set_rng_state(rng_state["cpu"])
+                if "cuda" in rng_state:
+                    torch.cuda.set_rng_state(rng_state["cuda"], self.device)
+            out = trunk(self._inputs(self.dataset.train, indices_B))
         # put the buffers back as new tensors: the graph holds the ones the forward used
         for name, saved in buffers.items():
             owner, _, attr = name.rpartition(".")
             setattr(trunk.get_submodule(owner), attr, saved)
-        if not torch.equal(out.detach(), batch.trunk_out_B):
+        if not torch.equal(out.detach(), expected):
             warnings.warn(
                 "a copied env recomputed its pending minibatch's trunk output and got other values "
                 "(a non-deterministic trunk or device); it trains on the recomputed ones",
-                stacklevel=3,
+                stacklevel=4,
             )
-        batch.trunk_out_B = out
-        batch.regraph = False
+        return out
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -548,22 +645,32 @@ class RoutingEngine:
         indices = batch.indices_B[done]
         routes = torch.from_numpy(batch.routes_Bn)[done]
         trunk_out = batch.trunk_out_B if len(done) == batch.size else batch.trunk_out_B[done]
-        split = self.dataset.train
         pred = self.network.forward_routes(trunk_out, routes)
-        targets = split.targets_N[indices].to(self.device)
+        return self._train_step(pred, indices, trunk_out, routes)
+
+    def _train_step(
+        self,
+        pred_NK: torch.Tensor,
+        indices_N: torch.Tensor,
+        trunk_out_N: torch.Tensor,
+        routes_Nn: torch.Tensor,
+    ) -> bool:
+        """One optimizer step on the loss of routed training samples (Algorithm 2, step 3)."""
+        split = self.dataset.train
+        targets = split.targets_N[indices_N].to(self.device)
         if self.regression:
-            loss = F.mse_loss(pred.view(-1), targets.float())
+            loss = F.mse_loss(pred_NK.view(-1), targets.float())
         else:
-            loss = F.cross_entropy(self._masked_logits(pred, split.tasks_N[indices]), targets)
+            loss = F.cross_entropy(self._masked_logits(pred_NK, split.tasks_N[indices_N]), targets)
         if not torch.isfinite(loss):
             message = (
                 f"non-finite training loss ({loss.item()}) at block update {self.updates + 1} "
-                f"(epoch {self.epoch}): {self._first_nonfinite(trunk_out, routes)}. "
+                f"(epoch {self.epoch}): {self._first_nonfinite(trunk_out_N, routes_Nn)}. "
                 "The weights were not changed."
             )
             if self.training.on_nonfinite == "raise":
                 raise FloatingPointError(message)
-            warnings.warn(message + " Skipping this minibatch (on_nonfinite='skip').", stacklevel=3)
+            warnings.warn(message + " Skipping this minibatch (on_nonfinite='skip').", stacklevel=4)
             self.skipped_updates += 1
             return False
         self.optimizer.zero_grad(set_to_none=True)  # unused blocks keep grad None: untouched
@@ -591,6 +698,260 @@ class RoutingEngine:
         target = self.network.action_target(depth, action)
         return "PASS" if target == "PASS" else f"block {target} (depth {depth}, action {action})"
 
+    # ------------------------------------------------------------- batched routing
+    # The same game one minibatch at a time: every sample of a minibatch decides depth d
+    # before any decides depth d + 1. Rewards, selection counts and the training step are
+    # those of the per-sample path: a depth's collaboration rewards are computed in sample
+    # order (sample i sees the selections of samples 0..i-1 at that depth, as it does when
+    # samples are routed one after another), and the block outputs computed while routing
+    # are the ones the training step backpropagates through (no second pass).
+    @property
+    def routed_batch(self) -> RoutedBatch | None:
+        """The minibatch being routed by the batched path, if any."""
+        return self._routed
+
+    def begin_batch(self) -> RoutedBatch:
+        """Draw the next minibatch of the current split and put all its samples at depth 0.
+
+        A minibatch of the per-sample path still pending is finished first (trained on
+        its routed samples, as a mode switch does); a batched minibatch left unfinished
+        is dropped without training.
+
+        Raises:
+            RuntimeError: When a sample is being routed one decision at a time, or when
+                the evaluation pass over the test split is complete.
+        """
+        self._require_started()
+        if self._sample is not None:
+            raise RuntimeError(
+                "a sample is being routed one decision at a time (the AEC env); finish or abandon it first"
+            )
+        self._flush()
+        self._routed = None
+        indices_B, trunk_out, rng_state = self._draw_minibatch()
+        self._routed = RoutedBatch(
+            indices_B=indices_B,
+            trunk_out_B=trunk_out,
+            split=self.split,
+            num_decisions=self.num_decisions,
+            mode=self.mode,
+            rng_state=rng_state,
+            groups=self.network.start_groups(trunk_out),
+        )
+        return self._routed
+
+    def abandon_batch(self) -> None:
+        """Drop the batched minibatch being routed (it is not trained on)."""
+        self._routed = None
+
+    def batch_masks(self, batch: RoutedBatch) -> np.ndarray:
+        """Valid actions (int8, ``B x A``) of every sample at the batch's current depth."""
+        if batch._masks is None:
+            masks = np.empty((batch.size, self.num_actions), dtype=np.int8)
+            for idx, v in batch.groups:
+                masks[idx.numpy()] = self.network.action_mask(batch.depth, tuple(v.shape[1:]))
+            batch._masks = masks
+        return batch._masks
+
+    def batch_representation(
+        self, batch: RoutedBatch, groups: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> torch.Tensor:
+        """The current representations, flattened and zero-padded to the observation width.
+
+        A ``B x D`` float32 tensor on the network's device, without autograd graph,
+        computed on demand (tabular agents never ask for it). ``groups``: the batch's
+        groups at an earlier depth (as ``batch.groups`` was then) instead of the current.
+        """
+        groups = batch.groups if groups is None else groups
+        width = self.network.observation_width
+        if len(groups) == 1:
+            flat = self.network.gather_groups(groups, batch.size).detach().reshape(batch.size, -1)
+            if flat.shape[1] == width:
+                return flat
+        out = torch.zeros(batch.size, width, device=batch.trunk_out_B.device)
+        for idx, v in groups:
+            flat = v.detach().reshape(len(idx), -1)
+            out[idx.to(out.device), : flat.shape[1]] = flat
+        return out
+
+    def check_batch_actions(self, batch: RoutedBatch, actions: Any) -> np.ndarray:
+        """The actions of a depth as int64, or ``ValueError``/``TypeError`` naming the sample.
+
+        Accepts a NumPy array, a torch tensor or a sequence of ``B`` integers.
+        """
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach().cpu().numpy()
+        array = np.asarray(actions)
+        if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(
+                f"actions must be integers (block indices), one per sample; got dtype {array.dtype}"
+            )
+        if array.shape != (batch.size,):
+            raise ValueError(
+                f"expected one action per sample of the minibatch, shape ({batch.size},), got shape "
+                f"{array.shape}"
+            )
+        array = array.astype(np.int64, copy=False)
+        out_of_range = np.flatnonzero((array < 0) | (array >= self.num_actions))
+        if len(out_of_range):
+            i = int(out_of_range[0])
+            raise ValueError(
+                f"action {int(array[i])} of sample {i} (sample index {int(batch.sample_index_B[i])}) is "
+                f"out of range; expected ints in [0, {self.num_actions})"
+                + (f" ({len(out_of_range)} samples in all)" if len(out_of_range) > 1 else "")
+            )
+        masks = self.batch_masks(batch)
+        masked = np.flatnonzero(masks[np.arange(batch.size), array] == 0)
+        if len(masked):
+            i = int(masked[0])
+            raise ValueError(
+                f"action {int(array[i])} of sample {i} (sample index {int(batch.sample_index_B[i])}, task "
+                f"{int(batch.task_B[i])}) is masked at depth {batch.depth}; allowed: "
+                f"{np.flatnonzero(masks[i]).tolist()}"
+                + (f" ({len(masked)} masked actions in all)" if len(masked) > 1 else "")
+            )
+        return array
+
+    def batch_act(self, batch: RoutedBatch, actions: Any) -> BatchOutcome:
+        """Apply one depth of decisions to every sample of ``batch``.
+
+        After the last depth the predictions are judged and, in training, the blocks take
+        one optimizer step on the minibatch. Invalid actions, and (with
+        ``on_nonfinite="raise"``) a non-finite block output, raise before anything
+        changes: weights, selection counts, the batch and the generators are as before.
+
+        Raises:
+            RuntimeError: When ``batch`` is not the minibatch being routed or is routed.
+            TypeError, ValueError: On invalid actions (naming the sample).
+            FloatingPointError: On a non-finite block output (naming the sample and block).
+        """
+        if batch is not self._routed or batch.depth >= self.num_decisions:
+            raise RuntimeError("this minibatch is not being routed; call begin_batch() for the next one")
+        if batch.mode != self.mode:
+            raise RuntimeError(
+                f"the minibatch was drawn in {batch.mode} mode, the engine is in {self.mode} mode"
+            )
+        action_B = self.check_batch_actions(batch, actions)
+        depth, train, B = batch.depth, self.mode == "train", batch.size
+        if batch.regraph:
+            self._regraph_batch(batch)
+        rng_state = self._rng_state()
+        actions_t = torch.from_numpy(action_B)
+        with torch.set_grad_enabled(train):
+            groups = self.network.route_depth(batch.groups, depth, actions_t)
+        if self.training.on_nonfinite == "raise":
+            self._check_batch_finite(batch, groups, depth, action_B, rng_state)
+
+        collab_B = np.zeros(B, dtype=np.float64)
+        if train:
+            selections_A = self.selections_nA[depth]
+            if self.rho:
+                # sample i sees the selections before it: the history plus samples 0..i-1
+                onehot_BA = np.zeros((B, self.num_actions), dtype=np.int64)
+                onehot_BA[np.arange(B), action_B] = 1
+                before_BA = selections_A + np.cumsum(onehot_BA, axis=0) - onehot_BA
+                count_B = before_BA[np.arange(B), action_B]
+                total_B = (int(selections_A.sum()) + np.arange(B)).astype(np.float64)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    collab_B = np.where(total_B > 0, self.rho * count_B / total_B, 0.0)
+            selections_A += np.bincount(action_B, minlength=self.num_actions)
+        batch.routes_Bn[:, depth] = action_B
+        batch.groups = groups
+        batch.depth = depth + 1
+        batch._masks = None
+        if batch.depth < self.num_decisions:
+            return BatchOutcome(collab_B, None, None, None, False, False)
+
+        # the routes are complete: judge the predictions, then train on the minibatch
+        pred_BK = self.network.gather_groups(groups, B)
+        correct_B, loss_B, final_B = self._judge_batch(batch, pred_BK)
+        self._routed = None
+        trained = False
+        if train:
+            self.samples_routed += B
+            trained = self._train_step(
+                pred_BK, batch.indices_B, batch.trunk_out_B, torch.from_numpy(batch.routes_Bn)
+            )
+        else:
+            T = self.dataset.num_tasks
+            self._eval_total_T += np.bincount(batch.task_B, minlength=T)
+            if correct_B is not None:
+                self._eval_correct_T += np.bincount(batch.task_B, weights=correct_B, minlength=T).astype(
+                    np.int64
+                )
+            if loss_B is not None:
+                self._eval_loss_T += np.bincount(batch.task_B, weights=loss_B, minlength=T)
+        return BatchOutcome(collab_B, final_B, correct_B, loss_B, True, trained)
+
+    def _judge_batch(
+        self, batch: RoutedBatch, pred_BK: torch.Tensor
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """Correctness or squared error per sample, and the final rewards."""
+        split = self.split
+        targets = split.targets_N[batch.indices_B]
+        with torch.no_grad():
+            pred = pred_BK.detach()
+            if self.regression:
+                err = pred.reshape(batch.size, -1)[:, 0].double().cpu() - targets.double()
+                loss_B = (err * err).numpy()
+                bad = np.flatnonzero(~np.isfinite(loss_B))
+                if len(bad):
+                    i = int(bad[0])
+                    message = (
+                        f"non-finite regression loss ({loss_B[i]}) on {self.mode} sample {i} (sample index "
+                        f"{int(batch.sample_index_B[i])}, task {int(batch.task_B[i])}): its prediction is "
+                        "not finite"
+                    )
+                    if self.training.on_nonfinite == "raise":
+                        raise FloatingPointError(message + " (on_nonfinite='raise')")
+                    warnings.warn(message + "; its final reward is 0 (on_nonfinite='skip')", stacklevel=3)
+                final_B = np.where(np.isfinite(loss_B), -loss_B, 0.0)
+                return None, loss_B, final_B
+            logits = self._masked_logits(pred, split.tasks_N[batch.indices_B])
+            correct_B = (logits.argmax(dim=1).cpu() == targets).numpy()
+        return correct_B, None, np.where(correct_B, 1.0, -1.0)
+
+    def _check_batch_finite(
+        self,
+        batch: RoutedBatch,
+        groups: list[tuple[torch.Tensor, torch.Tensor]],
+        depth: int,
+        action_B: np.ndarray,
+        rng_state: dict[str, torch.Tensor],
+    ) -> None:
+        """Raise ``FloatingPointError`` naming the first sample whose block output is non-finite."""
+        finite = torch.stack([torch.isfinite(v).all() for _, v in groups]).all()
+        if bool(finite):
+            return
+        torch.set_rng_state(rng_state["cpu"])  # as before the call: no draw happened
+        if "cuda" in rng_state:
+            torch.cuda.set_rng_state(rng_state["cuda"], self.device)
+        worst = batch.size
+        for idx, v in groups:
+            rows = ~torch.isfinite(v.detach().reshape(len(idx), -1)).all(dim=1)
+            if bool(rows.any()):
+                worst = min(worst, int(idx[rows.cpu()].min()))
+        action = int(action_B[worst])
+        inputs_ok = all(
+            bool(torch.isfinite(v.detach()).all()) for idx, v in batch.groups if bool((idx == worst).any())
+        )
+        where = self._block_name(depth, action) if inputs_ok else f"an input of depth {depth}"
+        raise FloatingPointError(
+            f"non-finite output of {where} for sample {worst} (sample index "
+            f"{int(batch.sample_index_B[worst])}, task {int(batch.task_B[worst])}) at depth {depth}; nothing "
+            "was changed (pass on_nonfinite='skip' to go on and skip the minibatch's training step)"
+        )
+
+    def _regraph_batch(self, batch: RoutedBatch) -> None:
+        """Recompute a copied batch's representations with their graph (see :meth:`_regraph`)."""
+        if batch.mode == "train":
+            trunk_out = self._recompute_trunk(batch.indices_B, batch.rng_state, batch.trunk_out_B)
+            groups = self.network.start_groups(trunk_out)
+            for d in range(batch.depth):
+                groups = self.network.route_depth(groups, d, torch.from_numpy(batch.routes_Bn[:, d]))
+            batch.trunk_out_B, batch.groups = trunk_out, groups
+        batch.regraph = False
+
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything a run needs to continue bit-identically, as tensors and plain types.
@@ -602,7 +963,12 @@ class RoutingEngine:
             RuntimeError: When called mid-minibatch or in eval mode.
         """
         self._require_started()
-        if self.mode != "train" or self._batch is not None or self._sample is not None:
+        if (
+            self.mode != "train"
+            or self._batch is not None
+            or self._sample is not None
+            or self._routed is not None
+        ):
             raise RuntimeError(
                 "the engine can be saved only between training minibatches (e.g. at the end of an "
                 "epoch, in train mode); finish the pending minibatch first"
@@ -665,6 +1031,7 @@ class RoutingEngine:
         self._cursor = counters["cursor"]
         self._batch = None
         self._sample = None
+        self._routed = None
         self.mode = "train"
         self.network.train()
 
@@ -784,11 +1151,12 @@ class RoutingEngine:
         (``reset()`` before its last decision) is not scored, so ``evaluation()["samples"]``
         can then be smaller than the test split.
         """
-        return self.mode == "eval" and not self.routing and not self.has_next_sample
+        return self.mode == "eval" and not self.routing and self._routed is None and not self.has_next_sample
 
     @property
     def has_next_sample(self) -> bool:
-        """Whether :meth:`begin_sample` can draw another sample (always, in training)."""
+        """Whether :meth:`begin_sample` (or :meth:`begin_batch`) can draw another sample
+        (always, in training)."""
         if self.mode == "train":
             return True
         pending = self._batch is not None and not self._batch.exhausted

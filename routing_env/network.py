@@ -301,40 +301,69 @@ class RoutingNetwork(nn.Module):
 
         Samples are grouped by (representation shape, action) at each depth, so there is
         one block call per block used, and gradients reach only the blocks on a route.
+        The same as :meth:`start_groups`, then :meth:`route_depth` for each depth, then
+        :meth:`gather_groups`: the batched routing path runs those steps one depth at a
+        time and gets the very same numbers.
 
         Args:
             trunk_out_N: Trunk output for the batch (``N x ...``).
             routes_Nn: ``int64`` actions, one row per sample, one column per depth.
         """
-        n_samples = trunk_out_N.shape[0]
-        groups: list[tuple[torch.Tensor, torch.Tensor]] = [
-            (torch.arange(n_samples), trunk_out_N)
-        ]  # (sample indices, representations of equal shape)
-        for depth, actions in enumerate(self._actions):
-            by_shape: dict[Shape, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-            for idx, v in groups:
-                acts = routes_Nn[idx, depth]
-                acts_sorted, order = torch.sort(acts, stable=True)
-                counts = torch.bincount(acts_sorted, minlength=self.num_actions).tolist()
-                if max(counts) == len(idx):  # the whole group takes one action
-                    parts = [(idx, v, int(acts_sorted[0]))]
-                else:
-                    idx_s, v_s = idx[order], v[order]
-                    parts, start = [], 0
-                    for action, count in enumerate(counts):
-                        if count:
-                            parts.append((idx_s[start : start + count], v_s[start : start + count], action))
-                            start += count
-                for part_idx, part_v, action in parts:
-                    target = actions[action]
-                    out = part_v if target == PASS else self._block_list[target](part_v)  # type: ignore[index]
-                    by_shape.setdefault(tuple(out.shape[1:]), []).append((part_idx, out))
-            groups = [
-                (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
-                if len(parts) > 1
-                else parts[0]
-                for parts in by_shape.values()
-            ]
+        groups = self.start_groups(trunk_out_N)
+        for depth in range(self.num_decisions):
+            groups = self.route_depth(groups, depth, routes_Nn[:, depth])
+        return self.gather_groups(groups, trunk_out_N.shape[0])
+
+    @staticmethod
+    def start_groups(trunk_out_N: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The representation groups at depth 0: every sample, in order, in one group."""
+        return [(torch.arange(trunk_out_N.shape[0]), trunk_out_N)]
+
+    def route_depth(
+        self, groups: list[tuple[torch.Tensor, torch.Tensor]], depth: int, actions_N: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Apply the decisions of one depth to groups of representations.
+
+        Args:
+            groups: ``(sample indices, representations)`` pairs, one per representation
+                shape (as :meth:`start_groups` or this method returns them).
+            depth: The decision depth.
+            actions_N: ``int64`` action of every sample of the batch at this depth
+                (indexed by sample index).
+
+        Returns:
+            The groups after the depth: within each group, the samples that took the
+            same action are run through the block together (one call per block).
+        """
+        actions = self._actions[depth]
+        by_shape: dict[Shape, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for idx, v in groups:
+            acts = actions_N[idx]
+            acts_sorted, order = torch.sort(acts, stable=True)
+            counts = torch.bincount(acts_sorted, minlength=self.num_actions).tolist()
+            if max(counts) == len(idx):  # the whole group takes one action
+                parts = [(idx, v, int(acts_sorted[0]))]
+            else:
+                idx_s, v_s = idx[order], v[order]
+                parts, start = [], 0
+                for action, count in enumerate(counts):
+                    if count:
+                        parts.append((idx_s[start : start + count], v_s[start : start + count], action))
+                        start += count
+            for part_idx, part_v, action in parts:
+                target = actions[action]
+                out = part_v if target == PASS else self._block_list[target](part_v)  # type: ignore[index]
+                by_shape.setdefault(tuple(out.shape[1:]), []).append((part_idx, out))
+        return [
+            (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+            if len(parts) > 1
+            else parts[0]
+            for parts in by_shape.values()
+        ]
+
+    @staticmethod
+    def gather_groups(groups: list[tuple[torch.Tensor, torch.Tensor]], num_samples: int) -> torch.Tensor:
+        """The representations of equal-shape groups as one ``N x ...`` tensor in sample order."""
         idx, out = (
             groups[0]
             if len(groups) == 1
@@ -344,7 +373,7 @@ class RoutingNetwork(nn.Module):
             )
         )
         inverse = torch.empty_like(idx)
-        inverse[idx] = torch.arange(n_samples)
+        inverse[idx] = torch.arange(num_samples)
         return out[inverse]
 
     def forward(self, x_NCHW: torch.Tensor, routes_Nn: torch.Tensor) -> torch.Tensor:
