@@ -54,7 +54,16 @@ import numpy as np
 import torch
 
 import routing_env
-from agents import WPL, MultiAgentRouter, RouterAgent, RunStats, evaluate, train
+from agents import (
+    WPL,
+    MultiAgentRouter,
+    RouterAgent,
+    RunStats,
+    evaluate,
+    evaluate_batched,
+    train,
+    train_batched,
+)
 from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CHECKPOINT_FILE,
@@ -128,6 +137,10 @@ class Args(DatasetOptions):
     """floor on every allowed block's probability after each WPL update (0: none)"""
     gamma: float = 1.0
     """discount of the collaboration rewards in the returns"""
+
+    # --- routing path
+    aec: bool = False
+    """route sample by sample through the PettingZoo AEC env (the reference interface, about 2-3x slower) instead of one minibatch per step (the batched path: the same game, rewards and block training; agents act on a minibatch's samples with the policy of its start and learn after it). A resumed run keeps its path; runs written before this option were AEC runs"""
 
     # --- evaluation, run folder, machine
     eval_stochastic: bool = True
@@ -206,9 +219,20 @@ def evaluation_rngs(router: Mapping[str, RouterAgent], seed: int, epoch: int) ->
 
 
 def evaluate_policy(env: Any, router: MultiAgentRouter, *, greedy: bool) -> tuple[float, list[float]]:
-    """Route the whole test split (no training); accuracy overall and per task."""
-    evaluate(env, router, num_samples=len(env.unwrapped.dataset.test), greedy=greedy)
-    result = env.unwrapped.evaluation()
+    """Route the whole test split once (no training); accuracy overall and per task.
+
+    ``env`` is the AEC env or a :class:`routing_env.BatchedRoutingEnv`; either way the
+    pass starts with ``{"mode": "eval"}``, which resets the evaluation counts.
+    """
+    if isinstance(env, routing_env.BatchedRoutingEnv):
+        evaluate_batched(env, router, greedy=greedy)
+        state = env.aec_env
+    else:
+        evaluate(env, router, num_samples=len(env.unwrapped.dataset.test), greedy=greedy)
+        state = env.unwrapped
+    result = state.evaluation()
+    if not result["complete"] or result["samples"] != len(state.dataset.test):
+        raise RuntimeError(f"the evaluation scored {result['samples']} samples, not the whole test split")
     return result["accuracy"], result["accuracy_per_task"]
 
 
@@ -230,7 +254,9 @@ def main(args: Args) -> dict[str, Any]:
     the run trains, so that a second process cannot write into it.
     """
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with open_run(args, kind="wpl", name=name, checkpoint_keys=CHECKPOINT_KEYS) as run:
+    with open_run(
+        args, kind="wpl", name=name, checkpoint_keys=CHECKPOINT_KEYS, legacy_options={"aec": True}
+    ) as run:
         return train_run(run)
 
 
@@ -247,13 +273,17 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     seed_everything(args.seed)
 
     dataset = load_run_dataset(args)
-    env = make_env(args, dataset)
-    router = make_router(args, env)
-    engine = env.unwrapped.engine
+    aec_env = make_env(args, dataset)
+    router = make_router(args, aec_env)
+    # the batched path plays the same game on the same engine; checkpoints are the env's
+    env: Any = aec_env if args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
+    run_epoch = train if args.aec else train_batched
+    env_state = aec_env.unwrapped
+    engine = env_state.engine
 
     start_epoch, wall_before = 0, 0.0
     if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
-        env.unwrapped.load_state_dict(checkpoint["env"])
+        env_state.load_state_dict(checkpoint["env"])
         router.load_state_dict(checkpoint["agents"])
         set_global_rng_state(checkpoint["rng"])
         start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
@@ -273,7 +303,8 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     progress = Progress(enabled=args.progress)
     print(
         f"{dataset.name}: {dataset.num_tasks} tasks, {len(dataset.train)} train / {len(dataset.test)} test samples; "
-        f"{len(router)} WPL agents ({args.router}, {args.routing}); run folder {run_dir}",
+        f"{len(router)} WPL agents ({args.router}, {args.routing}, {'AEC' if args.aec else 'batched'} path); "
+        f"run folder {run_dir}",
         file=sys.stderr,
     )
 
@@ -290,7 +321,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             )
 
         # 1. route every training sample once; the env trains the blocks, the agents learn the routes
-        stats = train(
+        stats = run_epoch(
             env, router, num_samples=len(dataset.train), seed=args.seed if epoch == 0 else None, callback=show
         )
         lr = engine.current_lr()  # the rate this epoch trained with (the env decays it lazily)
@@ -303,7 +334,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         if args.eval_stochastic:
             with evaluation_rngs(router, args.seed, epoch):
                 stoch_acc, stoch_per_task = evaluate_policy(env, router, greedy=False)
-        env.unwrapped.set_mode("train")
+        env_state.set_mode("train")
 
         # 3. log and checkpoint
         now = time.perf_counter()
@@ -341,7 +372,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
                 {
                     "epoch": epoch + 1,
                     "wall_time_s": row["wall_time_s"],
-                    "env": env.unwrapped.state_dict(),
+                    "env": env_state.state_dict(),
                     "agents": router.state_dict(),
                     "rng": global_rng_state(),
                     "config": dataclasses.asdict(args),

@@ -879,7 +879,14 @@ class RunFolder:
         self.close()
 
 
-def open_run(args: Any, *, kind: str, name: str, checkpoint_keys: Collection[str] = ()) -> RunFolder:
+def open_run(
+    args: Any,
+    *,
+    kind: str,
+    name: str,
+    checkpoint_keys: Collection[str] = (),
+    legacy_options: Mapping[str, Any] | None = None,
+) -> RunFolder:
     """Claim a new run's folder, or check and lock a run to resume, before anything is written.
 
     A new run (``args.resume`` None) gets ``args.output_dir/name``, claimed atomically
@@ -896,6 +903,9 @@ def open_run(args: Any, *, kind: str, name: str, checkpoint_keys: Collection[str
         kind: The script's run kind (a key of :data:`RUN_KINDS`).
         name: The new run's folder name (ignored on resume).
         checkpoint_keys: The checkpoint entries the script loads.
+        legacy_options: Values of options added to the script after a run was written:
+            a resumed run whose ``config.json`` lacks such an option continues with this
+            value (what the script did then), not the option's current default.
 
     Raises:
         FileNotFoundError: When the folder to resume holds no config or no checkpoint.
@@ -924,7 +934,8 @@ def open_run(args: Any, *, kind: str, name: str, checkpoint_keys: Collection[str
     lock = RunLock(run_dir).acquire()
     try:
         saved = read_config(run_dir)  # read again under the lock
-        args = resolve_run_args(resume_args(args, saved, may_change=RESUMABLE_OPTIONS))
+        options = {**dict(legacy_options or {}), **saved}
+        args = resolve_run_args(resume_args(args, options, may_change=RESUMABLE_OPTIONS))
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
         check_checkpoint(checkpoint, run_dir=run_dir, kind=kind, keys=checkpoint_keys, config=saved)
     except BaseException:

@@ -83,11 +83,16 @@ def assert_same_state(a, b, where="state"):
         assert a == b, where
 
 
-@pytest.mark.parametrize("router", ["per_task", "dispatched"])
-def test_resume_is_bit_identical(train_wpl, tmp_path, router):
+@pytest.mark.parametrize(
+    "router, aec",
+    [("per_task", False), ("dispatched", False), ("per_task", True)],
+    ids=["per_task", "dispatched", "aec"],
+)
+def test_resume_is_bit_identical(train_wpl, tmp_path, router, aec):
     common = dict(
         TINY,
         router=router,
+        aec=aec,
         max_train_samples=192,
         batch_size=32,
         rho=0.2,
@@ -380,3 +385,36 @@ def test_two_runs_started_together_with_one_name(tmp_path):
     refused = next(err for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode != 0)
     assert "RunInUseError" in refused or "FileExistsError" in refused
     assert [r["epoch"] for r in read_rows(tmp_path / "same" / "metrics.csv")] == ["1", "2"]  # each epoch once
+
+
+def test_the_aec_path_and_the_batched_path_train_the_same_game(train_wpl, tmp_path):
+    common = dict(TINY, max_train_samples=192, batch_size=32, epochs=2, output_dir=str(tmp_path))
+    batched = train_wpl.main(train_wpl.Args(run_name="batched", **common))
+    aec = train_wpl.main(train_wpl.Args(run_name="aec", aec=True, **common))
+    for summary in (batched, aec):
+        assert 0.0 <= summary["test_accuracy"] <= 1.0
+    rows = {name: read_rows(tmp_path / name / "metrics.csv") for name in ("batched", "aec")}
+    # the same number of samples and block updates per epoch, in both paths
+    for key in ("samples", "updates", "lr"):
+        assert [r[key] for r in rows["batched"]] == [r[key] for r in rows["aec"]]
+    config = json.loads((tmp_path / "aec" / "config.json").read_text())["config"]
+    assert config["aec"] is True
+
+
+def test_a_run_written_before_the_batched_path_resumes_in_the_aec_path(train_wpl, tmp_path):
+    common = dict(TINY, max_train_samples=192, batch_size=32, output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", aec=True, **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="old", aec=True, **common))
+    # an older config.json and checkpoint have no "aec" entry
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["aec"]
+    path.write_text(json.dumps(saved))
+    checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    del checkpoint["config"]["aec"]
+    save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    for key in ("env", "agents"):
+        assert_same_state(a[key], b[key], key)
