@@ -18,6 +18,7 @@ import gymnasium
 import numpy as np
 
 from agents.base import Observation, SeedLike
+from agents.networks import DeviceLike, batch_inputs
 from agents.reinforce import Baseline, Reinforce
 
 __all__ = ["Dispatcher"]
@@ -36,9 +37,13 @@ class Dispatcher(Reinforce):
         baseline_rate: Rate of the running average baseline, in ``(0, 1]``.
         hidden_width: Hidden units of the MLP (the paper: 64).
         seed: Seed or Generator (also seeds the agent's torch generator).
+        device: Where the MLP and the optimizer's state live (see :class:`Reinforce`).
+
+    The batched path (:meth:`act_batch`, :meth:`learn_batch`) is :class:`Reinforce`'s
+    with every row at the MLP's single depth.
 
     Raises:
-        ValueError: On a bad hyper-parameter or mismatched spaces.
+        ValueError: On a bad hyper-parameter, mismatched spaces or an unusable ``device``.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class Dispatcher(Reinforce):
         baseline_rate: float = 0.01,
         hidden_width: int = 64,
         seed: SeedLike = None,
+        device: DeviceLike = "cpu",
     ) -> None:
         super().__init__(
             observation_space=observation_space,
@@ -65,6 +71,7 @@ class Dispatcher(Reinforce):
             hidden_width=hidden_width,
             seed=seed,
             num_depths=1,
+            device=device,
         )
 
     def _net_depths(self) -> int:
@@ -77,3 +84,8 @@ class Dispatcher(Reinforce):
         # the dispatcher decides once per sample: its depth is always 0
         _, mask = super().check_observation({**obs, "depth": 0})
         return 0, mask
+
+    def _batch_inputs(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        # every row at the single MLP's depth 0, whatever its "depth" entry says
+        _, mask_BA = batch_inputs(obs, num_actions=self.num_actions, num_depths=None)
+        return np.zeros(len(mask_BA), dtype=np.int64), mask_BA
