@@ -34,6 +34,7 @@ __all__ = [
     "Trace",
     "TraceBatch",
     "observation_row",
+    "select_rows",
     "as_generator",
     "check_probability",
     "check_rate",
@@ -291,6 +292,22 @@ def _batch_size(obs: Observation) -> int:
     return int(np.shape(obs["task"])[0])
 
 
+def select_rows(obs: Observation, rows: np.ndarray) -> Observation:
+    """Rows ``rows`` of a batched observation (its own ``select`` when it has one, so that a
+    lazily computed ``"observation"`` stays lazy)."""
+    if hasattr(obs, "select"):
+        return obs.select(rows)  # type: ignore[no-any-return]
+    out = {}
+    for key, value in obs.items():
+        if hasattr(value, "index_select"):  # a torch tensor: index on its own device
+            import torch
+
+            out[key] = value[torch.as_tensor(rows, device=value.device)]
+        else:
+            out[key] = np.asarray(value)[rows]
+    return out
+
+
 @dataclass
 class TraceBatch:
     """The finished traces of one agent in a routed minibatch, one row per sample.
@@ -331,6 +348,15 @@ class TraceBatch:
     @property
     def num_decisions(self) -> int:
         return len(self.observations)
+
+    def select(self, rows: np.ndarray) -> TraceBatch:
+        """The traces of ``rows`` only (int positions), in that order."""
+        return TraceBatch(
+            observations=[select_rows(obs, rows) for obs in self.observations],
+            actions=self.actions[rows],
+            rewards=self.rewards[rows],
+            final_rewards=self.final_rewards[rows],
+        )
 
     def trace(self, i: int) -> Trace:
         """Trace ``i`` as a per-sample :class:`Trace`."""
@@ -499,6 +525,36 @@ class RouterAgent(ABC):
             [self.act(observation_row(obs, i), greedy=greedy) for i in range(_batch_size(obs))],
             dtype=np.int64,
         )
+
+    @classmethod
+    def act_group(
+        cls, learners: Sequence[RouterAgent], obs: Observation, owner_B: np.ndarray, *, greedy: bool = False
+    ) -> np.ndarray:
+        """Actions for every row of ``obs``, row ``b`` decided by ``learners[owner_B[b]]``.
+
+        The batched loop calls this once per step for the learners of one class, so a
+        class can act for several agents at once. The default calls each learner's
+        :meth:`act_batch` on its own rows; an override must give the same actions and
+        draw from each learner's generator as that does.
+        """
+        actions = np.empty(len(owner_B), dtype=np.int64)
+        for k, learner in enumerate(learners):
+            rows = np.flatnonzero(owner_B == k)
+            if len(rows):
+                actions[rows] = learner.act_batch(select_rows(obs, rows), greedy=greedy)
+        return actions
+
+    @classmethod
+    def learn_group(cls, learners: Sequence[RouterAgent], traces: TraceBatch, owner_B: np.ndarray) -> None:
+        """Each learner learns from its rows of ``traces`` (row ``b`` is ``learners[owner_B[b]]``'s).
+
+        The default calls each learner's :meth:`learn_batch` on its own rows; an override
+        must give the same updates.
+        """
+        for k, learner in enumerate(learners):
+            rows = np.flatnonzero(owner_B == k)
+            if len(rows):
+                learner.learn_batch(traces.select(rows))
 
     # -- learning
     def learn_batch(self, traces: TraceBatch) -> dict[str, float]:

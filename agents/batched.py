@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import RouterAgent, TraceBatch
+from agents.base import RouterAgent, TraceBatch, select_rows
 from agents.multi import RunStats, _check_num_samples, is_dispatcher
 
 __all__ = ["evaluate_batched", "run_batch_episode", "train_batched"]
@@ -50,52 +50,91 @@ def run_batch_episode(
     """
     agent_ids = list(env.possible_agents)
     obs = env.reset(seed=seed, options=dict(options) if options is not None else None)
-    # per agent: its rows, and per decision the observation, actions and rewards
-    steps: dict[int, list[tuple[Any, np.ndarray, np.ndarray]]] = {}
-    rows_of: dict[int, np.ndarray] = {}
+    steps: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []  # (obs, agent_B, actions, rewards)
     done = False
     info: dict[str, Any] = {}
     while not done:
         agent_B = np.asarray(obs["agent"])
-        B = len(agent_B)
-        actions = np.empty(B, dtype=np.int64)
-        present = np.unique(agent_B)
-        if len(present) == 1:
-            groups = [(int(present[0]), np.arange(B), obs)]
-        else:
-            groups = []
-            for k in present.tolist():
-                rows = np.flatnonzero(agent_B == k)
-                groups.append((k, rows, obs.select(rows)))
-        for k, rows, sub in groups:
-            actions[rows] = router[agent_ids[k]].act_batch(sub, greedy=greedy)
+        actions = _act(router, agent_ids, obs, agent_B, greedy)
         next_obs, rewards, done, info = env.step(actions)
-        for k, rows, sub in groups:
-            rows_of.setdefault(k, rows)
-            steps.setdefault(k, []).append((sub, actions[rows], np.asarray(rewards, dtype=np.float64)[rows]))
+        steps.append((obs, agent_B, actions, np.asarray(rewards, dtype=np.float64)))
         obs = next_obs
 
-    stats = _batch_stats(info, env)
-    final_B = np.asarray(info["final_reward"], dtype=np.float64)
+    stats = _batch_stats(info)
     if train:
-        for k, decisions in steps.items():
-            rows = rows_of[k]
-            immediate = np.stack([r for _, _, r in decisions], axis=1)
-            final = final_B[rows]
-            if not is_dispatcher(agent_ids[k]):
-                immediate[:, -1] -= final  # the env adds the final reward to the last decision's
+        final_B = np.asarray(info["final_reward"], dtype=np.float64)
+        for group in _trace_groups(steps):
+            observations = [step[0] for step in group]
+            agent_B = group[0][1]
+            rewards = np.stack([step[3] for step in group], axis=1)
+            final = final_B.copy()
+            dispatcher_rows = np.array([is_dispatcher(agent_ids[k]) for k in agent_B.tolist()], dtype=bool)
+            # the env adds the final reward to a router's last decision: split it off, as
+            # Trace.from_env_rewards does; the dispatcher gets it as its decision's reward
+            rewards[~dispatcher_rows, -1] -= final[~dispatcher_rows]
+            rewards[dispatcher_rows, -1] += final[dispatcher_rows]
+            final[dispatcher_rows] = 0.0
             traces = TraceBatch(
-                observations=[sub for sub, _, _ in decisions],
-                actions=np.stack([a for _, a, _ in decisions], axis=1),
-                rewards=immediate,
+                observations=observations,
+                actions=np.stack([step[2] for step in group], axis=1),
+                rewards=rewards,
                 final_rewards=final,
             )
-            router[agent_ids[k]].learn_batch(traces)
+            for learners, owner_B, rows in _by_class(router, agent_ids, agent_B):
+                part = traces if rows is None else traces.select(rows)
+                type(learners[0]).learn_group(learners, part, owner_B)
             stats.traces_learned += len(traces)
     return stats
 
 
-def _batch_stats(info: Mapping[str, Any], env: Any) -> RunStats:
+def _by_class(
+    router: Mapping[str, RouterAgent], agent_ids: list[str], agent_B: np.ndarray
+) -> list[tuple[list[RouterAgent], np.ndarray, np.ndarray | None]]:
+    """The rows' learners grouped by class: (learners, owner index per row, rows or None for all)."""
+    present, owner = np.unique(agent_B, return_inverse=True)
+    learners = [router[agent_ids[k]] for k in present.tolist()]
+    classes = {type(learner) for learner in learners}
+    if len(classes) == 1:
+        return [(learners, owner.reshape(-1), None)]
+    groups: list[tuple[list[RouterAgent], np.ndarray, np.ndarray | None]] = []
+    for cls in classes:
+        ks = [i for i, learner in enumerate(learners) if type(learner) is cls]
+        rows = np.flatnonzero(np.isin(owner, ks))
+        remap = np.full(len(learners), -1, dtype=np.int64)
+        remap[ks] = np.arange(len(ks))
+        groups.append(([learners[i] for i in ks], remap[owner[rows]], rows))
+    return groups
+
+
+def _act(
+    router: Mapping[str, RouterAgent], agent_ids: list[str], obs: Any, agent_B: np.ndarray, greedy: bool
+) -> np.ndarray:
+    actions = np.empty(len(agent_B), dtype=np.int64)
+    for learners, owner_B, rows in _by_class(router, agent_ids, agent_B):
+        sub = obs if rows is None else select_rows(obs, rows)
+        chosen = type(learners[0]).act_group(learners, sub, owner_B, greedy=greedy)
+        if rows is None:
+            actions = chosen
+        else:
+            actions[rows] = chosen
+    return actions
+
+
+def _trace_groups(
+    steps: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]],
+) -> list[list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Consecutive steps in which every row has the same agent: each group holds one trace
+    per row (the dispatcher's single decision, then the routers' decisions)."""
+    groups: list[list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]] = []
+    for step in steps:
+        if groups and np.array_equal(groups[-1][0][1], step[1]):
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _batch_stats(info: Mapping[str, Any]) -> RunStats:
     final = np.asarray(info["final_reward"], dtype=np.float64)
     stats = RunStats(num_samples=len(final), final_reward_sum=float(final.sum()), episodes=1)
     correct = info.get("correct")

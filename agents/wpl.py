@@ -60,7 +60,7 @@ never taken.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import gymnasium
@@ -368,6 +368,136 @@ class WPL(RouterAgent):
                 mask = None if masks[j] is None else masks[j][i]
                 deltas[i, j] = self._update(depths[j][i], mask, actions[i][j], returns[i][j])
         return {"mean_gradient": float(deltas.mean())}
+
+    # ------------------------------------------- several agents at once (batched path)
+    def _hyper(self) -> tuple[Any, ...]:
+        return (
+            self.lr,
+            self.return_average_rate,
+            self.baseline,
+            self.weighted,
+            self.min_prob,
+            self.gamma,
+            self.num_actions,
+            self.num_depths,
+        )
+
+    @classmethod
+    def _vectorizable(cls, learners: Sequence[RouterAgent]) -> bool:
+        """Plain WPL learners with the same settings (their tables stack)."""
+        if not all(type(x) is WPL for x in learners):
+            return False
+        hypers = {x._hyper() for x in learners if isinstance(x, WPL)}
+        return len(hypers) == 1
+
+    @classmethod
+    def act_group(
+        cls, learners: Sequence[RouterAgent], obs: Observation, owner_B: np.ndarray, *, greedy: bool = False
+    ) -> np.ndarray:
+        """:meth:`act_batch` of every learner on its rows, computed for all rows at once.
+
+        The same actions and the same draws from each learner's generator (its rows in
+        row order) as the learners acting one by one.
+        """
+        if len(learners) == 1 or not cls._vectorizable(learners):
+            return super().act_group(learners, obs, owner_B, greedy=greedy)
+        wpl: list[WPL] = list(learners)  # type: ignore[arg-type]
+        depth_B, mask_BA = wpl[0]._batch_inputs(obs)
+        B = len(depth_B)
+        policy_KnA = np.stack([x.policy_nA for x in wpl])
+        allowed_KnA = np.stack([x.allowed_nA for x in wpl])
+        if (mask_BA & ~allowed_KnA[owner_B, depth_B]).any():  # a row learns new actions
+            return super().act_group(learners, obs, owner_B, greedy=greedy)
+        if not mask_BA.any(axis=1).all():
+            raise ValueError("the action mask of a row allows no action")
+        probs_BA = np.where(mask_BA, policy_KnA[owner_B, depth_B], 0.0)
+        total_B = probs_BA.sum(axis=1)
+        empty = total_B <= 0.0
+        if empty.any():  # the row puts no mass on what is allowed now: act uniformly
+            probs_BA[empty] = mask_BA[empty]
+            total_B[empty] = mask_BA[empty].sum(axis=1)
+        probs_BA /= total_B[:, None]
+        if greedy:
+            return np.where(mask_BA, probs_BA, -np.inf).argmax(axis=1).astype(np.int64)
+        u_B = np.empty(B)
+        for k, learner in enumerate(wpl):
+            rows = np.flatnonzero(owner_B == k)
+            if len(rows):
+                u_B[rows] = learner.rng.random(len(rows))
+        cdf_BA = np.cumsum(probs_BA, axis=1)
+        picked = (cdf_BA <= (u_B * cdf_BA[:, -1])[:, None]).sum(axis=1)  # searchsorted(side="right")
+        A = probs_BA.shape[1]
+        bad = (picked >= A) | (probs_BA[np.arange(B), np.minimum(picked, A - 1)] <= 0)
+        for b in np.flatnonzero(bad):  # float round-off at the top end
+            picked[b] = int(np.flatnonzero(probs_BA[b] > 0)[-1])
+        return picked.astype(np.int64)
+
+    @classmethod
+    def learn_group(cls, learners: Sequence[RouterAgent], traces: TraceBatch, owner_B: np.ndarray) -> None:
+        """:meth:`learn_batch` of every learner on its rows, vectorized over the learners.
+
+        Each learner's updates run in its own row order, as one by one; updates of
+        different learners touch different tables, so the k-th update of every learner
+        is done at once. The numbers are the ones :meth:`learn_batch` gives.
+        """
+        if len(learners) == 1 or not cls._vectorizable(learners):
+            super().learn_group(learners, traces, owner_B)
+            return
+        wpl: list[WPL] = list(learners)  # type: ignore[arg-type]
+        first = wpl[0]
+        columns = [first._batch_inputs(obs) for obs in traces.observations]
+        b, n = traces.actions.shape
+        rows = np.arange(b)
+        for j, (depth_B, mask_BA) in enumerate(columns):
+            if not mask_BA[rows, traces.actions[:, j]].all():
+                i = int(np.flatnonzero(~mask_BA[rows, traces.actions[:, j]])[0])
+                raise ValueError(
+                    f"trace {i} holds action {int(traces.actions[i, j])}, which its observation masks"
+                )
+            allowed = np.stack([x.allowed_nA for x in wpl])[owner_B, depth_B]
+            if (mask_BA & ~allowed).any():  # a row would learn new actions: exactly one by one
+                super().learn_group(learners, traces, owner_B)
+                return
+        policy_KnA = np.stack([x.policy_nA for x in wpl])
+        average = np.stack([x.average_return for x in wpl])
+        returns_bn = traces.returns(first.gamma)
+        beta, lr = first.return_average_rate, first.lr
+        # rank of each row among its learner's rows: the rows of rank r are updated together
+        order = np.argsort(owner_B, kind="stable")
+        rank_B = np.empty(b, dtype=np.int64)
+        counts = np.bincount(owner_B, minlength=len(wpl))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank_B[order] = np.arange(b) - np.repeat(starts, counts)
+        by_rank = [np.flatnonzero(rank_B == r) for r in range(int(rank_B.max()) + 1)]
+        for r_rows in by_rank:
+            K = owner_B[r_rows]
+            for j in range(n):
+                d = columns[j][0][r_rows]
+                a = traces.actions[r_rows, j]
+                ret = returns_bn[r_rows, j]
+                if first.baseline == "action":
+                    avg = (1.0 - beta) * average[K, d, a] + beta * ret
+                    average[K, d, a] = avg
+                else:
+                    avg = (1.0 - beta) * average[K, d] + beta * ret
+                    average[K, d] = avg
+                delta = ret - avg
+                row_mA = policy_KnA[K, d]
+                p = row_mA[np.arange(len(K)), a]
+                if first.weighted:
+                    delta = delta * np.where(delta < 0, p, 1.0 - p)
+                moved = p + lr * delta
+                row_mA[np.arange(len(K)), a] = moved
+                total = row_mA.sum(axis=1)
+                fast = (moved >= 0.0) & (moved <= 1.0) & (total > 0.0) & (first.min_prob == 0.0)
+                row_mA[fast] /= total[fast, None]
+                for m in np.flatnonzero(~fast):
+                    k, dd = int(K[m]), int(d[m])
+                    row_mA[m] = wpl[k]._project(row_mA[m], wpl[k].allowed_nA[dd])
+                policy_KnA[K, d] = row_mA
+        for k, learner in enumerate(wpl):
+            learner.policy_nA = policy_KnA[k].copy()
+            learner.average_return = average[k].copy()
 
     # -------------------------------------------------------------------- state
     @property

@@ -412,3 +412,33 @@ def test_batched_wpl_learns_digits_like_the_aec_path(digits):
             results[kind] = env.unwrapped.evaluation()["accuracy"]
     assert results["batched"] > 0.97 and results["aec"] > 0.97
     assert abs(results["batched"] - results["aec"]) < 0.015
+
+
+@pytest.mark.parametrize("routing, rho", [("layered", 0.0), ("recurrent", 0.3)])
+def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
+    small, monkeypatch, routing, rho
+):
+    """WPL.act_group/learn_group handle all agents at once; they must give the numbers of
+    each agent's act_batch/learn_batch on its own rows (bit for bit, generators included)."""
+
+    def run(vectorized):
+        if not vectorized:
+            monkeypatch.setattr(WPL, "_vectorizable", classmethod(lambda cls, learners: False))
+        benv = routing_env.batched_env(
+            dataset=small, batch_size=32, routing=routing, collaboration_reward=rho
+        )
+        router = MultiAgentRouter.from_env(benv, router=functools.partial(WPL, lr=0.3), seed=0)
+        stats = train_batched(benv, router, num_samples=len(small.train), seed=0)
+        evaluate_batched(benv, router, greedy=False)
+        monkeypatch.undo()
+        return router, weights(benv), stats, benv.evaluation()
+
+    a, wa, sa, ea = run(True)
+    b, wb, sb, eb = run(False)
+    assert differing(wa, wb) == []
+    assert sa.accuracy == sb.accuracy and ea == eb
+    for agent_id in a:
+        assert np.array_equal(a[agent_id].policy_nA, b[agent_id].policy_nA), agent_id
+        assert np.array_equal(a[agent_id].average_return, b[agent_id].average_return), agent_id
+        assert a[agent_id].rng.bit_generator.state == b[agent_id].rng.bit_generator.state
+    assert len({a[k].policy_nA.tobytes() for k in a}) == len(a)  # the agents did learn apart
