@@ -124,15 +124,17 @@ class Args(DatasetOptions):
 
     # --- router
     router: Literal["per_task", "single", "dispatched"] = "per_task"
-    """router agents: one WPL per task (the paper's best), one for all tasks, or a REINFORCE dispatcher over WPL routers"""
+    """router agents: one WPL per task (the paper's best), or a REINFORCE dispatcher over WPL routers; single is refused here: a tabular WPL sees only the depth, so one router for all tasks could not route by task (the paper's single agent is an approximator: examples/paper/fig04_rl_algorithms.py trains it)"""
     rho: float = 0.0
     """collaboration reward rho in [0, 1]: reward for picking blocks other agents picked often"""
     policy_lr: float = 0.3
-    """WPL policy learning rate (lambda_pi)"""
+    """WPL policy learning rate (lambda_pi) at the start of training"""
+    policy_lr_schedule: Literal["constant", "blocks"] = "constant"
+    """constant: --policy-lr throughout; blocks: multiplied by --lr-decay-factor every --lr-decay-every epochs with the block learning rate, as the paper trains routing and blocks on one schedule (the rate of WPL's average return, --return-average-rate, stays fixed)"""
     return_average_rate: float | None = None
     """rate of WPL's historical average return (none: --policy-lr, as in the paper)"""
     wpl_baseline: Literal["action", "depth"] = "depth"
-    """WPL's average return: per (depth, action) as in the paper's Algorithm 3, or per depth"""
+    """WPL's average return: per depth (the default: R - TR then estimates Q(a) - V, the gradient of Abdallah & Lesser's WPL) or per (depth, action) (one literal reading of the paper's Algorithm 3, which on a stationary routing problem does not find the best route; see agents/wpl.py)"""
     min_prob: float = 0.0
     """floor on every allowed block's probability after each WPL update (0: none)"""
     gamma: float = 1.0
@@ -165,6 +167,13 @@ class Args(DatasetOptions):
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
+        if self.router == "single":
+            raise ValueError(
+                "--router single: a tabular WPL router sees only the depth, so one router for all tasks "
+                "could not route by task. Use --router per_task (one WPL per task) or dispatched, or "
+                "examples/paper/fig04_rl_algorithms.py for the paper's single-agent approximators "
+                "(REINFORCE or Q-learning on (v, t))"
+            )
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -234,6 +243,21 @@ def evaluate_policy(env: Any, router: MultiAgentRouter, *, greedy: bool) -> tupl
     if not result["complete"] or result["samples"] != len(state.dataset.test):
         raise RuntimeError(f"the evaluation scored {result['samples']} samples, not the whole test split")
     return result["accuracy"], result["accuracy_per_task"]
+
+
+def policy_lr(args: Args, epoch: int) -> float:
+    """The WPL policy learning rate of epoch ``epoch`` (0-based) under ``--policy-lr-schedule``."""
+    if args.policy_lr_schedule == "constant" or args.lr_decay_every is None:
+        return args.policy_lr
+    return args.policy_lr * args.lr_decay_factor ** (epoch // args.lr_decay_every)
+
+
+def set_policy_lr(router: MultiAgentRouter, args: Args, epoch: int) -> None:
+    """Give every WPL learner the policy learning rate of ``epoch`` (a resumed run recomputes it)."""
+    rate = policy_lr(args, epoch)
+    for learner in router.values():
+        if isinstance(learner, WPL):
+            learner.lr = rate
 
 
 def greedy_routes(router: MultiAgentRouter) -> dict[str, list[int]]:
@@ -321,6 +345,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             )
 
         # 1. route every training sample once; the env trains the blocks, the agents learn the routes
+        set_policy_lr(router, args, epoch)
         stats = run_epoch(
             env, router, num_samples=len(dataset.train), seed=args.seed if epoch == 0 else None, callback=show
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -117,7 +118,30 @@ def test_resume_is_bit_identical(train_wpl, tmp_path, router, aec):
         assert_same_state(a[key], b[key], key)
 
 
-@pytest.mark.parametrize("router", ["single", "dispatched"])
+def test_a_single_tabular_wpl_router_is_refused(train_wpl):
+    with pytest.raises(ValueError, match="could not route by task"):
+        train_wpl.Args(router="single")
+
+
+def test_the_policy_learning_rate_can_follow_the_block_schedule(train_wpl, tmp_path):
+    args = train_wpl.Args(
+        policy_lr_schedule="blocks", policy_lr=0.5, lr_decay_every=2, lr_decay_factor=0.1, **TINY
+    )
+    assert [train_wpl.policy_lr(args, e) for e in range(5)] == pytest.approx([0.5, 0.5, 0.05, 0.05, 0.005])
+    constant = dataclasses.replace(args, policy_lr_schedule="constant")
+    assert [train_wpl.policy_lr(constant, e) for e in range(5)] == [0.5] * 5
+    common = dict(TINY, max_train_samples=96, batch_size=32, lr_decay_every=1, output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", policy_lr_schedule="blocks", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="resumed", policy_lr_schedule="blocks", **common))
+    train_wpl.main(
+        train_wpl.Args(epochs=2, resume=str(tmp_path / "resumed"), progress=False, tensorboard=False)
+    )
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert_same_state(a["agents"], b["agents"], "agents")
+
+
+@pytest.mark.parametrize("router", ["dispatched"])
 def test_other_router_configurations_run(train_wpl, tmp_path, router):
     args = train_wpl.Args(router=router, epochs=1, output_dir=str(tmp_path), run_name="run", **TINY)
     summary = train_wpl.main(args)
