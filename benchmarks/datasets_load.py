@@ -5,7 +5,8 @@ Each dataset is loaded in a fresh Python process, so the reported resident set s
 
 - ``load s``: wall time of ``load_dataset(name)`` (reading, drawing, normalization
   statistics; imports excluded);
-- ``tensors MB``: bytes held by the six tensors of the train and test splits;
+- ``tensors MB``: bytes (MiB) held by the six tensors of the train and test splits (the
+  one-vs-rest datasets store each image once per task, so 10 copies);
 - ``base RSS MB``: resident memory of the process after the imports, before loading;
   ``RSS MB``: after loading; ``peak RSS MB``: its maximum during the run;
 - ``epoch s``: one shuffled pass over the train split in minibatches of 64, indexing
@@ -15,7 +16,7 @@ Each dataset is loaded in a fresh Python process, so the reported resident set s
 Usage, from the repository root (or anywhere once the package is installed)::
 
     python -m benchmarks.datasets_load --root /path/to/data            # all datasets
-    ROUTING_ENV_DATA=/path/to/data python -m benchmarks.datasets_load --names mnist-mtl
+    ROUTING_ENV_DATA=/path/to/data python -m benchmarks.datasets_load --names mnist-mtl fashion-mtl
 
 Datasets whose files are missing are reported as skipped.
 """

@@ -47,8 +47,12 @@ import torch
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.datasets.registry import load_dataset
 
-DatasetName = Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"]
-"""The datasets the training scripts can load (:func:`routing_env.datasets.load_dataset`)."""
+DatasetName = Literal["digits-mtl", "mnist-mtl", "fashion-mtl", "cifar-mtl", "min-mtl"]
+"""The datasets the training scripts can load (:func:`routing_env.datasets.load_dataset`).
+
+The same names, in the same order, as :data:`routing_env.datasets.DATASET_NAMES`; ``fashion-mtl``
+(:func:`routing_env.datasets.fashion_mtl`) is not a dataset of the paper.
+"""
 
 __all__ = [
     "DatasetName",

@@ -3,6 +3,7 @@
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.datasets.cifar import cifar_mtl
 from routing_env.datasets.digits import digits_mtl
+from routing_env.datasets.fashion import fashion_mtl
 from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
 from routing_env.datasets.registry import DATASET_NAMES, load_dataset
@@ -15,6 +16,7 @@ __all__ = [
     "TaskSplit",
     "cifar_mtl",
     "digits_mtl",
+    "fashion_mtl",
     "load_dataset",
     "min_mtl",
     "mnist_mtl",

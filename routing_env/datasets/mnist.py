@@ -2,38 +2,31 @@
 
 Reads MNIST in torchvision's on-disk layout, ``<root>/MNIST/raw/`` holding the four
 decompressed idx files, through :class:`torchvision.datasets.MNIST` (which also
-downloads them with ``download=True``).
+downloads them with ``download=True``). The construction is shared with Fashion-MTL
+(:mod:`routing_env.datasets.one_vs_rest`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
-import torch
-
-from routing_env.datasets.base import MultiTaskDataset, TaskSplit
-from routing_env.datasets.storage import (
-    DatasetNotFoundError,
-    channel_mean_std,
-    check_per_class,
-    check_seed,
-    resolve_root,
-)
+from routing_env.datasets.base import MultiTaskDataset
+from routing_env.datasets.one_vs_rest import IdxSource, build_one_vs_rest, idx_files
+from routing_env.datasets.storage import check_per_class, check_seed, resolve_root
 
 __all__ = ["MNIST_FILES", "mnist_mtl"]
 
 #: The files :func:`mnist_mtl` reads, relative to the root.
-MNIST_FILES = tuple(
-    f"MNIST/raw/{name}"
-    for name in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    )
+MNIST_FILES = idx_files("MNIST")
+
+_MNIST = IdxSource(
+    dataset="mnist-mtl",
+    builder="mnist_mtl",
+    folder="MNIST",
+    label="MNIST",
+    unit="digit",
+    class_labels=tuple(str(c) for c in range(10)),
 )
 
 
@@ -86,94 +79,13 @@ def mnist_mtl(
     """
     seed = check_seed(seed)
     n_train, n_test = check_per_class(per_class)
-    root = resolve_root(root)
-    train_images, train_digits = _read_mnist(root, train=True, download=download)
-    test_images, test_digits = _read_mnist(root, train=False, download=False)
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise _error(
-            root,
-            f"train images are {tuple(train_images.shape[1:])} but test images are "
-            f"{tuple(test_images.shape[1:])}",
-        )
-
-    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    train_idx = _draw_per_digit(train_digits, n_train, train_rng, split="train")
-    test_idx = _draw_per_digit(test_digits, n_test, test_rng, split="test")
-
-    train_drawn = train_images[train_idx][:, None]  # N x 1 x H x W
-    mean, std = channel_mean_std(train_drawn)
-    return MultiTaskDataset(
-        name="mnist-mtl",
-        train=_one_vs_rest(train_drawn, train_digits[train_idx]),
-        test=_one_vs_rest(test_images[test_idx][:, None], test_digits[test_idx]),
-        num_classes=(2,) * 10,
-        mean=mean,
-        std=std,
+    return build_one_vs_rest(
+        _MNIST,
+        root=resolve_root(root),
+        seed=seed,
+        download=download,
+        n_train=n_train,
+        n_test=n_test,
         task_names=tuple(f"{c}-vs-rest" for c in range(10)),
         class_names=tuple((f"not-{c}", f"{c}") for c in range(10)),
-    )
-
-
-def _one_vs_rest(images_NCHW: np.ndarray, digits_N: np.ndarray) -> TaskSplit:
-    """Every image once per task, task-major; label 1 where the digit is the task's."""
-    n = len(digits_N)
-    tasks = np.repeat(np.arange(10, dtype=np.int64), n)
-    return TaskSplit(
-        inputs_NCHW=torch.from_numpy(np.tile(images_NCHW, (10, 1, 1, 1))),
-        tasks_N=torch.from_numpy(tasks),
-        targets_N=torch.from_numpy((np.tile(digits_N, 10) == tasks).astype(np.int64)),
-    )
-
-
-def _draw_per_digit(digits: np.ndarray, n: int, rng: np.random.Generator, *, split: str) -> np.ndarray:
-    """Indices of ``n`` images of each digit drawn without replacement, in file order."""
-    idx = []
-    for c in range(10):
-        pool = np.flatnonzero(digits == c)
-        if len(pool) < n:
-            raise ValueError(
-                f"mnist-mtl: the MNIST {split} files hold {len(pool)} images of digit {c}, "
-                f"fewer than the {n} per digit asked for by per_class"
-            )
-        idx.append(rng.choice(pool, size=n, replace=False))
-    return np.sort(np.concatenate(idx))
-
-
-def _read_mnist(root: Path, *, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N x H x W uint8) and digits (N int64) of one MNIST split, checked."""
-    from torchvision.datasets import MNIST
-
-    missing = [f for f in MNIST_FILES if not (root / f).is_file()]
-    # torchvision still reads the processed/*.pt files older versions of it wrote
-    legacy = all((root / "MNIST" / "processed" / f).is_file() for f in ("training.pt", "test.pt"))
-    if missing and not download and not legacy:
-        raise _error(root, f"missing: {', '.join(missing)}")
-    split = "train" if train else "t10k"
-    files = f"MNIST/raw/{split}-images-idx3-ubyte and MNIST/raw/{split}-labels-idx1-ubyte"
-    try:
-        mnist = MNIST(root, train=train, download=download)
-    except (AssertionError, ValueError, TypeError, IndexError, RuntimeError, OSError) as err:
-        # malformed idx files fail torchvision's asserts or reshapes; failed downloads
-        # raise RuntimeError or URLError (an OSError)
-        detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} (bad idx header?)"
-        raise _error(root, f"cannot load {files}: {detail}") from err
-    images, digits = mnist.data, mnist.targets
-    if images.dim() != 3 or images.dtype != torch.uint8:
-        raise _error(
-            root, f"{split} images: expected N x H x W uint8, got {images.dtype} {tuple(images.shape)}"
-        )
-    if digits.dim() != 1 or len(digits) != len(images):
-        raise _error(root, f"{split}: {len(images)} images but labels of shape {tuple(digits.shape)}")
-    if len(digits) == 0 or int(digits.min()) < 0 or int(digits.max()) > 9:
-        raise _error(root, f"{split} labels: expected digits 0..9 for at least one image")
-    return images.numpy(), digits.numpy().astype(np.int64)
-
-
-def _error(root: Path, problem: str) -> DatasetNotFoundError:
-    expected = "\n".join(f"  {root / f}" for f in MNIST_FILES)
-    return DatasetNotFoundError(
-        f"mnist-mtl: MNIST not found or corrupt under {root} ({problem}).\n"
-        f"Expected the decompressed idx files (torchvision's layout):\n{expected}\n"
-        "Get them with mnist_mtl(download=True) (torchvision downloads into root), or set "
-        "ROUTING_ENV_DATA (or pass root=) to a folder that holds MNIST/raw/."
     )

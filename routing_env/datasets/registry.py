@@ -9,6 +9,7 @@ from typing import Any
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.datasets.cifar import cifar_mtl
 from routing_env.datasets.digits import digits_mtl
+from routing_env.datasets.fashion import fashion_mtl
 from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
 
@@ -23,6 +24,10 @@ def _mnist(*, root: Any, seed: int, download: bool, **options: Any) -> MultiTask
     return mnist_mtl(root=root, seed=seed, download=download, **options)
 
 
+def _fashion(*, root: Any, seed: int, download: bool, **options: Any) -> MultiTaskDataset:
+    return fashion_mtl(root=root, seed=seed, download=download, **options)
+
+
 def _cifar(*, root: Any, seed: int, download: bool, **options: Any) -> MultiTaskDataset:
     return cifar_mtl(root=root, seed=seed, download=download, **options)
 
@@ -34,6 +39,7 @@ def _min(*, root: Any, seed: int, download: bool, **options: Any) -> MultiTaskDa
 _BUILDERS: dict[str, Callable[..., MultiTaskDataset]] = {
     "digits-mtl": _digits,
     "mnist-mtl": _mnist,
+    "fashion-mtl": _fashion,
     "cifar-mtl": _cifar,
     "min-mtl": _min,
 }
@@ -55,12 +61,13 @@ def load_dataset(
     Args:
         name: One of :data:`DATASET_NAMES`: ``"digits-mtl"``
             (:func:`~routing_env.datasets.digits_mtl`), ``"mnist-mtl"``
-            (:func:`~routing_env.datasets.mnist_mtl`), ``"cifar-mtl"``
+            (:func:`~routing_env.datasets.mnist_mtl`), ``"fashion-mtl"``
+            (:func:`~routing_env.datasets.fashion_mtl`), ``"cifar-mtl"``
             (:func:`~routing_env.datasets.cifar_mtl`) or ``"min-mtl"``
             (:func:`~routing_env.datasets.min_mtl`).
         root: Data root, passed to the builder (digits-MTL needs none).
         seed: Seed passed to the builder.
-        download: Download missing files where the dataset allows it (MNIST, CIFAR-100);
+        download: Download missing files where the dataset allows it (MNIST, Fashion-MNIST, CIFAR-100);
             ignored by digits-MTL (bundled) and MIN-MTL (user-supplied; its
             "not found" error says how to get it).
         **options: Further keyword arguments of the builder, e.g. ``per_class``.

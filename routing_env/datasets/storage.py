@@ -32,6 +32,7 @@ __all__ = [
     "DatasetNotFoundError",
     "channel_mean_std",
     "check_per_class",
+    "check_per_class_or_all",
     "check_seed",
     "default_root",
     "resolve_root",
@@ -99,6 +100,31 @@ def check_per_class(per_class: Sequence[int], *, name: str = "per_class") -> tup
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"{name} must be a pair (train, test) of positive ints, got {per_class!r}")
     return int(n_train), int(n_test)
+
+
+def check_per_class_or_all(
+    per_class: Sequence[int | None], *, name: str = "per_class"
+) -> tuple[int, int | None]:
+    """Return ``per_class`` as ``(train, test)``: a positive int, and a positive int or None.
+
+    None for the test count means "every test image" (see
+    :func:`~routing_env.datasets.fashion_mtl`).
+
+    Raises:
+        ValueError: Otherwise.
+    """
+    expected = (
+        f"{name} must be a pair (train, test): a positive int, and a positive int or None (every test image)"
+    )
+    try:
+        n_train, n_test = per_class
+    except (TypeError, ValueError):
+        raise ValueError(f"{expected}; got {per_class!r}") from None
+    counts = (n_train,) if n_test is None else (n_train, n_test)
+    bad = [n for n in counts if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
+    if n_train is None or bad:
+        raise ValueError(f"{expected}; got {per_class!r}")
+    return int(n_train), None if n_test is None else int(n_test)
 
 
 def channel_mean_std(images_NCHW: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

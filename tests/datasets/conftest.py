@@ -10,7 +10,7 @@ import csv
 import os
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,29 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
+def _write_idx_dataset(
+    root: Path, folder: str, train_per_class: int, test_per_class: int | Sequence[int], *, seed: int
+) -> Path:
+    """Write ``root/<folder>/raw/`` in MNIST's idx format, the class stamped into each image.
+
+    ``test_per_class`` is a count for every class, or one count per class.
+    """
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, per_class in (("train", train_per_class), ("t10k", test_per_class)):
+        counts = [per_class] * 10 if isinstance(per_class, int) else list(per_class)
+        classes = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), counts))
+        images = rng.integers(0, 256, size=(len(classes), 28, 28), dtype=np.uint8)
+        index = np.arange(len(classes))
+        images[:, 0, 0] = classes
+        images[:, 0, 1] = index % 256
+        images[:, 0, 2] = index // 256
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", classes)
+    return root
+
+
 @pytest.fixture
 def write_mnist() -> Callable[..., Path]:
     """``write_mnist(root, train_per_digit, test_per_digit)`` writes ``root/MNIST/raw/``.
@@ -41,19 +64,24 @@ def write_mnist() -> Callable[..., Path]:
     """
 
     def write(root: Path, train_per_digit: int = 8, test_per_digit: int = 3, *, seed: int = 0) -> Path:
-        rng = np.random.default_rng(seed)
-        raw = root / "MNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for prefix, per_digit in (("train", train_per_digit), ("t10k", test_per_digit)):
-            digits = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_digit))
-            images = rng.integers(0, 256, size=(len(digits), 28, 28), dtype=np.uint8)
-            index = np.arange(len(digits))
-            images[:, 0, 0] = digits
-            images[:, 0, 1] = index % 256
-            images[:, 0, 2] = index // 256
-            _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-            _write_idx(raw / f"{prefix}-labels-idx1-ubyte", digits)
-        return root
+        return _write_idx_dataset(root, "MNIST", train_per_digit, test_per_digit, seed=seed)
+
+    return write
+
+
+@pytest.fixture
+def write_fashion_mnist() -> Callable[..., Path]:
+    """``write_fashion_mnist(root, train_per_class, test_per_class)`` writes ``root/FashionMNIST/raw/``.
+
+    Stamped like :func:`write_mnist`'s files: the class in pixel (0, 0), the image's
+    index in the file in pixels (0, 1) and (0, 2). ``test_per_class`` may be one count
+    per class, so the test files can be unbalanced.
+    """
+
+    def write(
+        root: Path, train_per_class: int = 8, test_per_class: int | Sequence[int] = 3, *, seed: int = 0
+    ) -> Path:
+        return _write_idx_dataset(root, "FashionMNIST", train_per_class, test_per_class, seed=seed)
 
     return write
 

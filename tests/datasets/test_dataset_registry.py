@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,21 @@ from routing_env.datasets import (
     MultiTaskDataset,
     TaskSplit,
     cifar_mtl,
+    fashion_mtl,
     load_dataset,
     mnist_mtl,
 )
 from routing_env.datasets.storage import channel_mean_std, resolve_root
+from routing_env.training import DatasetName
 
 
 def test_names() -> None:
-    assert DATASET_NAMES == ("digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl")
+    assert DATASET_NAMES == ("digits-mtl", "mnist-mtl", "fashion-mtl", "cifar-mtl", "min-mtl")
+
+
+def test_the_scripts_offer_every_dataset() -> None:
+    # DatasetName is the --dataset choices of every script built on DatasetOptions
+    assert typing.get_args(DatasetName) == DATASET_NAMES
 
 
 def test_unknown_name_lists_the_valid_ones() -> None:
@@ -31,8 +39,11 @@ def test_unknown_name_lists_the_valid_ones() -> None:
         assert name in str(info.value)
 
 
-def test_builds_each_dataset_like_its_builder(tmp_path: Path, write_mnist, write_cifar100, write_min) -> None:
+def test_builds_each_dataset_like_its_builder(
+    tmp_path: Path, write_mnist, write_fashion_mnist, write_cifar100, write_min
+) -> None:
     write_mnist(tmp_path)
+    write_fashion_mnist(tmp_path, seed=1)
     write_cifar100(tmp_path)
     write_min(tmp_path, "pickle", num_classes=50, per_class=2)
     digits = load_dataset("digits-mtl", root=tmp_path / "ignored", seed=1, download=True)
@@ -41,6 +52,11 @@ def test_builds_each_dataset_like_its_builder(tmp_path: Path, write_mnist, write
     assert torch.equal(
         mnist.train.inputs_NCHW, mnist_mtl(root=tmp_path, seed=2, per_class=(5, 2)).train.inputs_NCHW
     )
+    fashion = load_dataset("fashion-mtl", root=tmp_path, seed=3, per_class=(5, None))
+    expected = fashion_mtl(root=tmp_path, seed=3, per_class=(5, None))
+    assert torch.equal(fashion.train.inputs_NCHW, expected.train.inputs_NCHW)
+    assert torch.equal(fashion.test.targets_N, expected.test.targets_N)
+    assert not torch.equal(fashion.train.inputs_NCHW, mnist.train.inputs_NCHW)  # its own files
     cifar = load_dataset("cifar-mtl", root=tmp_path)
     assert torch.equal(cifar.test.targets_N, cifar_mtl(root=tmp_path).test.targets_N)
     # mini-ImageNet cannot be downloaded; download=True is ignored
@@ -61,7 +77,7 @@ def test_root_precedence(tmp_path: Path, monkeypatch) -> None:
         resolve_root(3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["mnist-mtl", "cifar-mtl", "min-mtl"])
+@pytest.mark.parametrize("name", ["mnist-mtl", "fashion-mtl", "cifar-mtl", "min-mtl"])
 def test_missing_default_root_is_named_and_left_alone(tmp_path: Path, monkeypatch, name: str) -> None:
     monkeypatch.delenv("ROUTING_ENV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routing_env.datasets import MultiTaskDataset, cifar_mtl, mnist_mtl
+from routing_env.datasets import MultiTaskDataset, cifar_mtl, fashion_mtl, mnist_mtl
+from routing_env.datasets.fashion import FASHION_MNIST_FILES
 from routing_env.datasets.mnist import MNIST_FILES
 from routing_env.env import RoutingEnv
 
@@ -42,6 +43,18 @@ def test_env_episode_on_real_mnist_mtl(real_root: Path) -> None:
     _run_one_episode(mnist_mtl(root=real_root), seed=0)
 
 
+@pytest.mark.data
+def test_env_episode_on_real_fashion_mtl(real_root: Path) -> None:
+    if not all((real_root / f).is_file() for f in FASHION_MNIST_FILES):
+        pytest.skip(f"real Fashion-MNIST not under ROUTING_ENV_DATA={real_root}")
+    _run_one_episode(fashion_mtl(root=real_root), seed=0)
+
+
 def test_env_episode_on_cifar_mtl_fixture(tmp_path: Path, write_cifar100) -> None:
     write_cifar100(tmp_path, train_per_fine=2, test_per_fine=1)
     _run_one_episode(cifar_mtl(root=tmp_path), seed=1)
+
+
+def test_env_episode_on_fashion_mtl_fixture(tmp_path: Path, write_fashion_mnist) -> None:
+    write_fashion_mnist(tmp_path, train_per_class=4, test_per_class=2)
+    _run_one_episode(fashion_mtl(root=tmp_path, per_class=(3, None)), seed=2)
