@@ -63,8 +63,14 @@ def test_the_per_action_average_does_not_find_it(fake_routing_env):
     ``(depth, action)`` each average tracks its own action's return, so on this
     stationary problem the gradient fades before the best route is found (6 of 6
     seeds fail with this budget; the default finds it on all of them)."""
-    env = fake_routing_env(correct=closer_is_better, num_tasks=2, layer_sizes=(3, 2))
-    wpl = functools.partial(WPL, lr=0.1, baseline="action", return_average_rate=0.01)
-    router = MultiAgentRouter.from_env(env, router=wpl, seed=0)
-    train(env, router, num_samples=1500, seed=0)
-    assert evaluate(env, router, num_samples=50).accuracy < 0.9
+    accuracy = {}
+    for baseline in ("action", "depth"):
+        env = fake_routing_env(correct=closer_is_better, num_tasks=2, layer_sizes=(3, 2))
+        wpl = functools.partial(WPL, lr=0.1, baseline=baseline, return_average_rate=0.01)
+        router = MultiAgentRouter.from_env(env, router=wpl, seed=0)
+        train(env, router, num_samples=1500, seed=0)
+        accuracy[baseline] = evaluate(env, router, num_samples=50).accuracy
+    # the same budget and rates: the default finds both best routes, the per-action one does
+    # not (so this test fails for a WPL that learns nothing, not only for one that learns)
+    assert accuracy["depth"] == 1.0
+    assert accuracy["action"] < 0.9
