@@ -15,11 +15,14 @@ because the env decides whose turn it is.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from pettingzoo import AECEnv
 
 from agents.base import Observation, RouterAgent, Trace
@@ -38,7 +41,8 @@ __all__ = [
 
 AgentFactory = Callable[..., RouterAgent]
 """Builds a learner from ``observation_space=``, ``action_space=`` and ``seed=``
-keywords, e.g. ``WPL`` or ``functools.partial(Reinforce, representation="table")``."""
+keywords (and ``device=`` where it takes one), e.g. ``WPL`` or
+``functools.partial(Reinforce, representation="table")``."""
 
 DISPATCHER_PREFIX = "dispatcher"
 
@@ -46,6 +50,26 @@ DISPATCHER_PREFIX = "dispatcher"
 def is_dispatcher(agent_id: str) -> bool:
     """True for the dispatching agent of the dispatched configuration (``dispatcher_0``)."""
     return agent_id.startswith(DISPATCHER_PREFIX)
+
+
+def _takes_device(factory: AgentFactory) -> bool:
+    """Whether ``factory`` names a ``device`` parameter that a caller may set by keyword.
+
+    A ``functools.partial`` that binds ``device`` already counts as not taking it: its
+    own choice stands. A factory whose signature cannot be read (some builtins) or that
+    takes only ``**kwargs`` is not given one, since it may not pass it on to a learner
+    that accepts it.
+    """
+    if isinstance(factory, functools.partial) and "device" in factory.keywords:
+        return False
+    try:
+        parameter = inspect.signature(factory).parameters.get("device")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 class MultiAgentRouter(Mapping[str, RouterAgent]):
@@ -77,6 +101,7 @@ class MultiAgentRouter(Mapping[str, RouterAgent]):
         router: AgentFactory = WPL,
         dispatcher: AgentFactory = Dispatcher,
         seed: int | None = None,
+        device: str | torch.device | None = None,
     ) -> MultiAgentRouter:
         """One learner per agent of ``env.possible_agents``, built from the env's spaces.
 
@@ -85,21 +110,37 @@ class MultiAgentRouter(Mapping[str, RouterAgent]):
         ``dispatcher`` learner for ``dispatcher_0``.
 
         Args:
-            env: The (possibly wrapped) AEC environment.
+            env: The (possibly wrapped) AEC environment, or a
+                :class:`routing_env.BatchedRoutingEnv`.
             router: Factory of the router learners.
             dispatcher: Factory of the dispatcher learner.
             seed: Root seed; each agent gets an independent generator spawned from
                 it (None: fresh entropy).
+            device: Torch device of the learners that have one (the MLP agents:
+                :class:`~agents.Reinforce`, :class:`~agents.QLearning`,
+                :class:`~agents.Dispatcher`), e.g. the env's network's device. It is
+                passed as ``device=`` to a factory whose signature names a ``device``
+                parameter (a ``functools.partial`` that binds ``device`` itself keeps its
+                own), and to no other (``WPL``, or a factory taking only ``**kwargs``).
+                None: the factories' own default.
         """
         agents = list(env.possible_agents)
         children = np.random.SeedSequence(seed).spawn(len(agents))
+
+        def device_kwargs(factory: AgentFactory) -> dict[str, Any]:
+            return {"device": device} if device is not None and _takes_device(factory) else {}
+
+        router_kwargs, dispatcher_kwargs = device_kwargs(router), device_kwargs(dispatcher)
         learners: dict[str, RouterAgent] = {}
         for agent_id, child in zip(agents, children, strict=True):
-            factory = dispatcher if is_dispatcher(agent_id) else router
+            factory, kwargs = (
+                (dispatcher, dispatcher_kwargs) if is_dispatcher(agent_id) else (router, router_kwargs)
+            )
             learners[agent_id] = factory(
                 observation_space=env.observation_space(agent_id),
                 action_space=env.action_space(agent_id),
                 seed=np.random.default_rng(child),
+                **kwargs,
             )
         return cls(learners)
 

@@ -9,13 +9,18 @@ share blocks; so besides the greedy test accuracy after each epoch we count the 
 the greedy routes use at each depth at the end.
 
 For every rho and seed, per-task WPL routers train the routed SimpleConvNet for
-``--epochs`` epochs. Writes ``--output`` (PNG: accuracy per epoch for each rho, and the
-final accuracy and blocks used against rho) and a CSV next to it (one row per rho,
-seed and epoch). The default budget is small (digits-MTL, 3 epochs, 4 values of rho,
-1 seed: about 1.5 minutes on 2 CPU cores):
+``--epochs`` epochs. They train on the batched path (:class:`routing_env.BatchedRoutingEnv`,
+one step per depth of a whole minibatch, as ``examples/train_wpl.py`` does); ``--aec``
+routes sample by sample through the PettingZoo AEC env instead (the reference interface:
+the same game and rewards, with each agent learning after every sample it routes rather
+than after every minibatch). Writes ``--output`` (PNG: accuracy per epoch for each rho,
+and the final accuracy and blocks used against rho) and a CSV next to it (one row per
+rho, seed and epoch). The default budget is small (digits-MTL, 3 epochs, 4 values of
+rho, 1 seed: about 1.5 minutes on 2 shared CPU cores, 4 minutes with ``--aec``):
 
     python examples/figures/fig12_rho_sweep.py --output docs/figures/fig12_rho_sweep.png
     python examples/figures/fig12_rho_sweep.py --rhos 0,0.1,0.3,0.5,1 --epochs 10 --seeds 3
+    python examples/figures/fig12_rho_sweep.py --aec        # the per-sample AEC path
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 from matplotlib.figure import Figure
 
 import routing_env
-from agents import WPL, MultiAgentRouter, evaluate, train
+from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
 from routing_env.datasets import MultiTaskDataset
 from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
@@ -58,6 +63,8 @@ class Args(DatasetOptions):
     """learning rate of the blocks"""
     lr_decay_every: int | None = 10
     """divide the block learning rate by 10 every this many epochs (none: constant)"""
+    aec: bool = False
+    """route sample by sample through the PettingZoo AEC env (the reference interface, about 2-3x slower) instead of one minibatch per step (the batched path: the same game; agents act on a minibatch with the policies of its start and learn after it)"""
     torch_threads: int = 1
     """torch intra-op threads"""
 
@@ -84,19 +91,26 @@ def greedy_blocks_used(router: MultiAgentRouter) -> list[int]:
 def run(args: Args, dataset: MultiTaskDataset, rho: float, seed: int) -> list[dict[str, Any]]:
     """Train one run; one row per epoch."""
     seed_everything(seed)
-    env = routing_env.env(
+    aec_env = routing_env.env(
         dataset=dataset,
         collaboration_reward=rho,
         optimizer=args.optimizer,
         lr=args.lr,
         lr_decay_every=args.lr_decay_every,
     )
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=seed)
+    router = MultiAgentRouter.from_env(aec_env, router=functools.partial(WPL, lr=args.policy_lr), seed=seed)
+    # the batched path plays the same game on the AEC env's engine
+    env = None if args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
     rows = []
     for epoch in range(args.epochs):
-        stats = train(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
-        evaluate(env, router, num_samples=len(dataset.test))
-        test = env.unwrapped.evaluation()["accuracy"]
+        first_seed = seed if epoch == 0 else None
+        if env is None:
+            stats = train(aec_env, router, num_samples=len(dataset.train), seed=first_seed)
+            evaluate(aec_env, router, num_samples=len(dataset.test))
+        else:
+            stats = train_batched(env, router, num_samples=len(dataset.train), seed=first_seed)
+            evaluate_batched(env, router)  # the whole test split
+        test = aec_env.unwrapped.evaluation()["accuracy"]
         used = greedy_blocks_used(router)
         rows.append(
             {
@@ -157,6 +171,11 @@ def plot(rows: list[dict[str, Any]]) -> Figure:
 def main(args: Args) -> Path:
     torch.set_num_threads(args.torch_threads)
     dataset = load_run_dataset(args)
+    print(
+        f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} test samples; "
+        f"{'AEC' if args.aec else 'batched'} path",
+        file=sys.stderr,
+    )
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for rho in args.rho_values():

@@ -13,15 +13,24 @@ For each number of tasks ``T`` the data are the first ``T`` tasks of the dataset
 layer (``T`` columns for cross-stitch). Measured, as the best of ``--repeats`` epochs
 after one warm-up epoch, on this machine:
 
-- ``routing (RL loop)``: a whole routing epoch through the AEC env with per-task WPL
-  agents (observations, agents' updates and block training);
+- ``routing (RL loop, batched)``: a whole routing epoch with per-task WPL agents
+  (observations, agents' updates and block training) on the batched path that the
+  training scripts use by default (:class:`routing_env.BatchedRoutingEnv`: one step
+  decides one depth for a whole minibatch, each block runs once on the samples that
+  chose it);
+- ``routing (RL loop, AEC)``: the same epoch of the same game sample by sample through
+  the PettingZoo AEC env (the reference interface; the scripts' ``--aec``), where each
+  decision runs one block on one sample;
 - ``routing (network only)``: the routed network's block training alone: trunk, the
   routed fc layers along uniformly random routes (grouped by block, as the env trains
   them), cross-entropy, backward and SGD step per minibatch;
 - ``cross-stitch``: ``routing_env.baselines``' cross-stitch-all-fc network, trained
   with ``train_epoch`` (same trunk, widths, minibatches and optimizer).
 
-Writes ``--output`` (PNG) and a CSV next to it. Defaults take about a minute:
+Both RL loops are timed, since the figure's question (does the per-task time stay flat
+as blocks are added?) has an answer for each, and their gap is the cost of deciding
+sample by sample. Writes ``--output`` (PNG) and a CSV next to it (one row per model and
+number of tasks). Defaults take about a minute:
 
     python examples/figures/fig13_training_time.py --output docs/figures/fig13_training_time.png
     python examples/figures/fig13_training_time.py --tasks 2,3,5,10 --samples-per-task 500 --repeats 5
@@ -45,7 +54,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 import routing_env
-from agents import WPL, MultiAgentRouter, train
+from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, make_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
 from routing_env.network import RoutingNetwork
@@ -128,11 +137,17 @@ def best_time(epoch: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
-def time_routing_rl(args: Args, data: MultiTaskDataset) -> float:
-    env = routing_env.env(dataset=data, hidden_width=args.hidden_width, batch_size=args.batch_size)
+def time_routing_rl(args: Args, data: MultiTaskDataset, *, aec: bool) -> float:
+    """One routing epoch with per-task WPL agents, batched or through the AEC env."""
+    env: Any = routing_env.env(dataset=data, hidden_width=args.hidden_width, batch_size=args.batch_size)
+    if not aec:  # the same game on the same engine, one minibatch per step
+        env = routing_env.BatchedRoutingEnv(env=env)
+    run_epoch = train if aec else train_batched
     router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
-    env.reset(seed=0)
-    return best_time(lambda: train(env, router, num_samples=len(data.train)), args.repeats)
+    seeds = iter([0])  # the warm-up epoch starts the run; each timed one routes the next whole epoch
+    return best_time(
+        lambda: run_epoch(env, router, num_samples=len(data.train), seed=next(seeds, None)), args.repeats
+    )
 
 
 def time_routing_network(args: Args, data: MultiTaskDataset) -> float:
@@ -169,7 +184,8 @@ def time_cross_stitch(args: Args, data: MultiTaskDataset) -> float:
 
 
 MODELS: dict[str, Callable[[Args, MultiTaskDataset], float]] = {
-    "routing (RL loop)": time_routing_rl,
+    "routing (RL loop, batched)": functools.partial(time_routing_rl, aec=False),
+    "routing (RL loop, AEC)": functools.partial(time_routing_rl, aec=True),
     "routing (network only)": time_routing_network,
     "cross-stitch": time_cross_stitch,
 }
@@ -233,7 +249,7 @@ def main(args: Args) -> Path:
                 }
             )
             print(
-                f"T={T:>2} {model:<24} {seconds:7.3f} s/epoch  {1000 * seconds / T:7.1f} ms/epoch/task",
+                f"T={T:>2} {model:<26} {seconds:7.3f} s/epoch  {1000 * seconds / T:7.1f} ms/epoch/task",
                 flush=True,
             )
     rows.sort(key=lambda r: (list(MODELS).index(r["model"]), r["num_tasks"]))

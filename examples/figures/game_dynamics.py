@@ -12,6 +12,14 @@ blocks an agent's return does not depend on the others' policies, so NashConv is
 sum of the per-task optimality gaps; with ``--router dispatched`` the dispatcher's
 choices couple the agents (see ``docs/policy_dynamics.md``).
 
+Between analyses the agents train on the batched path (:class:`routing_env.BatchedRoutingEnv`,
+one step per depth of a whole minibatch, as ``examples/train_wpl.py`` does), which routes
+whole minibatches: an analysis falls at the first minibatch boundary at or after each
+``--analyze-every`` samples (and at the end of the last epoch), and its ``sample`` column
+says where. ``--aec`` trains sample by sample through the PettingZoo AEC env instead (the
+reference interface: the same game, about 2-3x slower), with analyses exactly every
+``--analyze-every`` samples. The analyses themselves never step the env.
+
 Writes ``--output`` (PNG: NashConv with its standard error and the cross-fitted
 estimate, the value, each agent's gain, the mean route entropy and the number of
 agents with a pure policy) and two CSVs next to it: ``<output>.csv`` (one row per
@@ -20,6 +28,7 @@ analysis) and ``<output>_agents.csv`` (one row per analysis and agent).
     python examples/figures/game_dynamics.py --output docs/figures/game_dynamics.png
     python examples/figures/game_dynamics.py --epochs 10 --analyze-every 2000 --max-samples-per-task 359
     python examples/figures/game_dynamics.py --router dispatched --per-sample --max-samples-per-task 30
+    python examples/figures/game_dynamics.py --aec         # train through the per-sample AEC path
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import torch
 from matplotlib.figure import Figure
 
 import routing_env
-from agents import WPL, MultiAgentRouter, train
+from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.game import analyze_game
 from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
@@ -51,7 +60,7 @@ class Args(DatasetOptions):
     epochs: int = 5
     """training epochs"""
     analyze_every: int = 2000
-    """training samples between two analyses (the first is at sample 0)"""
+    """training samples between two analyses (the first is at sample 0; the batched path rounds up to whole minibatches)"""
     max_samples_per_task: int | None = 100
     """held-out test samples per task used by each analysis (none: all)"""
     eps: float = 0.01
@@ -59,7 +68,7 @@ class Args(DatasetOptions):
     router: Literal["per_task", "single", "dispatched"] = "per_task"
     """router agents: one WPL per task, one WPL for all tasks, or a REINFORCE dispatcher over WPL routers"""
     per_sample: bool = False
-    """query the router policies per sample (needed for policies that read the representation)"""
+    """analysis: query the router policies per sample (needed for policies that read the representation)"""
     max_test_samples: int | None = None
     """keep a per-task stratified subset of at most this many test samples (the analyses draw from it)"""
     rho: float = 0.0
@@ -74,6 +83,8 @@ class Args(DatasetOptions):
     """divide the block learning rate by 10 every this many epochs (none: constant)"""
     seed: int = 0
     """seed of the run"""
+    aec: bool = False
+    """train sample by sample through the PettingZoo AEC env (the reference interface, about 2-3x slower) instead of one minibatch per step (the batched path: the same game; agents act on a minibatch with the policies of its start and learn after it)"""
     torch_threads: int = 1
     """torch intra-op threads"""
 
@@ -147,7 +158,15 @@ def main(args: Args) -> Path:
         lr_decay_every=args.lr_decay_every,
     )
     router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=args.seed)
+    # the batched path plays the same game on the AEC env's engine; the analyses read the network
+    trainer: Any = env if args.aec else routing_env.BatchedRoutingEnv(env=env)
+    run_epoch = train if args.aec else train_batched
     env.reset(seed=args.seed)
+    print(
+        f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} test samples; "
+        f"{len(router)} WPL agents ({args.router}, {'AEC' if args.aec else 'batched'} path)",
+        file=sys.stderr,
+    )
     summary: list[dict[str, Any]] = []
     agent_rows: list[dict[str, Any]] = []
     total = args.epochs * len(dataset.train)
@@ -168,10 +187,10 @@ def main(args: Args) -> Path:
         )
         if done >= total:
             break
-        # 2. train on (the env trains the blocks, the agents learn the routes)
+        # 2. train on (the env trains the blocks, the agents learn the routes); the batched
+        # path routes whole minibatches, so count the samples it routed
         step = min(args.analyze_every, total - done)
-        train(env, router, num_samples=step)
-        done += step
+        done += run_epoch(trainer, router, num_samples=step).num_samples
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out.with_suffix(".csv"), summary)

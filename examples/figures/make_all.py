@@ -6,10 +6,16 @@ an example output: ``digits-mtl`` and ``mnist-mtl`` are the commands that made
 ``smoke`` is a tiny digits-MTL budget (under a minute) to check that everything runs.
 Each step prints its command first, so any one of them can be rerun alone.
 
+``fig12_rho_sweep.py`` and ``game_dynamics.py`` train on the batched path by default;
+``--aec`` passes them ``--aec`` (the per-sample AEC path, which made the committed
+outputs: they predate the batched path). The recorder always trains through the AEC
+env, and ``fig13_training_time.py`` times both paths.
+
     python examples/figures/make_all.py --preset smoke --output-dir /tmp/figures
     python examples/figures/make_all.py --preset digits-mtl --output-dir docs/figures
     python examples/figures/make_all.py --preset mnist-mtl --data-root ~/data --output-dir docs/figures/mnist-mtl
     python examples/figures/make_all.py --preset mnist-mtl --only fig09,fig10,fig11 --output-dir docs/figures/mnist-mtl
+    python examples/figures/make_all.py --preset digits-mtl --aec --output-dir /tmp/figures   # as committed
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ DATASET_OF_PRESET = {"smoke": "digits-mtl", "digits-mtl": "digits-mtl", "mnist-m
 DATA_SCRIPTS = frozenset(
     {"record_policy_dynamics", "fig12_rho_sweep", "fig13_training_time", "game_dynamics"}
 )
+#: The steps' scripts with a choice of routing path (``--aec``).
+PATH_SCRIPTS = frozenset({"fig12_rho_sweep", "game_dynamics"})
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Args:
     only: str | None = None
     """comma-separated steps to run (record, fig09, fig10, fig11, fig12, fig13, game; mnist-mtl also
     record_first100, fig09_first100, fig10_first100); none: all"""
+    aec: bool = False
+    """pass --aec to fig12 and game (train sample by sample through the AEC env, as the committed outputs were; default: the batched path)"""
 
     def __post_init__(self) -> None:
         unknown = set(self.steps()) - set(PRESETS[self.preset])
@@ -111,6 +121,8 @@ def commands(args: Args) -> list[tuple[str, list[str]]]:
                 argv += ["--data-root", args.data_root]
             if args.download:
                 argv += ["--download"]
+        if args.aec and script in PATH_SCRIPTS:
+            argv += ["--aec"]
         out.append((script, argv))
     return out
 

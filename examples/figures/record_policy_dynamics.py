@@ -8,6 +8,12 @@ them with the chosen blocks and rewards. After each epoch the test split is rout
 greedily (not recorded). At the end the recording is written to ``--output`` (a tidy
 CSV, one row per recorded decision; ``.parquet`` if pyarrow is installed).
 
+Unlike ``train_wpl.py`` and the other figure scripts, which train on the batched path by
+default, this script always trains sample by sample through the PettingZoo AEC env (it
+has no ``--aec`` option): the recorder is an AEC wrapper that reads each decision of
+each sample as it is made, so the recording (and Figs. 9-11 drawn from it) shows the
+policies changing after every sample, as in the paper's figures.
+
     python examples/figures/record_policy_dynamics.py --output docs/figures/recording.csv.gz
     python examples/figures/record_policy_dynamics.py --dataset mnist-mtl --data-root ~/data \\
         --epochs 10 --every 500 --max-rows 8000 --output docs/figures/mnist-mtl/recording.csv.gz

@@ -16,7 +16,10 @@ The function blocks are trained as ``train_wpl.py`` trains them (its defaults: A
 1e-3, divided by 10 every 10 epochs; rho = 0; ``--setting paper``: the paper's SGD at
 1e-2, divided by 10 every 20 epochs, and its rho). The learners' settings are their
 classes' defaults (see ``--help``); as for WPL, nothing was tuned for this figure,
-whereas the paper swept the learning rate and rho per algorithm.
+whereas the paper swept the learning rate and rho per algorithm. Every router trains on
+the batched path (one step per depth of a minibatch), or with ``--aec`` sample by sample
+through the PettingZoo AEC env (``train_wpl.py --aec``); a run folder found in
+``--runs-dir`` keeps the path it was trained with (see ``paper_runs.py``).
 
 Writes ``OUTPUT_DIR/fig04_rl_algorithms_<dataset>.{csv,png,json}``: one CSV row per
 model, seed and epoch (test accuracy of the greedy routes, and of the sampled ones),

@@ -15,7 +15,9 @@ Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 and Table 
 Function blocks are trained with ``train_wpl.py``'s defaults for every model (Adam at
 1e-3, divided by 10 every 10 epochs), or with ``--setting paper`` the paper's (SGD at
 1e-2, divided by 10 every 20 epochs, and its rho); the learners use their classes'
-defaults (see ``--help``), untuned.
+defaults (see ``--help``), untuned. The routers train on the batched path, or with
+``--aec`` sample by sample through the PettingZoo AEC env (``train_wpl.py --aec``); a run
+folder found in ``--runs-dir`` keeps the path it was trained with (see ``paper_runs.py``).
 
 Writes ``OUTPUT_DIR/fig05_architectures_<dataset>.{csv,png,json}`` (one CSV row per
 model, seed and epoch). Runs shared with Fig. 4 (routing-all-fc, the single agent) are

@@ -13,6 +13,9 @@ Every model gets the same budget: Adam at 1e-3 divided by 10 every 10 epochs, ba
 of 64 (the training scripts' defaults), or with ``--setting paper`` the paper's SGD at
 1e-2 divided by 10 every 20 epochs and rho 0.3 on MNIST-MTL (0 on CIFAR-MTL and MIN-MTL).
 The outputs of ``--setting paper`` are named ``..._paper-setting.{csv,png,json}``.
+routing-all-fc trains on the batched path, or with ``--aec`` sample by sample through
+the PettingZoo AEC env (``train_wpl.py --aec``); a run it resumes or reuses keeps the
+path it was trained with (see ``paper_runs.py``). The baselines have no routing.
 
 Writes ``OUTPUT_DIR/fig0{6,7,8}_routing_vs_baselines_<dataset>.{csv,png,json}`` (one CSV
 row per model, seed and epoch; the PNG also draws the paper's Table 2 values when the

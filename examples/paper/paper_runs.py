@@ -11,15 +11,26 @@ code, so a figure shows exactly what the single-run scripts produce:
   dispatched configurations, by :func:`run_agents` below: the env is built by
   ``train_wpl.make_env`` (the function blocks get the same optimizer, schedule and batch
   size as ``train_wpl.py``) and evaluated by ``train_wpl.evaluate_policy``; only the
-  learners differ.
+  learners differ (the MLP learners run on the network's device).
+
+The routers train on the batched path by default, as ``train_wpl.py`` does
+(:class:`routing_env.BatchedRoutingEnv`: one step decides one depth for a whole
+minibatch; :func:`agents.train_batched`); ``--aec`` routes sample by sample through the
+PettingZoo AEC env instead (``train_wpl.py --aec``: the reference interface, the same
+game, rewards and block training, about 2-3x slower). The baselines have no routing and
+train the same either way.
 
 Each (model, seed) run gets a run folder under ``--runs-dir`` in ``train_wpl.py``'s
 format (``config.json``, ``metrics.csv``). A run folder that already holds the requested
 epochs is reused (the first ``--epochs`` rows of a longer run are what a shorter run
 gives: the schedule does not depend on the total), and a WPL or baseline run that was
 cut short resumes from its checkpoint, so an interrupted figure command picks up where
-it stopped. After every run the figure's CSV (one row per model, seed and epoch), PNG
-and JSON (the command, the budget and the run folders) are rewritten.
+it stopped. A run keeps the routing path it was trained with: a complete run is reused
+whichever path trained it, and a WPL run cut short resumes in its own path (a folder
+written before ``--aec`` existed: the AEC path); a cut-short REINFORCE / Q-learning run
+is trained again in the path asked for. After every run the figure's CSV (one row per
+model, seed and epoch), PNG and JSON (the command, the budget, the run folders and each
+run's ``routing_path``) are rewritten.
 
 This module is imported by the scripts next to it (``python examples/paper/<script>.py``
 puts this folder on ``sys.path``).
@@ -51,7 +62,16 @@ import torch
 from matplotlib.figure import Figure as PlotFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from agents import AgentFactory, Dispatcher, MultiAgentRouter, QLearning, Reinforce, train
+import routing_env
+from agents import (
+    AgentFactory,
+    Dispatcher,
+    MultiAgentRouter,
+    QLearning,
+    Reinforce,
+    train,
+    train_batched,
+)
 from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
     CONFIG_FILE,
@@ -343,7 +363,9 @@ class PaperArgs(DatasetOptions):
     torch_threads: int = 1
     """torch intra-op threads; 1 keeps results the same on any core count"""
     device: str | None = None
-    """torch device of every run's network (e.g. cuda; none: cpu)"""
+    """torch device of every run's network and of the REINFORCE / Q-learning MLPs (e.g. cuda; none: cpu)"""
+    aec: bool = False
+    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a WPL run cut short resumes in its path (folders written before this option: AEC)"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.seeds < 1:
@@ -432,12 +454,20 @@ def output_stem(figure: Figure, args: PaperArgs) -> str:
 
 def script_args(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> Any:
     """The ``Args`` of ``train_wpl.py`` / ``train_baseline.py`` for a run of ``model``."""
-    script = load_script("train_wpl" if model.runner in ("wpl", "agents") else "train_baseline")
+    routed = model.runner in ("wpl", "agents")
+    script = load_script("train_wpl" if routed else "train_baseline")
     options = _data_options(args)
     if args.min_per_class is not None and args.dataset == "min-mtl":
         options["min_per_class"] = args.min_per_class
-    return script.Args(
-        **{**options, **model.options, **setting_options(args, model)},
+    if routed:  # the baselines have no routing path
+        options["aec"] = args.aec
+    options.update(model.options)
+    options.update(setting_options(args, model))
+    # train_wpl.py refuses --router single (one tabular WPL could not route by task); the "agents"
+    # runner only builds its env from these options, for learners that see (v, t): set it after
+    router = options.pop("router") if model.runner == "agents" and "router" in options else None
+    run_args = script.Args(
+        **options,
         epochs=args.epochs,
         seed=seed,
         output_dir=str(run_dir.parent),
@@ -447,10 +477,17 @@ def script_args(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> Any:
         torch_threads=args.torch_threads,
         device=args.device,
     )
+    if router is not None:
+        run_args.router = router
+    return run_args
 
 
-def equivalent_command(model: Model, args: PaperArgs, seed: int) -> str | None:
-    """The single-run command that trains the same run (None for the ``"agents"`` runner)."""
+def equivalent_command(model: Model, args: PaperArgs, seed: int, *, aec: bool | None = None) -> str | None:
+    """The single-run command that trains the same run (None for the ``"agents"`` runner).
+
+    ``aec``: the routing path the run was trained with, when it is not ``args.aec`` (a
+    run folder reused or resumed keeps its own, see :func:`routing_path`).
+    """
     if model.runner == "agents":
         return None
     script = "examples/train_wpl.py" if model.runner == "wpl" else "examples/train_baseline.py"
@@ -458,6 +495,8 @@ def equivalent_command(model: Model, args: PaperArgs, seed: int) -> str | None:
     run_args = dataclasses.replace(
         run_args, output_dir="runs", run_name=None, tensorboard=True, progress=True, torch_threads=1
     )
+    if aec is not None and model.runner == "wpl":
+        run_args = dataclasses.replace(run_args, aec=aec)
     return command_line(script, run_args, always=("model",) if model.runner == "baseline" else ())
 
 
@@ -477,6 +516,22 @@ def run_config(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> dict[
 #: The run kind (``config.json``'s ``"kind"``, see :data:`routing_env.training.RUN_KINDS`) of each runner.
 RUN_KIND = {"wpl": "wpl", "baseline": "baseline", "agents": "paper-agents"}
 
+#: Options of a run folder's ``config.json`` that may differ from what the figure asks for
+#: when the run is reused or resumed: those a resumed training script may change, and the
+#: routing path (the same game either way; a run keeps the path it was trained with).
+REUSE_MAY_DIFFER = RESUMABLE_OPTIONS | {"aec"}
+
+
+def routing_path(model: Model, run_dir: Path) -> Literal["batched", "aec"] | None:
+    """The routing path the run in ``run_dir`` was trained with (None for a baseline).
+
+    A ``config.json`` without ``"aec"`` was written before the batched path existed: an
+    AEC run (``train_wpl.py`` resumes it in that path too).
+    """
+    if model.runner == "baseline":
+        return None
+    return "aec" if read_config(run_dir).get("aec", True) else "batched"
+
 
 def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
     """Raise unless ``run_dir`` was trained with the settings this run asks for.
@@ -490,7 +545,7 @@ def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> N
     differ = [
         f"{k}={saved.get(k)!r} (now {v!r})"
         for k, v in expected.items()
-        if k not in RESUMABLE_OPTIONS and k in saved and saved[k] != v
+        if k not in REUSE_MAY_DIFFER and k in saved and saved[k] != v
     ]
     if differ:
         raise ValueError(
@@ -508,8 +563,25 @@ def completed_epochs(run_dir: Path) -> int:
         return sum(1 for _ in csv.DictReader(fh))
 
 
+def make_router(model: Model, args: PaperArgs, env: Any, *, seed: int, device: str) -> MultiAgentRouter:
+    """The learners of an ``"agents"`` run: ``model.learner`` routers (and a REINFORCE
+    dispatcher in the dispatched configuration), their MLPs on ``device``."""
+    if model.learner is None:
+        raise ValueError(f"model {model.name} names no learner")
+    return MultiAgentRouter.from_env(
+        env,
+        router=learner_factory(model.learner, args),
+        dispatcher=functools.partial(Dispatcher, lr=args.reinforce_lr),
+        seed=seed,
+        device=device,
+    )
+
+
 def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
-    """Train routers learned by REINFORCE / Q-learning, with ``train_wpl.py``'s env and evaluation."""
+    """Train routers learned by REINFORCE / Q-learning, with ``train_wpl.py``'s env and evaluation.
+
+    On the batched path (``args.aec`` False) or through the AEC env, as ``train_wpl.py`` trains.
+    """
     train_wpl = load_script("train_wpl")
     if model.learner is None:
         raise ValueError(f"model {model.name} names no learner")
@@ -517,12 +589,15 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
     torch.set_num_threads(args.torch_threads)
     seed_everything(seed)
     dataset: MultiTaskDataset = load_run_dataset(run_args)
-    env = train_wpl.make_env(run_args, dataset)
-    router = MultiAgentRouter.from_env(
-        env,
-        router=learner_factory(model.learner, args),
-        dispatcher=functools.partial(Dispatcher, lr=args.reinforce_lr),
-        seed=seed,
+    aec_env = train_wpl.make_env(run_args, dataset)  # on resolve_device(run_args.device)
+    router = make_router(model, args, aec_env, seed=seed, device=resolve_device(run_args.device))
+    # the batched path plays the same game on the same engine, as in train_wpl.py
+    env: Any = aec_env if run_args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
+    run_epoch = train if run_args.aec else train_batched
+    print(
+        f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} test samples; "
+        f"{len(router)} {model.learner} agents ({'AEC' if run_args.aec else 'batched'} path)",
+        file=sys.stderr,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_config(model, args, seed, run_dir)
@@ -533,16 +608,18 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
         extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}},
     )
     metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
-    engine = env.unwrapped.engine
+    env_state = aec_env.unwrapped
+    # the learning rate and the sample and update counts: the env has no public property for them yet
+    engine = env_state.engine
     start = time.perf_counter()
     for epoch in range(args.epochs):
         epoch_start = time.perf_counter()
-        stats = train(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
-        lr = engine.current_lr()
+        stats = run_epoch(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
+        lr = engine.current_lr()  # the rate this epoch trained with (the env decays it lazily)
         test_acc, test_per_task = train_wpl.evaluate_policy(env, router, greedy=True)
         with train_wpl.evaluation_rngs(router, seed, epoch):
             stoch_acc, stoch_per_task = train_wpl.evaluate_policy(env, router, greedy=False)
-        env.unwrapped.set_mode("train")
+        env_state.set_mode("train")
         now = time.perf_counter()
         metrics.append(
             metrics_row(
@@ -582,8 +659,10 @@ def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
     done = completed_epochs(run_dir)
     if done:
         check_reusable(model, args, seed, run_dir)
+    path = routing_path(model, run_dir) if done else None
+    trained_in = f", {'AEC' if path == 'aec' else 'batched'} path" if path else ""
     if done >= args.epochs:
-        print(f"  reusing {run_dir} ({done} epochs)", file=sys.stderr)
+        print(f"  reusing {run_dir} ({done} epochs{trained_in})", file=sys.stderr)
         return run_dir
     # the training scripts print their epoch lines and summary to stdout: keep stdout for results
     with contextlib.redirect_stdout(sys.stderr):
@@ -597,6 +676,9 @@ def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
             run_args = script_args(model, args, seed, run_dir)
             if (run_dir / "checkpoint.pt").is_file():
                 run_args = dataclasses.replace(run_args, resume=str(run_dir))
+                if path is not None:  # it goes on in the path it was trained with
+                    run_args = dataclasses.replace(run_args, aec=path == "aec")
+                    print(f"  resuming {run_dir} after epoch {done}{trained_in}", file=sys.stderr)
             elif run_dir.exists():
                 remove_run(run_dir)
             script.main(run_args)
@@ -754,7 +836,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     command = command_line(script, args)
     print(
         f"{figure_title(figure, args.dataset)}: {len(models)} models x {args.seeds} seeds, "
-        f"{args.epochs} epochs each",
+        f"{args.epochs} epochs each; routers on the {'AEC' if args.aec else 'batched'} path",
         file=sys.stderr,
     )
     started = time.perf_counter()
@@ -772,13 +854,17 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
             )
             run_dir = run_model(model, args, seed)
             runs.append((name, seed, run_dir))
+            path = routing_path(model, run_dir)  # a reused or resumed run keeps its own
             run_info.append(
                 {
                     "model": name,
                     "seed": seed,
                     "run_dir": str(run_dir),
-                    "equivalent_command": equivalent_command(model, args, seed),
+                    "equivalent_command": equivalent_command(
+                        model, args, seed, aec=None if path is None else path == "aec"
+                    ),
                     "description": model.description,
+                    "routing_path": path,
                 }
             )
             rows = collect_rows(figure, args, runs)

@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import routing_env
 from agents import (
     WPL,
     Dispatcher,
     MultiAgentRouter,
+    QLearning,
     Reinforce,
     RouterAgent,
     Trace,
@@ -161,6 +163,39 @@ def test_container_state_round_trip_and_checks(fake_routing_env):
         MultiAgentRouter({"router_0": object()})
     with pytest.raises(ValueError, match="at least one"):
         MultiAgentRouter({})
+
+
+def test_from_env_passes_the_device_to_the_factories_that_take_one(fake_routing_env):
+    env = fake_routing_env(correct=coin, num_tasks=2, router="dispatched")
+    seen: list[Any] = []
+
+    def spy_with_device(*, device: Any = "cpu", **kwargs: Any) -> Spy:
+        seen.append(device)
+        return Spy(**kwargs)
+
+    # a plain function and a partial of an MLP agent get it; WPL and a **kwargs-only Spy do not
+    router = MultiAgentRouter.from_env(
+        env, router=spy_with_device, dispatcher=functools.partial(Dispatcher, lr=0.1), seed=0, device="meta"
+    )
+    assert seen == ["meta", "meta"]
+    assert router["dispatcher_0"].device == torch.device("meta")
+    for factory in (WPL, Spy, functools.partial(WPL, lr=0.2)):
+        router = MultiAgentRouter.from_env(env, router=factory, dispatcher=Spy, seed=0, device="meta")
+        assert isinstance(router["router_0"], RouterAgent)
+    # every MLP agent, and the table ones, which accept (and ignore) a device
+    for factory in (
+        functools.partial(Reinforce, representation="mlp"),
+        functools.partial(QLearning, representation="mlp"),
+        functools.partial(QLearning, representation="table"),
+    ):
+        router = MultiAgentRouter.from_env(env, router=factory, seed=0, device=torch.device("meta"))
+        assert {learner.device for learner in router.values()} == {torch.device("meta")}
+    # a partial that binds its own device keeps it; None passes nothing (the factories' default)
+    own = functools.partial(Reinforce, representation="mlp", device="cpu")
+    router = MultiAgentRouter.from_env(env, router=own, seed=0, device="meta")
+    assert router["router_0"].device == torch.device("cpu") and router["dispatcher_0"].device.type == "meta"
+    router = MultiAgentRouter.from_env(env, router=spy_with_device, seed=0)
+    assert seen[-2:] == ["cpu", "cpu"]
 
 
 # ------------------------------------------------------------------ the routing env

@@ -1,5 +1,8 @@
 """The figure scripts of examples/figures/ on digits-MTL with tiny budgets, their dataset
-options (MNIST-MTL on small idx files in MNIST's format) and the commands in the docs."""
+options (MNIST-MTL on small idx files in MNIST's format) and the commands in the docs.
+
+The scripts that train (but the recorder, an AEC wrapper) do so on the batched path by
+default and through the AEC env with ``--aec``; both are run here."""
 
 from __future__ import annotations
 
@@ -78,6 +81,8 @@ def test_every_option_is_documented(name):
 
 
 def test_record(recording_csv):
+    # the recorder wraps the AEC env: this script has no batched path to choose
+    assert "aec" not in {f.name for f in dataclasses.fields(load("record_policy_dynamics").Args)}
     rec = load_recording(recording_csv)
     assert set(rec.agent_names) == {f"router_{t}" for t in range(10)}
     assert np.all(rec["agent_sample"] % 2 == 0)
@@ -116,12 +121,19 @@ def test_fig11(recording_csv, tmp_path):
     )
 
 
-def test_fig12(tmp_path):
+@pytest.mark.parametrize("aec", [False, True], ids=["batched", "aec"])
+def test_fig12(tmp_path, capsys, aec):
     fig12 = load("fig12_rho_sweep")
     args = fig12.Args(
-        output=str(tmp_path / "f12.png"), rhos="0,1", epochs=1, max_train_samples=200, max_test_samples=50
+        output=str(tmp_path / "f12.png"),
+        rhos="0,1",
+        epochs=1,
+        max_train_samples=200,
+        max_test_samples=50,
+        aec=aec,
     )
     assert_png(fig12.main(args))
+    assert f"{'AEC' if aec else 'batched'} path" in capsys.readouterr().err
     rows = read_csv(tmp_path / "f12.csv")
     assert [float(r["rho"]) for r in rows] == [0.0, 1.0]
     assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
@@ -135,7 +147,9 @@ def test_fig13(tmp_path, digits):
     args = fig13.Args(output=str(tmp_path / "f13.png"), tasks="2,3", samples_per_task=20, repeats=1)
     assert_png(fig13.main(args))
     rows = read_csv(tmp_path / "f13.csv")
-    assert len(rows) == 6 and {r["model"] for r in rows} == set(fig13.MODELS)
+    assert len(rows) == 8 and {r["model"] for r in rows} == set(fig13.MODELS)
+    # both routing paths are timed, beside the network alone and cross-stitch
+    assert {"routing (RL loop, batched)", "routing (RL loop, AEC)"} <= set(fig13.MODELS)
     assert all(float(r["seconds_per_epoch"]) > 0 for r in rows)
     assert {int(r["train_samples"]) for r in rows} == {40, 60}
     sub = fig13.first_tasks(digits, 3, train_per_task=5)
@@ -144,7 +158,8 @@ def test_fig13(tmp_path, digits):
         fig13.first_tasks(digits, 11, train_per_task=5)
 
 
-def test_game_dynamics(tmp_path):
+@pytest.mark.parametrize("aec", [False, True], ids=["batched", "aec"])
+def test_game_dynamics(tmp_path, aec):
     game = load("game_dynamics")
     args = game.Args(
         output=str(tmp_path / "g.png"),
@@ -152,11 +167,13 @@ def test_game_dynamics(tmp_path):
         analyze_every=100,
         max_samples_per_task=5,
         max_train_samples=200,
+        aec=aec,
     )
     assert_png(game.main(args))
     summary = read_csv(tmp_path / "g.csv")
     agents = read_csv(tmp_path / "g_agents.csv")
-    assert [int(r["sample"]) for r in summary] == [0, 100, 200]
+    # the batched path analyzes at the first minibatch boundary (64 samples) past every 100 samples
+    assert [int(r["sample"]) for r in summary] == ([0, 100, 200] if aec else [0, 128, 200])
     assert len(agents) == 3 * 10
     assert all(int(r["num_samples"]) == 50 for r in summary)
     assert all(float(r["nash_conv"]) > -1e-9 for r in summary)  # tabular agents: no negative gain
@@ -278,6 +295,11 @@ def test_make_all_presets_parse(preset):
             assert parsed.data_root == "data"
     with pytest.raises(ValueError, match="fig14"):
         make_all.Args(preset=preset, only="fig09,fig14")
+    # --aec reaches the steps with a choice of path, and only those
+    aec = dict(make_all.commands(make_all.Args(preset=preset, output_dir="out", aec=True)))
+    assert {script for script, argv in aec.items() if "--aec" in argv} == {"fig12_rho_sweep", "game_dynamics"}
+    assert parse_args(load("game_dynamics").Args, aec["game_dynamics"]).aec is True
+    assert not any("--aec" in argv for _, argv in steps)
 
 
 def test_make_all_smoke(tmp_path):

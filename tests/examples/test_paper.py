@@ -4,7 +4,9 @@ Each script runs end to end on a few hundred samples for one epoch: digits-MTL f
 Figs. 4, 5 and 8, a small CIFAR-100 file set for Fig. 6 (written here in the real
 format, as tests/datasets does) and a small mini-ImageNet one for Fig. 7. The checks
 are on what a user gets: the CSV's columns and rows, the PNG, the command in the JSON,
-run folders reused across figures, and the Table 2 assembled from them.
+run folders reused across figures, and the Table 2 assembled from them. The routers
+train on the batched path by default and through the AEC env with ``--aec``; a run
+folder keeps the path it was trained with (one written before ``--aec``: AEC).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.training import build_parser, field_docs, parse_per_class
+import routing_env
+from routing_env.training import (
+    build_parser,
+    field_docs,
+    load_checkpoint,
+    parse_per_class,
+    save_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"
@@ -76,6 +85,42 @@ def check_outputs(paths: dict[str, Path], *, figure: str, models: list[str], epo
     return rows
 
 
+def run_configs(paths: dict[str, Path]) -> dict[str, dict]:
+    """The ``config.json`` of every run of a figure, by model."""
+    meta = json.loads(paths["json"].read_text())
+    return {
+        r["model"]: json.loads((Path(r["run_dir"]) / "config.json").read_text())["config"]
+        for r in meta["runs"]
+    }
+
+
+def routing_paths(paths: dict[str, Path]) -> dict[str, str | None]:
+    """The routing path the figure's JSON records for each run, by model."""
+    return {r["model"]: r["routing_path"] for r in json.loads(paths["json"].read_text())["runs"]}
+
+
+def assert_same_state(a, b, where="state"):
+    """Exact equality of nested checkpoint states (tensors, arrays, plain values)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def without_times(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if not k.endswith("time_s")} for r in rows]
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_option_is_documented(name):
     module = load(name)
@@ -95,6 +140,9 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     paths4 = fig04.main(fig04.Args(**common))
     check_outputs(paths4, figure="4", models=runs.FIG4.models, epochs=1, seeds=1)
     assert paths4["csv"].name == "fig04_rl_algorithms_digits-mtl.csv"
+    # every router model (WPL and the "agents" runner) trained on the batched path
+    assert {m: c["aec"] for m, c in run_configs(paths4).items()} == dict.fromkeys(runs.FIG4.models, False)
+    assert routing_paths(paths4) == dict.fromkeys(runs.FIG4.models, "batched")
 
     shared = tmp_path / "runs" / "routing-all-fc-digits-mtl-d0-n200-t50-s0" / "metrics.csv"
     before = shared.stat().st_mtime_ns
@@ -161,6 +209,8 @@ def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
         r["model"]: json.loads((Path(r["run_dir"]) / "config.json").read_text())["config"]
         for r in meta["runs"]
     }
+    assert routing_paths(paper) == {"routing-all-fc": "batched", "cross-stitch-all-fc": None}
+    assert "aec" not in configs["cross-stitch-all-fc"]  # a baseline has no routing path
     for model, config in configs.items():  # SGD 1e-2, divided by 10 every 20 epochs
         assert Path(config["output_dir"], config["run_name"]).name.endswith("-paper-s0")
         assert (config["optimizer"], config["lr"], config["lr_decay_every"]) == ("sgd", 1e-2, 20), model
@@ -180,10 +230,16 @@ def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_every_runner_trains_on_cuda(tmp_path):
+@pytest.mark.parametrize("aec", [False, True], ids=["batched", "aec"])
+def test_every_runner_trains_on_cuda(tmp_path, aec):
     fig04, fig08 = load("fig04_rl_algorithms"), load("fig06_08_routing_vs_baselines")
     common = dict(
-        TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"), device="cuda"
+        TINY,
+        dataset="digits-mtl",
+        output_dir=str(tmp_path),
+        runs_dir=str(tmp_path / "runs"),
+        device="cuda",
+        aec=aec,
     )
     paths4 = fig04.main(fig04.Args(**common, models="routing-all-fc,qlearning-per-task-approx"))
     check_outputs(
@@ -196,6 +252,107 @@ def test_every_runner_trains_on_cuda(tmp_path):
     ):
         config = json.loads((Path(run["run_dir"]) / "config.json").read_text())["config"]
         assert config["device"] == "cuda", run["model"]
+    assert routing_paths(paths4) == dict.fromkeys(
+        ["routing-all-fc", "qlearning-per-task-approx"], ("aec" if aec else "batched")
+    )
+
+
+def test_the_mlp_learners_get_the_networks_device():
+    runs = load("paper_runs")
+    args = runs.PaperArgs(dataset="digits-mtl")
+    env = routing_env.env(router="dispatched", hidden_width=16, filters=8)
+    for name in ("routing-all-fc-dispatched", "qlearning-per-task-approx"):
+        router = runs.make_router(runs.MODELS[name], args, env, seed=0, device="meta")
+        assert {learner.device for learner in router.values()} == {torch.device("meta")}, name
+    # the tabular Q-learner takes the device too (it has no tensors to put there)
+    router = runs.make_router(runs.MODELS["qlearning-per-task-table"], args, env, seed=0, device="cpu")
+    assert len(router) == 11
+
+
+def test_aec_flag_trains_the_routers_through_the_aec_env_and_runs_keep_their_path(tmp_path, capsys):
+    fig04 = load("fig04_rl_algorithms")
+    models = ["routing-all-fc", "reinforce-per-task-approx"]
+    common = dict(
+        TINY,
+        dataset="digits-mtl",
+        output_dir=str(tmp_path),
+        runs_dir=str(tmp_path / "runs"),
+        models=",".join(models),
+    )
+    aec = fig04.main(fig04.Args(**common, aec=True))
+    check_outputs(aec, figure="4", models=models, epochs=1, seeds=1)
+    assert {m: c["aec"] for m, c in run_configs(aec).items()} == dict.fromkeys(models, True)
+    meta = json.loads(aec["json"].read_text())
+    assert "--aec" in meta["command"] and meta["args"]["aec"] is True
+    wpl_command = next(r["equivalent_command"] for r in meta["runs"] if r["model"] == "routing-all-fc")
+    assert wpl_command.endswith("--epochs 1 --aec")
+    rows = read_csv(aec["csv"])
+    capsys.readouterr()
+    # a REINFORCE run written before --aec existed has no "aec" in its config.json: an AEC run
+    agents_dir = Path(next(r["run_dir"] for r in meta["runs"] if r["model"] == "reinforce-per-task-approx"))
+    saved = json.loads((agents_dir / "config.json").read_text())
+    del saved["config"]["aec"]
+    (agents_dir / "config.json").write_text(json.dumps(saved))
+
+    # the default (batched) command reuses the AEC runs as they are, and says which path trained them
+    metrics = tmp_path / "runs" / "routing-all-fc-digits-mtl-d0-n200-t50-s0" / "metrics.csv"
+    before = metrics.stat().st_mtime_ns
+    again = fig04.main(fig04.Args(**common))
+    assert metrics.stat().st_mtime_ns == before
+    assert "1 epochs, AEC path" in capsys.readouterr().err
+    assert routing_paths(again) == dict.fromkeys(models, "aec")
+    assert "--aec" not in json.loads(again["json"].read_text())["command"]
+    again_meta = json.loads(again["json"].read_text())
+    assert (
+        next(r for r in again_meta["runs"] if r["model"] == "routing-all-fc")["equivalent_command"]
+        == wpl_command
+    )
+    assert read_csv(again["csv"]) == rows
+
+
+def drop_aec_option(run_dir: Path) -> None:
+    """Make ``run_dir`` look written before ``--aec`` existed: no "aec" in its config or checkpoint."""
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["aec"]
+    path.write_text(json.dumps(saved))
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    del checkpoint["config"]["aec"]
+    save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+
+
+@pytest.mark.parametrize(
+    ("trained", "asked", "legacy"),
+    [("aec", "batched", True), ("batched", "aec", False)],
+    ids=["aec-folder-without-the-option", "batched-folder-with-aec"],
+)
+def test_a_wpl_run_cut_short_resumes_in_its_own_path(tmp_path, trained, asked, legacy):
+    fig08, runs = load("fig06_08_routing_vs_baselines"), load("paper_runs")
+    model = runs.MODELS["routing-all-fc"]
+
+    def figure(name: str, *, epochs: int, aec: bool) -> dict[str, Path]:
+        options = dict(TINY, epochs=epochs, dataset="digits-mtl", models=model.name, aec=aec)
+        return fig08.main(
+            fig08.Args(**options, output_dir=str(tmp_path / name), runs_dir=str(tmp_path / name))
+        )
+
+    straight = figure("straight", epochs=2, aec=trained == "aec")
+    # the same run killed after epoch 1; with legacy, written before --aec existed (no "aec" anywhere)
+    first = figure("resumed", epochs=1, aec=trained == "aec")
+    run_dir = Path(json.loads(first["json"].read_text())["runs"][0]["run_dir"])
+    if legacy:
+        drop_aec_option(run_dir)
+    assert runs.routing_path(model, run_dir) == trained
+    resumed = figure("resumed", epochs=2, aec=asked == "aec")
+
+    assert routing_paths(resumed) == {model.name: trained}
+    assert run_configs(resumed)[model.name]["aec"] is (trained == "aec")
+    a = load_checkpoint(tmp_path / "straight" / run_dir.name / "checkpoint.pt")
+    b = load_checkpoint(run_dir / "checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in ("env", "agents"):  # bit-identical to the run that was never interrupted
+        assert_same_state(a[key], b[key], key)
+    assert without_times(read_csv(straight["csv"])) == without_times(read_csv(resumed["csv"]))
 
 
 def test_unknown_model_is_rejected_before_any_run(tmp_path):
