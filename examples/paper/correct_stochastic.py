@@ -61,7 +61,9 @@ def correct(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("csv", nargs="+", type=Path, help="result CSVs of the paper scripts")
     for path in parser.parse_args().csv:
         correct(path)
