@@ -37,7 +37,7 @@ import torch
 
 import routing_env
 from routing_env.datasets import load_dataset
-from routing_env.training import parse_args, seed_everything, subsample
+from routing_env.training import DatasetName, parse_args, seed_everything, subsample
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Args:
     """Train per-task routers with RLlib's PPO on a routing network (routing-all-fc, ICLR 2018)."""
 
     # --- data
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
+    dataset: DatasetName = "digits-mtl"
     """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
     data_root: str | None = None
     """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""

@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 import torch
 
+from routing_env.training import DatasetName
+
 ALGORITHMS = ("wpl", "reinforce", "qlearning")
 """Router algorithms (tabular, as the paper's per-task routers)."""
 
@@ -68,7 +70,7 @@ class Args:
     # --- each trial
     num_samples: int = 20_000
     """training samples routed per trial"""
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
+    dataset: DatasetName = "digits-mtl"
     """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
     data_root: str | None = None
     """folder holding the datasets; default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""

@@ -43,7 +43,7 @@ from routing_env.integrations.tianshou import (
     tianshou_env,
     training_step_for_each_agent,
 )
-from routing_env.training import parse_args, seed_everything, subsample
+from routing_env.training import DatasetName, parse_args, seed_everything, subsample
 
 ALGORITHM_NAMES = {"reinforce": "REINFORCE", "dqn": "DQN"}
 
@@ -53,7 +53,7 @@ class Args:
     """Train per-task routers with Tianshou (REINFORCE or DQN) on a routing network (routing-all-fc, ICLR 2018)."""
 
     # --- data
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
+    dataset: DatasetName = "digits-mtl"
     """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
     data_root: str | None = None
     """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""

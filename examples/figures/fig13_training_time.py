@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, make_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
 from routing_env.network import RoutingNetwork
-from routing_env.training import parse_args, seed_everything
+from routing_env.training import DatasetName, parse_args, seed_everything
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Args:
     """training samples of each task in an epoch"""
     repeats: int = 3
     """timed epochs per model and size (the best is kept); one warm-up epoch precedes them"""
-    dataset: Literal["digits-mtl", "mnist-mtl", "cifar-mtl", "min-mtl"] = "digits-mtl"
+    dataset: DatasetName = "digits-mtl"
     """multi-task dataset (its first tasks are used)"""
     data_root: str | None = None
     """dataset folder in torchvision's layout (default $ROUTING_ENV_DATA, else ~/.cache/routing_env)"""

@@ -277,7 +277,7 @@ def test_documented_commands_parse():
             assert args.output == argv[argv.index("--output") + 1]
 
 
-@pytest.mark.parametrize("preset", ["smoke", "digits-mtl", "mnist-mtl"])
+@pytest.mark.parametrize("preset", ["smoke", "digits-mtl", "mnist-mtl", "fashion-mtl"])
 def test_make_all_presets_parse(preset):
     make_all = load("make_all")
     args = make_all.Args(preset=preset, output_dir="out", data_root="data")
@@ -286,13 +286,16 @@ def test_make_all_presets_parse(preset):
         "record_policy_dynamics", "fig09_policy_heatmaps", "fig10_block_probability", "fig11_routing_map",
         "fig12_rho_sweep", "fig13_training_time", "game_dynamics",
     ]  # fmt: skip
-    assert len(steps) == (10 if preset == "mnist-mtl" else 7)  # MNIST-MTL adds the first-100-samples view
+    mnist_like = preset in ("mnist-mtl", "fashion-mtl")
+    assert len(steps) == (10 if mnist_like else 7)  # MNIST-MTL adds the first-100-samples view
     for script, argv in steps:
         parsed = parse_args(load(script).Args, argv)
         assert parsed.output.startswith("out/")
         if hasattr(parsed, "dataset"):
-            assert parsed.dataset == ("mnist-mtl" if preset == "mnist-mtl" else "digits-mtl")
+            assert parsed.dataset == (preset if mnist_like else "digits-mtl")
             assert parsed.data_root == "data"
+        if hasattr(parsed, "max_test_samples"):  # Fashion-MTL's 100,000 test samples: MNIST-MTL's 2,000
+            assert (parsed.max_test_samples == 2000) is (preset == "fashion-mtl")
     with pytest.raises(ValueError, match="fig14"):
         make_all.Args(preset=preset, only="fig09,fig14")
     # --aec reaches the steps with a choice of path, and only those
