@@ -15,10 +15,11 @@ Shape legend: ``N`` samples, ``B`` minibatch, ``n`` decisions, ``A`` actions,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,7 +29,14 @@ from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import RoutingNetwork
 from routing_env.rewards import collaboration_reward, final_reward
 
-__all__ = ["BatchOutcome", "RoutedBatch", "RoutingEngine", "StepOutcome", "TrainingConfig"]
+__all__ = [
+    "BatchOutcome",
+    "RoutedBatch",
+    "RoutingEngine",
+    "StepOutcome",
+    "TrainingConfig",
+    "interleaved_order",
+]
 
 Mode = Literal["train", "eval"]
 
@@ -37,12 +45,19 @@ Mode = Literal["train", "eval"]
 class TrainingConfig:
     """How the environment trains the trunk and the function blocks.
 
+    The defaults are the setting that learns on every dataset here, the one
+    ``examples/train_wpl.py`` uses: Adam at 1e-3 on minibatches of 64, divided by 10
+    every 10 epochs. :meth:`paper` is the paper's setting (SGD at 1e-2, divided by 10
+    every 20 epochs), with which routers stay on the 90% majority-class plateau for
+    many epochs on the small digits-MTL (``docs/results.md``). Build one with
+    ``TrainingConfig.preset("paper", lr=...)`` to change a preset's fields.
+
     Attributes:
         batch_size: Samples per optimizer step (the last minibatch of an epoch may be
             smaller).
-        lr: Initial learning rate (the paper: 1e-2).
-        optimizer: ``"sgd"`` (the paper's choice) or ``"adam"``.
-        momentum: SGD momentum.
+        lr: Initial learning rate (the paper: 1e-2 with SGD).
+        optimizer: ``"adam"`` or ``"sgd"`` (the paper's choice).
+        momentum: SGD momentum (``optimizer="sgd"`` only).
         weight_decay: L2 weight decay.
         lr_decay_every: Multiply the learning rate by ``lr_decay_factor`` every this
             many epochs (the paper divides it by 10 every 20 epochs); None: constant.
@@ -53,13 +68,41 @@ class TrainingConfig:
     """
 
     batch_size: int = 64
-    lr: float = 1e-2
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 1e-3
+    optimizer: Literal["sgd", "adam"] = "adam"
     momentum: float = 0.0
     weight_decay: float = 0.0
-    lr_decay_every: int | None = 20
+    lr_decay_every: int | None = 10
     lr_decay_factor: float = 0.1
     on_nonfinite: Literal["raise", "skip"] = "raise"
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("default", "paper")
+    """The names :meth:`preset` knows."""
+
+    @classmethod
+    def paper(cls, **changes: Any) -> TrainingConfig:
+        """The paper's block training: SGD at 1e-2, divided by 10 every 20 epochs (batch 64)."""
+        return cls.preset("paper", **changes)
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> TrainingConfig:
+        """The named preset (``"default"`` or ``"paper"``) with ``changes`` applied.
+
+        Raises:
+            ValueError: For an unknown preset name or an invalid setting.
+            TypeError: For a field this config does not have.
+        """
+        if name == "default":
+            base: dict[str, Any] = {}
+        elif name == "paper":
+            base = {"optimizer": "sgd", "lr": 1e-2, "lr_decay_every": 20}
+        else:
+            raise ValueError(f"unknown training preset {name!r}; expected one of {list(cls.PRESETS)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise TypeError(f"TrainingConfig has no field(s) {unknown}; its fields are {sorted(fields)}")
+        return cls(**{**base, **changes})
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -70,6 +113,11 @@ class TrainingConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(
+                f"momentum={self.momentum} applies to optimizer='sgd' only (this config: "
+                f"optimizer={self.optimizer!r}); pass optimizer='sgd' (or preset='paper') with it"
+            )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.lr_decay_every is not None and self.lr_decay_every < 1:
@@ -78,6 +126,33 @@ class TrainingConfig:
             raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
+
+
+def interleaved_order(tasks_N: np.ndarray) -> np.ndarray:
+    """The order in which an evaluation pass routes a split: its tasks interleaved.
+
+    Test splits are stored task by task, so routing them in stored order would score
+    tasks 0-2 first and leave the others unseen until late. Here the ``j``-th of the
+    ``n_t`` samples of task ``t`` is placed at ``(j + 0.5) / n_t`` of the pass (ties go to
+    the lower task), so every prefix of the pass holds each task in proportion to its
+    share of the split: within one sample when the tasks are of equal size (as in the
+    paper's datasets), within ``0.5 + 0.5 (T - 1) n_t / N`` samples in general. Each
+    task keeps its stored order. The
+    order depends only on the split's task ids: every pass, the AEC and the batched
+    path route the same samples in the same order.
+
+    Args:
+        tasks_N: Task id of each sample of the split, in stored order.
+
+    Returns:
+        A permutation of ``range(len(tasks_N))`` (int64).
+    """
+    tasks_N = np.asarray(tasks_N, dtype=np.int64).reshape(-1)
+    key_N = np.zeros(len(tasks_N), dtype=np.float64)
+    for t in np.unique(tasks_N):
+        members = np.flatnonzero(tasks_N == t)
+        key_N[members] = (np.arange(len(members)) + 0.5) / len(members)
+    return np.lexsort((tasks_N, key_N)).astype(np.int64)  # by key, then by task
 
 
 @dataclass(frozen=True)
@@ -295,6 +370,7 @@ class RoutingEngine:
             self._class_mask_TK: torch.Tensor | None = k[None, :] < torch.tensor(dataset.num_classes)[:, None]
         else:
             self._class_mask_TK = None
+        self.eval_order = interleaved_order(dataset.test.tasks_N.numpy())
         self._started = False
 
     # ------------------------------------------------------------------ runs
@@ -365,8 +441,8 @@ class RoutingEngine:
     def set_mode(self, mode: Mode) -> None:
         """Switch between ``"train"`` (route training samples, train blocks) and ``"eval"``.
 
-        Evaluation routes the test split in order without training and without
-        counting selections; :meth:`evaluation` reports its accuracy. Switching trains
+        Evaluation routes the test split once, in :attr:`eval_order` (tasks interleaved),
+        without training and without counting selections; :meth:`evaluation` reports its accuracy. Switching trains
         on the routed samples of the pending minibatch and drops the rest; entering
         eval restarts the pass over the test split.
         """
@@ -559,7 +635,7 @@ class RoutingEngine:
                     "since eval mode began (evaluation() reports them). Call "
                     "reset(options={'mode': 'eval'}) to start another pass, or {'mode': 'train'} to train on"
                 )
-            indices = np.arange(self._eval_cursor, min(self._eval_cursor + B, len(split)))
+            indices = self.eval_order[self._eval_cursor : self._eval_cursor + B]
             self._eval_cursor += len(indices)
         indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         self.network.refresh_array_path()
@@ -1147,7 +1223,7 @@ class RoutingEngine:
     def eval_pass_complete(self) -> bool:
         """True in eval mode once no test sample is left to route in this pass.
 
-        A pass routes every test sample once, in order; a sample abandoned mid-route
+        A pass routes every test sample once, in :attr:`eval_order`; a sample abandoned mid-route
         (``reset()`` before its last decision) is not scored, so ``evaluation()["samples"]``
         can then be smaller than the test split.
         """

@@ -106,7 +106,8 @@ def drive_batched(benv, policy, num_samples, *, seed=None, options=None):
 def aec_rewards(log):
     rewards: dict[int, list[float]] = {}
     for agent, reward, _, info, *_ in log:
-        if info and not agent.startswith("dispatcher") and "sample_index" in info:
+        # an agent that did not act in the episode has sample_index -1 (its terminated turn)
+        if not agent.startswith("dispatcher") and info["sample_index"] >= 0:
             rewards.setdefault(int(info["sample_index"]), []).append(float(reward))
     return rewards
 
@@ -114,7 +115,13 @@ def aec_rewards(log):
 @pytest.mark.parametrize("router, routing", CONFIGS, ids=[f"{r}-{g}" for r, g in CONFIGS])
 def test_same_routes_give_the_same_rewards_and_bit_identical_weights(small, router, routing):
     kwargs = dict(
-        dataset=small, router=router, routing=routing, batch_size=16, collaboration_reward=0.3, momentum=0.9
+        dataset=small,
+        router=router,
+        routing=routing,
+        batch_size=16,
+        collaboration_reward=0.3,
+        preset="paper",
+        momentum=0.9,
     )
     aec = RoutingEnv(**kwargs)
     policy = FixedRoutes(small.num_tasks, aec.num_decisions, aec.num_actions, len(aec.routers))
@@ -140,6 +147,9 @@ def test_evaluation_matches_the_aec_env_over_the_whole_test_split(small, router,
     drive_batched(benv, policy, 64, seed=0)
     batched = drive_batched(benv, policy, len(small.test), options={"mode": "eval"})
     assert batched == aec_rewards(aec_log)
+    # both paths route the test split in the engine's task-interleaved order
+    order = aec.engine.eval_order.tolist()
+    assert list(batched) == list(aec_rewards(aec_log)) == order != sorted(order)
     assert benv.evaluation() == aec.evaluation()
     assert benv.evaluation()["complete"] and benv.eval_pass_complete
     with pytest.raises(RuntimeError, match="evaluation pass is complete"):
@@ -286,7 +296,7 @@ def test_a_non_finite_block_output_names_the_sample_and_changes_nothing(small):
 # ----------------------------------------------------------------- checkpoints, copies, sharing
 @pytest.mark.parametrize("writer, reader", [("batched", "batched"), ("aec", "batched"), ("batched", "aec")])
 def test_checkpoints_resume_across_paths(small, tmp_path, writer, reader):
-    kwargs = dict(dataset=small, batch_size=16, collaboration_reward=0.1, momentum=0.9)
+    kwargs = dict(dataset=small, batch_size=16, collaboration_reward=0.1, preset="paper", momentum=0.9)
     policy = FixedRoutes(small.num_tasks, 3, 10, 10)
 
     def advance(env, kind, n, seed=None):
