@@ -22,6 +22,16 @@ RouterConfig = Literal["per_task", "single", "dispatched"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+class _FromPreset:
+    """The default of the block-training arguments: take the value from ``preset``."""
+
+    def __repr__(self) -> str:
+        return "<from preset>"
+
+
+FROM_PRESET: Any = _FromPreset()
+
+
 class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     """A routing network (Rosenbaum, Klinger & Riemer, ICLR 2018) as an AEC game.
 
@@ -43,9 +53,15 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
       picks which of ``router_0 .. router_{K-1}`` routes it (``K = num_routers``,
       default ``T``).
 
-    A router agent joins the episode (``env.agents``) when it first acts in it; in the
-    dispatched configuration the dispatcher and every router are present from reset,
-    since the dispatcher's choice decides who acts.
+    Every agent of the configuration is in ``env.agents`` (``== possible_agents``) from
+    ``reset()`` on, with an entry in ``rewards``, ``terminations``, ``truncations`` and
+    ``infos``, whether or not it acts in the episode (multi-agent libraries such as
+    TorchRL read every agent's entries on every step). Only the agent responsible for
+    the sample gets turns while it is routed; when the episode ends every agent
+    terminates, so PettingZoo's ``agent_iter()`` loop gives each one a last turn (read its
+    reward with ``last()``, then ``step(None)``): with ``T`` per-task routers an episode of
+    one sample is ``n`` decisions plus ``T`` such turns. (Before this release a per-task or
+    single router joined ``env.agents`` only when it first acted.)
 
     ## Action Space
     ``Discrete(A)`` for every router agent. With ``routing="layered"`` action ``a`` at
@@ -74,14 +90,36 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     at that depth (over all agents' past training decisions; section 3.1.1), plus, on
     the last decision of a sample, the final reward: +1 if the prediction is correct,
     -1 if not (``-loss`` for regression). The dispatcher receives the final reward of
-    each sample it dispatched. The terms are in ``infos[agent]``:
-    ``collaboration_reward``, ``final_reward``, ``correct``, ``sample_done``, ``task``,
-    ``depth``, ``action``, ``sample_index``, ``mode``.
+    each sample it dispatched.
+
+    As in every AEC env, the reward of a step is credited to the agent that took it and
+    reaches that agent at its next turn: ``last()`` on the agent's next decision returns
+    the reward of its previous one, and the +1/-1 of a sample's last decision arrives on
+    the agent's next turn after it, which for one sample per episode is its terminated
+    turn at the end of the episode.
+
+    ## Infos
+    ``infos[agent]`` always holds the same keys, with numbers or bools only (so
+    libraries can stack them into tensors). A router's are those of its last decision:
+    ``task``, ``depth``, ``action``, ``sample_index`` (index in the split),
+    ``collaboration_reward``, ``final_reward`` (0 before the sample's last decision),
+    ``sample_done`` (the decision ended a sample), ``eval`` (an evaluation pass), and
+    ``correct``: 1 or 0 on the last decision of a sample, -1 where no prediction was
+    judged (for a regression dataset the key is ``loss`` instead: the squared error on
+    the last decision, -1.0 before it). The dispatcher's: ``task``, ``action``,
+    ``sample_index``, ``sample_done``, ``eval`` (its reward is the sample's final reward). An agent that has not
+    acted in the episode has these keys with -1 for ``task``, ``depth``, ``action``,
+    ``sample_index``, ``correct``/``loss``.
+
+    ## State
+    ``state()`` is the global state of the sample being routed, a float32 vector in
+    ``state_space``: the observation's ``v`` (padded to ``observation_width``), then
+    ``one_hot(task)`` and ``one_hot(depth)``; all zeros when no sample is being routed.
 
     ## Episode End
     By default one episode routes one sample: ``reset()`` draws the next sample; its
-    agent acts at depths ``0..n-1`` and then every agent of the episode terminates.
-    With ``samples_per_episode=k`` an episode routes ``k`` samples one after another;
+    agent acts at depths ``0..n-1`` and then every agent terminates. With
+    ``samples_per_episode=k`` an episode routes ``k`` samples one after another;
     ``info["sample_done"]`` (read by an agent on its turn after the last decision of a
     sample) marks where each sample's trace ends. There is no truncation.
 
@@ -89,15 +127,28 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     ``s``, or restored to a user-supplied network's initial weights), the optimizer,
     the selection counts and the data order. ``reset()`` without a seed goes on to the
     next sample of the same run: call it once per episode and pass a seed only to start
-    over. ``reset(options={"mode": "eval"})`` starts a pass over the test split (also when
-    already evaluating: the counts start again): the test samples are routed once each,
-    in order, nothing is trained, and ``env.unwrapped.evaluation()`` reports the accuracy
-    per task (a dict: ``accuracy``, ``accuracy_per_task``, ``samples`` scored and
-    ``complete``; ``loss``/``loss_per_task`` for regression). When the last test sample
-    is routed the episode ends; a further ``reset()`` in eval mode raises
-    ``RuntimeError`` rather than wrapping around and counting samples twice.
-    ``{"mode": "train"}`` switches back. ``reset`` refuses options that are not a dict
-    and keys that look like a misspelt ``"mode"``, and warns about other unknown keys.
+    over. ``{"mode": "train"}`` switches back from evaluation. ``reset`` refuses options
+    that are not a dict and keys that look like a misspelt ``"mode"``, and warns about
+    other unknown keys.
+
+    ## Evaluation
+    ``reset(options={"mode": "eval"})`` starts a pass over the test split (also when
+    already evaluating: the counts start again). Each test sample is routed once, nothing
+    is trained and no selection is counted. The pass interleaves the tasks (the split is
+    stored task by task; ``env.unwrapped.engine.eval_order`` is the fixed order), so any
+    prefix of a pass scores every task in proportion. When the last test sample is routed
+    the episode ends and ``env.unwrapped.eval_pass_complete`` is True; a further
+    ``reset()`` in eval mode raises ``RuntimeError`` instead of wrapping around and
+    counting samples twice (start another pass with ``{"mode": "eval"}``). The split has
+    ``len(env.unwrapped.dataset.test)`` samples. ``env.unwrapped.evaluation()`` returns,
+    for the samples scored since the pass began::
+
+        {"accuracy": float,               # correct / scored, over all tasks
+         "accuracy_per_task": [float],    # per task id; NaN for a task not scored yet
+         "samples": int,                  # samples scored so far in this pass
+         "complete": bool}                # the whole test split has been routed
+
+    (``"loss"``/``"loss_per_task"``, mean squared error, for regression).
 
     ## Copies and checkpoints
     ``copy.deepcopy(env)`` and ``pickle`` work at any point and the copy continues
@@ -118,19 +169,30 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     - ``routing``: ``"layered"`` or ``"recurrent"`` (PASS), for the default network.
     - ``samples_per_episode``: samples routed per episode (default 1).
     - ``collaboration_reward``: ``rho`` in [0, 1] (default 0).
-    - ``batch_size``, ``lr``, ``optimizer`` (``"sgd"``/``"adam"``), ``momentum``,
-      ``weight_decay``, ``lr_decay_every`` (epochs), ``lr_decay_factor``: block training
-      (defaults follow the paper: SGD, lr 1e-2, /10 every 20 epochs).
+    - ``preset``: the block training's defaults: ``"default"`` (Adam at 1e-3 on
+      minibatches of 64, divided by 10 every 10 epochs: the setting ``examples/train_wpl.py``
+      uses, with which routers learn on every dataset here) or ``"paper"`` (the paper's
+      SGD at 1e-2, divided by 10 every 20 epochs, batch 64). ``env.unwrapped.training``
+      is the resulting :class:`~routing_env.engine.TrainingConfig`.
+    - ``batch_size``, ``lr``, ``optimizer`` (``"adam"``/``"sgd"``), ``momentum`` (SGD only),
+      ``weight_decay``, ``lr_decay_every`` (epochs; None: constant), ``lr_decay_factor``:
+      block training; each one given replaces the preset's value.
     - ``on_nonfinite``: ``"raise"`` (default) or ``"skip"`` a minibatch with a
       non-finite loss.
     - ``device``: torch device of the network.
-    - ``render_mode``: None or ``"ansi"`` (``render()`` returns a text line).
+    - ``render_mode``: None, ``"ansi"`` (``render()`` returns a text line on the sample
+      being routed) or ``"human"`` (``render()`` prints that line).
 
     ## Version History
-    - v0: initial release.
+    - v0: initial release. Since then, within v0: every agent is listed from reset
+      (routers used to join when they first acted); infos have a fixed set of numeric
+      keys (``correct`` is -1 instead of None where nothing was judged, ``eval`` replaces
+      the string ``mode``); ``state()``; ``render_mode="human"``; evaluation interleaves
+      the tasks and ends with the test split; the default block training is Adam 1e-3
+      (the paper's SGD is ``preset="paper"``).
     """
 
-    metadata = {"name": "routing_v0", "render_modes": ["ansi"], "is_parallelizable": False}
+    metadata = {"name": "routing_v0", "render_modes": ["ansi", "human"], "is_parallelizable": False}
 
     def __init__(
         self,
@@ -142,14 +204,15 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         routing: Literal["layered", "recurrent"] = "layered",
         samples_per_episode: int = 1,
         collaboration_reward: float = 0.0,
-        batch_size: int = 64,
-        lr: float = 1e-2,
-        optimizer: Literal["sgd", "adam"] = "sgd",
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        lr_decay_every: int | None = 20,
-        lr_decay_factor: float = 0.1,
-        on_nonfinite: Literal["raise", "skip"] = "raise",
+        preset: str = "default",
+        batch_size: int = FROM_PRESET,
+        lr: float = FROM_PRESET,
+        optimizer: Literal["sgd", "adam"] = FROM_PRESET,
+        momentum: float = FROM_PRESET,
+        weight_decay: float = FROM_PRESET,
+        lr_decay_every: int | None = FROM_PRESET,
+        lr_decay_factor: float = FROM_PRESET,
+        on_nonfinite: Literal["raise", "skip"] = FROM_PRESET,
         conv_layers: int | None = None,
         filters: int = 32,
         hidden_width: int = 128,
@@ -163,8 +226,8 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             raise ValueError(f"router must be 'per_task', 'single' or 'dispatched', got {router!r}")
         if not isinstance(samples_per_episode, int) or samples_per_episode < 1:
             raise ValueError(f"samples_per_episode must be a positive int, got {samples_per_episode!r}")
-        if render_mode is not None and render_mode != "ansi":
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in ("ansi", "human"):
+            raise ValueError(f"render_mode must be None, 'ansi' or 'human', got {render_mode!r}")
         if dataset is None:
             from routing_env.datasets import digits_mtl
 
@@ -194,16 +257,19 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             if not isinstance(network, RoutingNetwork):
                 raise TypeError(f"network must be a RoutingNetwork, got {type(network).__name__}")
             reinitialize = False
-        training = TrainingConfig(
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_decay_every=lr_decay_every,
-            lr_decay_factor=lr_decay_factor,
-            on_nonfinite=on_nonfinite,
-        )
+        if not isinstance(preset, str) or preset not in TrainingConfig.PRESETS:
+            raise ValueError(f"preset must be one of {list(TrainingConfig.PRESETS)}, got {preset!r}")
+        given = {
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "lr_decay_every": lr_decay_every,
+            "lr_decay_factor": lr_decay_factor,
+            "on_nonfinite": on_nonfinite,
+        }
+        training = TrainingConfig.preset(preset, **{k: v for k, v in given.items() if v is not FROM_PRESET})
         self.engine = RoutingEngine(
             dataset=dataset,
             network=network,
@@ -214,6 +280,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         )
         self.dataset = dataset
         self.network = network
+        self.training = training
         self.router_config: RouterConfig = router
         self.samples_per_episode = samples_per_episode
         self.render_mode = render_mode
@@ -243,8 +310,28 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             self.observation_spaces[self.dispatcher] = self._observation_space(len(self.routers))
             self.action_spaces[self.dispatcher] = gymnasium.spaces.Discrete(len(self.routers))
         self._dispatch_mask = np.ones(len(self.routers), dtype=np.int8)
+        self._judgement_key = "loss" if self.engine.regression else "correct"
+        width = self.observation_width + self.num_tasks + self.num_decisions
+        self.state_space = gymnasium.spaces.Box(-_FLOAT32_MAX, _FLOAT32_MAX, shape=(width,), dtype=np.float32)
+        # what an agent that has not acted in the episode observes: zeros, shared and read-only
+        idle_router_obs = self._zero_observation(self.num_actions)
+        self._idle_obs = {a: idle_router_obs for a in self.routers}
+        if self.dispatcher:
+            self._idle_obs[self.dispatcher] = self._zero_observation(len(self.routers))
         self.agents: list[str] = []
         self._episode_over = True
+
+    def _zero_observation(self, num_actions: int) -> dict[str, Any]:
+        obs = {
+            "observation": np.zeros(self.observation_width, dtype=np.float32),
+            "task": 0,
+            "depth": 0,
+            "action_mask": np.zeros(num_actions, dtype=np.int8),
+        }
+        for value in obs.values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        return obs
 
     def _observation_space(self, num_actions: int) -> gymnasium.spaces.Dict:
         return gymnasium.spaces.Dict(
@@ -288,19 +375,19 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             self.engine.abandon_sample()  # an unfinished sample of the last episode
         if mode == "eval" or (mode is not None and mode != self.engine.mode):
             self.engine.set_mode(mode)  # {"mode": "eval"} always starts a new pass over the test split
-        self.agents = []
-        self.rewards: dict[str, float] = {}
-        self._cumulative_rewards: dict[str, float] = {}
-        self.terminations: dict[str, bool] = {}
-        self.truncations: dict[str, bool] = {}
-        self.infos: dict[str, dict[str, Any]] = {}
+        # every agent is listed from reset on (TorchRL reads every agent's reward and info)
+        agents = self.possible_agents
+        self.agents = list(agents)
+        self.rewards: dict[str, float] = dict.fromkeys(agents, 0.0)
+        self._cumulative_rewards: dict[str, float] = dict.fromkeys(agents, 0.0)
+        self.terminations: dict[str, bool] = dict.fromkeys(agents, False)
+        self.truncations: dict[str, bool] = dict.fromkeys(agents, False)
+        evaluating = self.engine.mode == "eval"
+        self.infos: dict[str, dict[str, Any]] = {a: self._idle_info(a, evaluating=evaluating) for a in agents}
         self._last_obs: dict[str, dict[str, Any]] = {}
         self._samples_left = self.samples_per_episode
         self._episode_over = False
-        self._skip_agent_selection = None
-        if self.dispatcher:
-            for agent in self.possible_agents:
-                self._join(agent)
+        self._skip_agent_selection: str | None = None
         self._begin_sample()
 
     def _check_option_keys(self, options: Mapping[Any, Any]) -> None:
@@ -332,14 +419,23 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             stacklevel=3,
         )
 
-    def _join(self, agent: str) -> None:
-        if agent not in self.rewards:
-            self.agents.append(agent)
-            self.rewards[agent] = 0.0
-            self._cumulative_rewards[agent] = 0.0
-            self.terminations[agent] = False
-            self.truncations[agent] = False
-            self.infos[agent] = {}
+    def _idle_info(self, agent: str, *, evaluating: bool) -> dict[str, Any]:
+        """The info of an agent that has not acted in this episode: the keys of its
+        decisions' infos, with -1 for what it has not done yet."""
+        if agent == self.dispatcher:
+            return {"task": -1, "action": -1, "sample_index": -1, "sample_done": False, "eval": evaluating}
+        info: dict[str, Any] = {
+            "task": -1,
+            "depth": -1,
+            "action": -1,
+            "sample_index": -1,
+            "collaboration_reward": 0.0,
+            "final_reward": 0.0,
+            "sample_done": False,
+            "eval": evaluating,
+        }
+        info[self._judgement_key] = -1.0 if self.engine.regression else -1
+        return info
 
     def _begin_sample(self) -> None:
         self.engine.begin_sample()
@@ -347,11 +443,9 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         self._decision_obs: dict[str, Any] | None = None
         if self.dispatcher:
             self._router = None
-            self._join(self.dispatcher)
             self.agent_selection = self.dispatcher
         else:
             self._router = self.routers[self.engine.task] if self.router_config == "per_task" else "router_0"
-            self._join(self._router)
             self.agent_selection = self._router
 
     # ------------------------------------------------------------- observing
@@ -365,13 +459,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             return self._decision_obs
         if agent in self._last_obs:
             return self._last_obs[agent]
-        space = self.observation_spaces[agent]
-        return {
-            "observation": np.zeros(self.observation_width, dtype=np.float32),
-            "task": 0,
-            "depth": 0,
-            "action_mask": np.zeros(space["action_mask"].shape, dtype=np.int8),
-        }
+        return self._idle_obs[agent]
 
     def _make_obs(self, agent: str) -> dict[str, Any]:
         engine = self.engine
@@ -398,31 +486,40 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         self._cumulative_rewards[agent] = 0.0
         for a in self.rewards:
             self.rewards[a] = 0.0
+        engine = self.engine
         if agent == self.dispatcher:
             self._router = self.routers[action]
-            self._join(self._router)
-            self.infos[agent] = {"task": self.engine.task, "action": action, "sample_done": False}
+            self.infos[agent] = {
+                "task": engine.task,
+                "action": action,
+                "sample_index": engine.sample_index,
+                "sample_done": False,
+                "eval": engine.mode == "eval",
+            }
             self.agent_selection = self._router
             self._decision_obs = None
             self._accumulate_rewards()
             return
 
-        engine = self.engine
         depth, task, index = engine.depth, engine.task, engine.sample_index
         outcome = engine.act(action, checked=True)  # _validate_action ran check_action
         self._decision_obs = None
         self.rewards[agent] = outcome.collaboration_reward + outcome.final_reward
-        self.infos[agent] = {
+        info: dict[str, Any] = {
             "task": task,
             "depth": depth,
             "action": action,
+            "sample_index": index,
             "collaboration_reward": outcome.collaboration_reward,
             "final_reward": outcome.final_reward,
-            "correct": outcome.correct,
             "sample_done": outcome.sample_done,
-            "sample_index": index,
-            "mode": engine.mode,
+            "eval": engine.mode == "eval",
         }
+        if engine.regression:
+            info["loss"] = -1.0 if outcome.loss is None else outcome.loss
+        else:
+            info["correct"] = -1 if outcome.correct is None else int(outcome.correct)
+        self.infos[agent] = info
         if outcome.sample_done:
             if self.dispatcher:
                 self.rewards[self.dispatcher] += outcome.final_reward
@@ -434,6 +531,27 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
                 for a in self.agents:
                     self.terminations[a] = True
         self._accumulate_rewards()
+
+    def _was_dead_step(self, action: int | None) -> None:
+        """Remove the selected (terminated) agent: PettingZoo's ``_was_dead_step``, with the
+        same result, for this env where every agent terminates at once when the episode
+        ends (so every agent left is dead and the next one is simply the first)."""
+        if action is not None:
+            raise ValueError("when an agent is dead, the only valid action is None")
+        agent = self.agent_selection
+        del self.terminations[agent], self.truncations[agent], self.rewards[agent]
+        del self._cumulative_rewards[agent], self.infos[agent]
+        self.agents.remove(agent)
+        if self.agents:
+            if self._skip_agent_selection is None:
+                self._skip_agent_selection = agent  # restored once the last agent is gone
+            self.agent_selection = self.agents[0]
+        else:
+            if self._skip_agent_selection is not None:
+                self.agent_selection = self._skip_agent_selection
+            self._skip_agent_selection = None
+        for a in self.rewards:
+            self.rewards[a] = 0.0
 
     def _validate_action(self, agent: str, action: Any) -> int:
         space = self.action_spaces[agent]
@@ -464,8 +582,23 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         self.agents = []
 
     def evaluation(self) -> dict[str, Any]:
-        """Accuracy (or loss) per task of the test samples routed since eval mode began."""
+        """Accuracy (or loss) per task of the test samples scored in this evaluation pass.
+
+        Returns:
+            ``{"accuracy", "accuracy_per_task", "samples", "complete"}`` (``"loss"``,
+            ``"loss_per_task"`` for regression); see the class docstring, Evaluation.
+        """
         return self.engine.evaluation()
+
+    @property
+    def eval_pass_complete(self) -> bool:
+        """True in eval mode once every test sample of this pass has been routed."""
+        return self.engine.eval_pass_complete
+
+    @property
+    def mode(self) -> Literal["train", "eval"]:
+        """``"train"`` or ``"eval"`` (set by ``reset(options={"mode": ...})``)."""
+        return self.engine.mode
 
     def state_dict(self) -> dict[str, Any]:
         """The run's state (network, optimizer, counters, data order, RNG) for a checkpoint.
@@ -516,15 +649,42 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         self._episode_over = True
 
     def render(self) -> str | None:
+        """``"ansi"``: a text line on the sample being routed; ``"human"``: print that line."""
         if self.render_mode is None:
             return None
         e = self.engine
-        if not e.routing:
-            return f"epoch {e.epoch}, {e.updates} block updates; no sample is being routed"
-        return (
-            f"[{e.mode}] sample {e.sample_index} task {e.task} depth {e.depth}/{self.num_decisions} "
-            f"agent {self.agent_selection}; epoch {e.epoch}, {e.updates} block updates"
-        )
+        if not e.started:
+            text = "no run started; call reset()"
+        elif not e.routing:
+            text = f"epoch {e.epoch}, {e.updates} block updates; no sample is being routed"
+        else:
+            text = (
+                f"[{e.mode}] sample {e.sample_index} task {e.task} depth {e.depth}/{self.num_decisions} "
+                f"agent {self.agent_selection}; epoch {e.epoch}, {e.updates} block updates"
+            )
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> np.ndarray:
+        """The global state of the sample being routed (PettingZoo's ``state()``).
+
+        A float32 vector in :attr:`state_space`: the current representation v zero-padded
+        to ``observation_width``, then ``one_hot(task)`` (``num_tasks``) and
+        ``one_hot(depth)`` (``num_decisions``). All zeros when no sample is being routed
+        (before the first reset and once the episode's last sample is routed).
+        """
+        state = np.zeros(self.state_space.shape, dtype=np.float32)
+        e = self.engine
+        if not e.started or not e.routing:
+            return state
+        flat = e.representation_array()
+        state[: flat.size] = flat
+        state[self.observation_width + e.task] = 1.0
+        state[self.observation_width + self.num_tasks + e.depth] = 1.0
+        return state
 
     def close(self) -> None:
         pass
@@ -535,6 +695,24 @@ def raw_env(**kwargs: Any) -> RoutingEnv:
     return RoutingEnv(**kwargs)
 
 
+class _OrderEnforcingWrapper(wrappers.OrderEnforcingWrapper[str, dict[str, Any], int]):
+    """PettingZoo's ``OrderEnforcingWrapper`` whose ``last()`` asks the env once.
+
+    The inherited ``last()`` reads ``agent_selection``, ``observe``, the cumulative
+    rewards, terminations, truncations and infos each through the wrapper's
+    ``__getattr__``; ``last()`` runs on every turn, including each agent's terminated
+    turn at the end of an episode, so that is a large part of an AEC loop's own cost.
+    """
+
+    def last(self, observe: bool = True) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if not self._has_reset:
+            raise AttributeError("agent_selection cannot be accessed before reset")
+        return self.env.last(observe)
+
+    def __str__(self) -> str:
+        return str(self.env)
+
+
 def env(**kwargs: Any) -> AECEnv:
     """A :class:`RoutingEnv` wrapped in PettingZoo's ``OrderEnforcingWrapper``."""
-    return wrappers.OrderEnforcingWrapper(RoutingEnv(**kwargs))
+    return _OrderEnforcingWrapper(RoutingEnv(**kwargs))

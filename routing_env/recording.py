@@ -29,8 +29,8 @@ how many rows fit and how to keep more, and the export says how many were lost (
 note on the CSV's first line, which :func:`load_recording` reads back; Parquet file
 metadata).
 
-Only training decisions are recorded (``info["mode"] != "eval"``); evaluation passes
-through untouched.
+Only training decisions are recorded (not those whose info has ``"eval"`` true, or the
+``"mode": "eval"`` of other envs); evaluation passes through untouched.
 
 Example::
 
@@ -632,7 +632,7 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
         self._open_rows.pop(agent, None)  # a new decision: the previous one's rewards are complete
         self.env.step(action)
         info = raw.infos.get(agent, {})
-        if info.get("mode", "train") != "eval":
+        if not (info.get("eval", False) or info.get("mode") == "eval"):
             if new_sample:
                 self._agent_samples[agent] += 1
                 self._recording_sample[agent] = record
@@ -709,7 +709,8 @@ class PolicyRecorder(BaseWrapper[str, dict[str, Any], int]):
             "reward": 0.0,
             "collaboration_reward": float(info.get("collaboration_reward", np.nan)),
             "final_reward": float(info.get("final_reward", np.nan)),
-            "correct": -1 if correct is None else int(bool(correct)),
+            # None or -1: nothing judged (the routing env reports -1, other envs may say None)
+            "correct": -1 if correct is None or int(correct) < 0 else int(bool(correct)),
         }
         assert probs is not None
         self._open_rows[agent] = self._buffer.append(values, probs)

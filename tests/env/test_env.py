@@ -21,19 +21,55 @@ def weights(env):
 def test_one_sample_per_episode(digits):
     env = RoutingEnv(dataset=digits, batch_size=4)
     log = run_episodes(env, 3, random_choice(0), seed=0)
-    # each episode: its task's router acts at depths 0, 1, 2, then one dead step
-    assert len(log) == 3 * 4
+    # each episode: its task's router acts at depths 0, 1, 2, then every router has its
+    # terminated turn, the acting one first
+    turns_per_episode = 3 + digits.num_tasks
+    assert len(log) == 3 * turns_per_episode
     for episode in range(3):
-        turns = log[episode * 4 : episode * 4 + 4]
-        assert len({t[0] for t in turns}) == 1
+        turns = log[episode * turns_per_episode : (episode + 1) * turns_per_episode]
         task = turns[0][5]["task"]
-        assert turns[0][0] == f"router_{task}"
+        acting = f"router_{task}"
+        assert [t[0] for t in turns[:4]] == [acting] * 4
         assert [t[5]["depth"] for t in turns[:3]] == [0, 1, 2]
-        assert [t[2] for t in turns] == [False, False, False, True]
+        assert [t[2] for t in turns] == [False] * 3 + [True] * digits.num_tasks
         last_info = turns[3][3]
         assert last_info["sample_done"] and last_info["final_reward"] in (1.0, -1.0)
         assert last_info["correct"] == (last_info["final_reward"] == 1.0)
         assert turns[3][1] == last_info["final_reward"] + last_info["collaboration_reward"]
+        idle = turns[4:]
+        assert sorted(t[0] for t in idle) == sorted(set(env.possible_agents) - {acting})
+        assert all(t[1] == 0.0 and t[3]["sample_index"] == -1 and t[3]["correct"] == -1 for t in idle)
+
+
+def test_every_agent_is_listed_from_reset_with_stable_numeric_infos(digits):
+    for router in ("per_task", "single", "dispatched"):
+        env = RoutingEnv(dataset=digits, router=router, batch_size=4)
+        env.reset(seed=0)
+        assert env.agents == env.possible_agents
+        keys = {a: set(info) for a, info in env.infos.items()}
+        assert set(env.rewards) == set(env.terminations) == set(env.truncations) == set(env.possible_agents)
+        log = run_episodes(env, 4, random_choice(0))
+        for agent, _, _, info, *_ in log:
+            assert set(info) == keys[agent], (router, agent)
+            assert all(isinstance(v, (bool, int, float)) for v in info.values()), info
+        routers = [a for a in env.possible_agents if a.startswith("router_")]
+        assert keys[routers[0]] == {
+            "task", "depth", "action", "sample_index", "collaboration_reward",
+            "final_reward", "sample_done", "correct", "eval",
+        }  # fmt: skip
+        if env.dispatcher:
+            assert keys[env.dispatcher] == {"task", "action", "sample_index", "sample_done", "eval"}
+
+
+def test_mid_route_infos_say_nothing_was_judged(digits):
+    env = RoutingEnv(dataset=digits, batch_size=4)
+    log = run_episodes(env, 2, random_choice(0), seed=0)
+    decided = [t[3] for t in log if t[3]["depth"] >= 0]
+    assert [i["correct"] for i in decided if not i["sample_done"]] == [-1, -1] * 2
+    assert all(i["correct"] in (0, 1) for i in decided if i["sample_done"])
+    assert not any(i["eval"] for i in decided)
+    log = run_episodes(env, 1, random_choice(0), options={"mode": "eval"})
+    assert all(t[3]["eval"] for t in log)
 
 
 def test_several_samples_per_episode_mark_trace_ends(digits):
@@ -104,7 +140,7 @@ def test_blocks_train_once_per_minibatch_along_routes_only(digits):
 
 def test_random_fixed_routes_train_blocks_above_majority_rate(digits):
     """A random policy (one random route per task) over the whole training set learns."""
-    env = RoutingEnv(dataset=digits, batch_size=32, lr=0.05, momentum=0.9)
+    env = RoutingEnv(dataset=digits, batch_size=32, lr=0.05, preset="paper", momentum=0.9)
     policy = fixed_routes(digits.num_tasks, env.num_decisions, env.num_actions, seed=0)
     run_episodes(env, len(digits.train), policy, seed=0)
     assert env.engine.epoch == 0 and env.engine.samples_routed == len(digits.train)
@@ -126,12 +162,13 @@ def test_eval_mode_does_not_train_or_count(digits):
     assert all(torch.equal(before[k], v) for k, v in weights(env).items())
     assert (env.engine.selections_nA == counts).all() and env.engine.updates == updates
     assert all(t[3].get("collaboration_reward", 0.0) == 0.0 for t in log)
-    assert [t[3]["sample_index"] for t in log if t[3].get("sample_done")][:5] == [0, 1, 2, 3, 4]
+    done = [t[3]["sample_index"] for t in log if t[3].get("sample_done")]
+    assert done[:5] == env.engine.eval_order[:5].tolist()  # a pass interleaves the tasks
 
 
 def test_same_seed_is_bit_identical_and_other_seed_differs(digits):
     def run(seed):
-        env = RoutingEnv(dataset=digits, batch_size=8, collaboration_reward=0.2, momentum=0.9)
+        env = RoutingEnv(dataset=digits, batch_size=8, collaboration_reward=0.2, preset="paper", momentum=0.9)
         log = run_episodes(env, 120, random_choice(7), seed=seed)
         return log, weights(env)
 
@@ -332,14 +369,18 @@ def test_regression_final_reward_is_minus_loss():
     log = run_episodes(env, 3, lambda agent, obs: 0, seed=0)
     finals = [t[3]["final_reward"] for t in log if t[3].get("sample_done")]
     assert len(finals) == 3 and all(f <= 0 for f in finals)
-    assert all(t[3]["correct"] is None for t in log if t[3].get("sample_done"))
+    assert all("correct" not in t[3] for t in log)  # regression infos carry the loss instead
+    assert [-t[3]["loss"] for t in log if t[3].get("sample_done")] == finals
+    assert all(t[3]["loss"] == -1.0 for t in log if not t[3].get("sample_done"))
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     digits = digits_mtl(test_fraction=0.9)  # a small training split keeps this fast
 
     def make():
-        return RoutingEnv(dataset=digits, batch_size=16, momentum=0.9, collaboration_reward=0.1)
+        return RoutingEnv(
+            dataset=digits, batch_size=16, preset="paper", momentum=0.9, collaboration_reward=0.1
+        )
 
     # one epoch, a checkpoint at its end, then half an epoch: straight vs resumed
     env = make()

@@ -147,17 +147,20 @@ def test_routed_conv_layers_in_the_env(digits):
     env = RoutingEnv(dataset=digits, network=net, batch_size=4)
     env.reset(seed=0)
     decisions = 0
-    for _agent in env.agent_iter():
+    acting = env.agent_selection
+    for agent in env.agent_iter():
         obs, reward, terminated, truncated, info = env.last()
         if terminated:
+            if agent == acting:
+                final_obs, final_info = obs, info
             env.step(None)
             continue
         decisions += 1
         assert obs["observation"].shape == (256,)
         env.step(int(np.flatnonzero(obs["action_mask"])[-1]))
-    assert info["sample_done"] and decisions == 3
+    assert final_info["sample_done"] and decisions == 3
     assert (
-        obs["action_mask"].tolist()[:2] == [1, 1] and obs["action_mask"][2] == 0
+        final_obs["action_mask"].tolist()[:2] == [1, 1] and final_obs["action_mask"][2] == 0
     )  # 2 classifiers of 3 actions
 
 
