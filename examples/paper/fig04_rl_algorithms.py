@@ -13,8 +13,10 @@ trained with five router implementations:
 - REINFORCE, single agent approx: one REINFORCE agent for all tasks.
 
 The function blocks are trained as ``train_wpl.py`` trains them (its defaults: Adam at
-1e-3, divided by 10 every 10 epochs; rho = 0; ``--setting paper``: the paper's SGD at
-1e-2, divided by 10 every 20 epochs, and its rho). The learners' settings are their
+1e-3, divided by 10 every 10 epochs; rho = 0; routed fc layers of 128 units;
+``--setting paper``: the paper's SGD at 1e-2, divided by 10 every 20 epochs, its rho,
+fc layers of 48 units as in appendix 7.2, and WPL's policy learning rate divided by 10
+with the blocks'). The learners' settings are their
 classes' defaults (see ``--help``); as for WPL, nothing was tuned for this figure,
 whereas the paper swept the learning rate and rho per algorithm. Every router trains on
 the batched path (one step per depth of a minibatch), or with ``--aec`` sample by sample
@@ -23,7 +25,9 @@ through the PettingZoo AEC env (``train_wpl.py --aec``); a run folder found in
 
 Writes ``OUTPUT_DIR/fig04_rl_algorithms_<dataset>.{csv,png,json}``: one CSV row per
 model, seed and epoch (test accuracy of the greedy routes, and of the sampled ones),
-the accuracy curves, and the command and budget. The paper's budget (100 epochs,
+the accuracy curves (mean over seeds with a band), and the command and budget; and
+``..._stats.csv``: mean and standard deviation over seeds, and MARL:WPL minus each
+other router, paired by seed, with a 95% t-interval. The paper's budget (100 epochs,
 3 seeds) is the default:
 
     python examples/paper/fig04_rl_algorithms.py --data-root ~/data                # CIFAR-MTL, as the paper

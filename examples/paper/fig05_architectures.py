@@ -13,14 +13,17 @@ Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 and Table 
 - routing-all-fc single agent: one REINFORCE router, one MLP per depth (Fig. 3a).
 
 Function blocks are trained with ``train_wpl.py``'s defaults for every model (Adam at
-1e-3, divided by 10 every 10 epochs), or with ``--setting paper`` the paper's (SGD at
-1e-2, divided by 10 every 20 epochs, and its rho); the learners use their classes'
+1e-3, divided by 10 every 10 epochs, fc layers of 128 units), or with ``--setting paper``
+the paper's (SGD at 1e-2, divided by 10 every 20 epochs, its rho, fc layers of 48 units
+and WPL's policy learning rate on the blocks' schedule); the learners use their classes'
 defaults (see ``--help``), untuned. The routers train on the batched path, or with
 ``--aec`` sample by sample through the PettingZoo AEC env (``train_wpl.py --aec``); a run
 folder found in ``--runs-dir`` keeps the path it was trained with (see ``paper_runs.py``).
 
 Writes ``OUTPUT_DIR/fig05_architectures_<dataset>.{csv,png,json}`` (one CSV row per
-model, seed and epoch). Runs shared with Fig. 4 (routing-all-fc, the single agent) are
+model, seed and epoch; mean curves with bands) and ``..._stats.csv`` (mean and standard
+deviation over seeds; routing-all-fc minus each other model, paired by seed, with a 95%
+t-interval). Runs shared with Fig. 4 (routing-all-fc, the single agent) are
 reused when both scripts get the same ``--runs-dir`` and data options:
 
     python examples/paper/fig05_architectures.py --data-root ~/data                # CIFAR-MTL, as the paper

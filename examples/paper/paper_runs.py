@@ -21,16 +21,32 @@ game, rewards and block training, about 2-3x slower). The baselines have no rout
 train the same either way.
 
 Each (model, seed) run gets a run folder under ``--runs-dir`` in ``train_wpl.py``'s
-format (``config.json``, ``metrics.csv``). A run folder that already holds the requested
-epochs is reused (the first ``--epochs`` rows of a longer run are what a shorter run
-gives: the schedule does not depend on the total), and a WPL or baseline run that was
-cut short resumes from its checkpoint, so an interrupted figure command picks up where
-it stopped. A run keeps the routing path it was trained with: a complete run is reused
-whichever path trained it, and a WPL run cut short resumes in its own path (a folder
-written before ``--aec`` existed: the AEC path); a cut-short REINFORCE / Q-learning run
-is trained again in the path asked for. After every run the figure's CSV (one row per
-model, seed and epoch), PNG and JSON (the command, the budget, the run folders and each
-run's ``routing_path``) are rewritten.
+format (``config.json``, ``metrics.csv``, ``checkpoint.pt`` after every epoch), named
+after every setting that changes what it trains (:func:`run_name`). A run folder that
+already holds the requested epochs is reused (the first ``--epochs`` rows of a longer
+run are what a shorter run gives: the schedule does not depend on the total) once its
+``config.json`` is checked against the settings asked for (:func:`check_reusable`:
+another setting raises, it is never reused silently), and a run that was cut short (a
+WPL run, a baseline, or a REINFORCE / Q-learning run) resumes from its last checkpoint,
+so an interrupted figure command picks up where it stopped. A run folder of the
+REINFORCE / Q-learning runners written before they kept checkpoints, or a run killed
+during its first epoch, is trained again from scratch. A run keeps the routing path it
+was trained with: a complete run is reused whichever path trained it, and a run cut
+short resumes in its own path (a folder written before ``--aec`` existed: the AEC
+path). After every run the figure's CSV (one row per model, seed and epoch), its
+statistics (``<figure>_<dataset>_stats.csv``: mean and standard deviation over seeds
+per model and epoch, and routing-all-fc's paired difference per seed with each other
+model, with a 95% t-interval; :mod:`seed_stats`), PNG (mean curves with bands) and JSON
+(the command, the budget, the setting, the routed fc width, the WPL policy-lr schedule,
+the run folders and each run's ``routing_path``) are rewritten.
+
+The two settings (``--setting``): the training scripts' defaults (Adam at 1e-3 divided
+by 10 every 10 epochs, rho 0, routed fc layers of 128 units as the paper's section 4
+says, a constant WPL policy learning rate) and the paper's (SGD at 1e-2 divided by 10
+every 20 epochs, the paper's rho, routed fc layers of 48 units as appendix 7.2 and the
+authors' code have them, and the WPL policy learning rate on the blocks' schedule, since
+the paper trains routing and blocks with one schedule). ``--hidden`` and
+``--policy-lr-schedule`` override the width and the schedule of either setting.
 
 This module is imported by the scripts next to it (``python examples/paper/<script>.py``
 puts this folder on ``sys.path``).
@@ -61,6 +77,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure as PlotFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
+from seed_stats import STATS_COLUMNS, band, figure_statistics, paired_difference
 
 import routing_env
 from agents import (
@@ -74,6 +91,7 @@ from agents import (
 )
 from routing_env.datasets import MultiTaskDataset
 from routing_env.training import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
     RESUMABLE_OPTIONS,
@@ -81,21 +99,28 @@ from routing_env.training import (
     DatasetOptions,
     MetricsCSV,
     RunLock,
+    check_checkpoint,
     check_run_kind,
     claim_run_dir,
+    global_rng_state,
+    load_checkpoint,
     load_run_dataset,
     metric_columns,
     metrics_row,
     read_config,
     resolve_device,
+    save_checkpoint,
     seed_everything,
+    set_global_rng_state,
     write_config,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1]
+#: How the figures and Table 2 name each dataset (every :data:`~routing_env.training.DatasetName`).
 DATASET_LABELS = {
     "digits-mtl": "digits-MTL",
     "mnist-mtl": "MNIST-MTL",
+    "fashion-mtl": "Fashion-MTL",
     "cifar-mtl": "CIFAR-MTL",
     "min-mtl": "MIN-MTL",
 }
@@ -322,8 +347,25 @@ PAPER_BLOCK_TRAINING: dict[str, Any] = {
     "lr_decay_factor": 0.1,
 }
 #: The paper's collaboration reward: "rho = 0.0 [...] for CIFAR-MTL and MIN-MTL and rho = 0.3
-#: for MNIST-MTL" (digits-MTL, the offline stand-in for MNIST-MTL, gets MNIST-MTL's).
-PAPER_RHO = {"cifar-mtl": 0.0, "min-mtl": 0.0, "mnist-mtl": 0.3, "digits-mtl": 0.3}
+#: for MNIST-MTL". The datasets that are not the paper's get MNIST-MTL's: digits-MTL (the
+#: offline stand-in for MNIST-MTL) and Fashion-MTL (MNIST-MTL's construction on Fashion-MNIST,
+#: 10 one-vs-rest tasks on 28x28 grey images); the paper swept rho per dataset, not for these.
+PAPER_RHO = {"cifar-mtl": 0.0, "min-mtl": 0.0, "mnist-mtl": 0.3, "digits-mtl": 0.3, "fashion-mtl": 0.3}
+
+#: Units of the routed fc layers in each setting: section 4 says "3 fully connected layers,
+#: with 128 hidden units each" (the training scripts' default); appendix 7.2 gives the routed
+#: layers as "(convolution -> 48), (48 -> 48), (48 -> #classes)", which the authors' code uses.
+#: ``--setting paper`` takes 48; ``--hidden`` overrides either.
+HIDDEN_WIDTH = {"defaults": 128, "paper": 48}
+#: The training scripts' own fc width (``--hidden-width``): run folders trained with it carry
+#: no width in their name (they were named before ``--hidden`` existed).
+SCRIPT_HIDDEN_WIDTH = 128
+
+#: The WPL policy learning-rate schedule of each setting (``train_wpl.py --policy-lr-schedule``):
+#: the scripts' constant rate, or in the paper's setting the blocks' schedule ("The learning
+#: rate is initialized to 10-2 and annealed by dividing by 10 every 20 epochs", one schedule
+#: for routing and blocks: the policy rate is divided by 10 with the blocks' every 20 epochs).
+POLICY_LR_SCHEDULE: dict[str, Literal["constant", "blocks"]] = {"defaults": "constant", "paper": "blocks"}
 
 SETTING_LABELS = {
     "defaults": "Adam 1e-3 (the scripts' defaults)",
@@ -343,7 +385,11 @@ class PaperArgs(DatasetOptions):
     seeds: int = 3
     """runs per model, seeds 0..N-1 (the paper: 3)"""
     setting: Literal["defaults", "paper"] = "defaults"
-    """block training of every model: the training scripts' defaults (Adam 1e-3, /10 every 10 epochs, rho 0) or the paper's (SGD 1e-2, /10 every 20 epochs, rho 0.3 on MNIST-MTL)"""
+    """block training of every model: the training scripts' defaults (Adam 1e-3, /10 every 10 epochs, rho 0, routed fc width 128, constant WPL policy lr) or the paper's (SGD 1e-2, /10 every 20 epochs, rho 0.3 on MNIST-MTL, Fashion-MTL and digits-MTL, routed fc width 48 as in appendix 7.2 and the authors' code, and the WPL policy lr on the blocks' schedule)"""
+    hidden: int | None = None
+    """units of the routed fc layers of every model (the scripts' --hidden-width; none: the setting's, 128 for defaults (section 4), 48 for paper (appendix 7.2, the authors' code))"""
+    policy_lr_schedule: Literal["constant", "blocks"] | None = None
+    """WPL policy learning rate of the routing-all-fc models (train_wpl.py --policy-lr-schedule; none: the setting's, constant for defaults, blocks for paper: divided by 10 with the block lr)"""
     models: str = ""
     """comma-separated subset of the figure's models to run (default: all of them, in the figure's order)"""
     output_dir: str = "runs/paper"
@@ -372,6 +418,25 @@ class PaperArgs(DatasetOptions):
             raise ValueError(f"--epochs and --seeds must be >= 1, got {self.epochs} and {self.seeds}")
         if self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1, got {self.torch_threads}")
+        if self.hidden is not None and self.hidden < 1:
+            raise ValueError(f"--hidden must be >= 1 or none, got {self.hidden}")
+
+    def hidden_width(self) -> int:
+        """The routed fc width of every run: ``--hidden``, else the setting's (:data:`HIDDEN_WIDTH`)."""
+        return HIDDEN_WIDTH[self.setting] if self.hidden is None else self.hidden
+
+    def wpl_policy_lr_schedule(self) -> Literal["constant", "blocks"]:
+        """The WPL policy-lr schedule: ``--policy-lr-schedule``, else the setting's."""
+        if self.policy_lr_schedule is None:
+            return POLICY_LR_SCHEDULE[self.setting]
+        return self.policy_lr_schedule
+
+    def setting_label(self) -> str:
+        """The setting, fc width and WPL policy-lr schedule in words (figure subtitles)."""
+        return (
+            f"{SETTING_LABELS[self.setting]}, routed fc width {self.hidden_width()}, "
+            f"WPL policy lr {self.wpl_policy_lr_schedule()}"
+        )
 
     def model_names(self, figure: Figure) -> list[str]:
         """The models to run: ``--models`` (checked against the figure's), else all of the figure's."""
@@ -429,26 +494,47 @@ def _data_options(args: PaperArgs) -> dict[str, Any]:
 
 
 def setting_options(args: PaperArgs, model: Model) -> dict[str, Any]:
-    """The training scripts' options that ``--setting`` sets for ``model`` (none for the defaults)."""
+    """The training scripts' options that ``--setting`` (with ``--hidden`` and
+    ``--policy-lr-schedule``) sets for ``model``."""
+    options: dict[str, Any] = {"hidden_width": args.hidden_width()}
+    if model.runner == "wpl":  # the REINFORCE / Q-learning routers have their own step sizes
+        options["policy_lr_schedule"] = args.wpl_policy_lr_schedule()
     if args.setting == "defaults":
-        return {}
-    options = dict(PAPER_BLOCK_TRAINING)
+        return options
+    options.update(PAPER_BLOCK_TRAINING)
     if model.runner != "baseline":  # the baselines have no router, hence no rho
         options["rho"] = PAPER_RHO[args.dataset]
     return options
 
 
 def run_name(model: Model, args: PaperArgs, seed: int) -> str:
-    """The run folder of a model: its budget-relevant settings are in the name."""
+    """The run folder of a model: every setting that changes what it trains is in the name.
+
+    The budget (data seed, subset sizes), ``-<setting>`` unless the defaults, ``-h<width>``
+    unless the scripts' 128 units, and for a WPL run ``-plr-<schedule>`` unless the
+    constant policy rate. Folders named before ``--hidden`` and ``--policy-lr-schedule``
+    existed (width 128, constant rate) keep their names, so that a run with other
+    settings never lands in one of them; :func:`check_reusable` checks the rest.
+    """
     train = "all" if args.max_train_samples is None else str(args.max_train_samples)
     test = "all" if args.max_test_samples is None else str(args.max_test_samples)
     setting = "" if args.setting == "defaults" else f"-{args.setting}"
+    width = args.hidden_width()
+    if width != SCRIPT_HIDDEN_WIDTH:
+        setting += f"-h{width}"
+    if model.runner == "wpl" and args.wpl_policy_lr_schedule() != "constant":
+        setting += f"-plr-{args.wpl_policy_lr_schedule()}"
     return f"{model.name}-{args.dataset}-d{args.data_seed}-n{train}-t{test}{setting}-s{seed}"
 
 
 def output_stem(figure: Figure, args: PaperArgs) -> str:
-    """The name of a figure's CSV, PNG and JSON (the setting is in it unless it is the default)."""
+    """The name of a figure's CSV, PNG and JSON: the setting is in it unless it is the default,
+    and so are a width (``_h<width>``) and a WPL schedule (``_plr-<schedule>``) other than the setting's."""
     setting = "" if args.setting == "defaults" else f"_{args.setting}-setting"
+    if args.hidden_width() != HIDDEN_WIDTH[args.setting]:
+        setting += f"_h{args.hidden_width()}"
+    if args.wpl_policy_lr_schedule() != POLICY_LR_SCHEDULE[args.setting]:
+        setting += f"_plr-{args.wpl_policy_lr_schedule()}"
     return f"{figure.key}_{args.dataset}{setting}"
 
 
@@ -542,11 +628,26 @@ def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> N
     check_run_kind(run_dir, expected=RUN_KIND[model.runner])
     saved = read_config(run_dir)
     expected = run_config(model, args, seed, run_dir)
-    differ = [
-        f"{k}={saved.get(k)!r} (now {v!r})"
-        for k, v in expected.items()
-        if k not in REUSE_MAY_DIFFER and k in saved and saved[k] != v
-    ]
+    # an option missing from config.json did not exist when the run was written: the run
+    # trained with that option's default (options are added with the old behaviour as their
+    # default), so it fits only a request for that default
+    script = load_script("train_baseline" if model.runner == "baseline" else "train_wpl")
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(script.Args) if f.default is not dataclasses.MISSING
+    }
+    differ = []
+    for k, v in expected.items():
+        if k in REUSE_MAY_DIFFER:
+            continue
+        if k in saved:
+            if saved[k] != v:
+                differ.append(f"{k}={saved[k]!r} (now {v!r})")
+        elif k not in defaults:
+            differ.append(f"{k} not recorded (now {v!r})")
+        elif defaults[k] != v:
+            differ.append(
+                f"{k} not recorded: the default {defaults[k]!r} of a run written before it (now {v!r})"
+            )
     if differ:
         raise ValueError(
             f"{run_dir} holds a run with other settings: {'; '.join(differ)}. "
@@ -577,15 +678,38 @@ def make_router(model: Model, args: PaperArgs, env: Any, *, seed: int, device: s
     )
 
 
-def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
+#: What a checkpoint of an ``"agents"`` run holds besides ``epoch`` and ``config`` (train_wpl.py's).
+AGENTS_CHECKPOINT_KEYS = ("wall_time_s", "env", "agents", "rng")
+
+
+def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path, *, resume: bool = False) -> None:
     """Train routers learned by REINFORCE / Q-learning, with ``train_wpl.py``'s env and evaluation.
 
-    On the batched path (``args.aec`` False) or through the AEC env, as ``train_wpl.py`` trains.
+    On the batched path (``args.aec`` False) or through the AEC env, as ``train_wpl.py``
+    trains. After every epoch the run writes ``checkpoint.pt`` as ``train_wpl.py`` does
+    (env, learners, RNG states); with ``resume`` it continues from that checkpoint, in
+    the routing path it was trained with, bit-identically to a run never interrupted.
     """
     train_wpl = load_script("train_wpl")
     if model.learner is None:
         raise ValueError(f"model {model.name} names no learner")
     run_args = script_args(model, args, seed, run_dir)
+    config = run_config(model, args, seed, run_dir)
+    checkpoint = None
+    if resume:  # checked before anything is built or written
+        saved = read_config(run_dir)
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        check_checkpoint(
+            checkpoint,
+            run_dir=run_dir,
+            kind=RUN_KIND["agents"],
+            keys=AGENTS_CHECKPOINT_KEYS,
+            config=saved,
+            may_change=REUSE_MAY_DIFFER,
+        )
+        aec = routing_path(model, run_dir) == "aec"  # it goes on in the path it was trained with
+        run_args = dataclasses.replace(run_args, aec=aec)
+        config["aec"] = aec
     torch.set_num_threads(args.torch_threads)
     seed_everything(seed)
     dataset: MultiTaskDataset = load_run_dataset(run_args)
@@ -599,8 +723,14 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
         f"{len(router)} {model.learner} agents ({'AEC' if run_args.aec else 'batched'} path)",
         file=sys.stderr,
     )
+    env_state = aec_env.unwrapped
+    start_epoch, wall_before = 0, 0.0
+    if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
+        env_state.load_state_dict(checkpoint["env"])
+        router.load_state_dict(checkpoint["agents"])
+        set_global_rng_state(checkpoint["rng"])
+        start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = run_config(model, args, seed, run_dir)
     write_config(
         run_dir,
         config,
@@ -608,11 +738,13 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
         extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}},
     )
     metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
-    env_state = aec_env.unwrapped
+    if checkpoint is not None:
+        metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
+        print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
     # the learning rate and the sample and update counts: the env has no public property for them yet
     engine = env_state.engine
     start = time.perf_counter()
-    for epoch in range(args.epochs):
+    for epoch in range(start_epoch, args.epochs):
         epoch_start = time.perf_counter()
         stats = run_epoch(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
         lr = engine.current_lr()  # the rate this epoch trained with (the env decays it lazily)
@@ -636,8 +768,19 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
                 test_accuracy_stochastic=stoch_acc,
                 test_accuracy_stochastic_per_task=stoch_per_task,
                 epoch_time_s=now - epoch_start,
-                wall_time_s=now - start,
+                wall_time_s=wall_before + now - start,
             )
+        )
+        save_checkpoint(
+            run_dir / CHECKPOINT_FILE,
+            {
+                "epoch": epoch + 1,
+                "wall_time_s": wall_before + now - start,
+                "env": env_state.state_dict(),
+                "agents": router.state_dict(),
+                "rng": global_rng_state(),
+                "config": config,
+            },
         )
         print(
             f"epoch {epoch + 1}/{args.epochs}: train {100 * stats.accuracy:.2f}%  test {100 * test_acc:.2f}% "
@@ -667,10 +810,15 @@ def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
     # the training scripts print their epoch lines and summary to stdout: keep stdout for results
     with contextlib.redirect_stdout(sys.stderr):
         if model.runner == "agents":
-            if run_dir.exists():  # cut short: these runs keep no checkpoint, start again
-                remove_run(run_dir)
-            with claim_run_dir(run_dir.parent, run_dir.name, prefix=model.name):  # held while it trains
-                run_agents(model, args, seed, run_dir)
+            if done and (run_dir / CHECKPOINT_FILE).is_file():
+                print(f"  resuming {run_dir} after epoch {done}{trained_in}", file=sys.stderr)
+                with RunLock(run_dir):  # held while it trains
+                    run_agents(model, args, seed, run_dir, resume=True)
+            else:
+                if run_dir.exists():  # cut short before its first checkpoint (or written without one)
+                    remove_run(run_dir)
+                with claim_run_dir(run_dir.parent, run_dir.name, prefix=model.name):  # held while it trains
+                    run_agents(model, args, seed, run_dir)
         else:
             script = load_script("train_wpl" if model.runner == "wpl" else "train_baseline")
             run_args = script_args(model, args, seed, run_dir)
@@ -726,12 +874,12 @@ def collect_rows(
     return rows
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] = CSV_COLUMNS) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+            writer.writerow({k: "" if row[k] is None else row[k] for k in columns})
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -749,8 +897,10 @@ def figure_title(figure: Figure, dataset: str) -> str:
 def plot(
     figure: Figure, rows: Sequence[Mapping[str, Any]], *, dataset: str, subtitle: str = ""
 ) -> PlotFigure:
-    """Test accuracy (greedy routes) per epoch for each model: the mean over seeds and its range.
+    """Test accuracy (greedy routes) per epoch for each model: the mean over seeds and a band.
 
+    The band is the mean ± the sample standard deviation over seeds from 3 seeds on, and
+    the range (min-max) over 2 seeds (:func:`seed_stats.band`); each legend entry says which.
     When ``dataset`` is the paper's for this figure, the paper's Table 2 values are drawn
     as open markers on dashed lines of the same colour.
     """
@@ -764,16 +914,26 @@ def plot(
             epochs = sorted({int(r["epoch"]) for r in mine})
             acc = [[100 * float(r["test_accuracy"]) for r in mine if int(r["epoch"]) == e] for e in epochs]
             seeds = len({r["seed"] for r in mine})
+            means = [float(np.mean(a)) for a in acc]
+            bands = [band(a) for a in acc]
+            kinds = sorted({b[2] for b in bands if b is not None}, reverse=True)
             ax.plot(
                 epochs,
-                [np.mean(a) for a in acc],
+                means,
                 "o-" if len(epochs) < 30 else "-",
                 color=color,
                 markersize=3,
-                label=f"{figure.labels[model]} (ours, {seeds} seed{'s' if seeds > 1 else ''})",
+                label=f"{figure.labels[model]} (ours, {seeds} seed{'s' if seeds > 1 else ''}"
+                + (f", band {' / '.join(kinds)})" if kinds else ")"),
             )
-            if seeds > 1:
-                ax.fill_between(epochs, [min(a) for a in acc], [max(a) for a in acc], color=color, alpha=0.2)
+            if kinds:
+                ax.fill_between(
+                    epochs,
+                    [m if b is None else b[0] for m, b in zip(means, bands, strict=True)],
+                    [m if b is None else b[1] for m, b in zip(means, bands, strict=True)],
+                    color=color,
+                    alpha=0.2,
+                )
         values = paper.get(model)
         if values is not None:
             points = [(e, v) for e, v in zip(TABLE2_EPOCHS, values, strict=True) if v is not None]
@@ -833,6 +993,14 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = output_stem(figure, args)
     paths = {kind: out_dir / f"{stem}.{kind}" for kind in ("csv", "png", "json")}
+    paths["stats"] = out_dir / f"{stem}_stats.csv"
+    context = {
+        "figure": figure.number,
+        "dataset": args.dataset,
+        "setting": args.setting,
+        "hidden_width": args.hidden_width(),
+        "policy_lr_schedule": args.wpl_policy_lr_schedule(),
+    }
     command = command_line(script, args)
     print(
         f"{figure_title(figure, args.dataset)}: {len(models)} models x {args.seeds} seeds, "
@@ -876,8 +1044,9 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 flush=True,
             )
             write_csv(paths["csv"], rows)
+            write_csv(paths["stats"], figure_statistics(rows, models, context=context), columns=STATS_COLUMNS)
             sizes = f"{rows[0]['train_samples']} train / {rows[0]['test_samples']} test samples"
-            subtitle = f"{args.epochs} epochs, {args.seeds} seed(s), {sizes}, {SETTING_LABELS[args.setting]}"
+            subtitle = f"{args.epochs} epochs, {args.seeds} seed(s), {sizes}\n{args.setting_label()}"
             plot(figure, rows, dataset=args.dataset, subtitle=subtitle).savefig(paths["png"], dpi=90)
             meta = {
                 "figure": figure.number,
@@ -886,6 +1055,10 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "args": dataclasses.asdict(args),
                 "epochs": args.epochs,
                 "seeds": list(range(args.seeds)),
+                "setting": args.setting,
+                "hidden_width": args.hidden_width(),
+                "policy_lr_schedule": args.wpl_policy_lr_schedule(),
+                "stats": paths["stats"].name,
                 "train_samples": rows[0]["train_samples"],
                 "test_samples": rows[0]["test_samples"],
                 "runs": run_info,
@@ -895,12 +1068,24 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
             }
             paths["json"].write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    final = {
-        m: [r for r in collect_rows(figure, args, runs) if r["model"] == m and r["epoch"] == args.epochs]
-        for m in models
-    }
+    rows = collect_rows(figure, args, runs)
+    final = {m: [r for r in rows if r["model"] == m and r["epoch"] == args.epochs] for m in models}
     for m, last_rows in final.items():
         accs = [100 * r["test_accuracy"] for r in last_rows]
-        print(f"{figure.labels[m]:<34} {np.mean(accs):6.2f}%  (epoch {args.epochs}, {len(accs)} seed(s))")
-    print(f"wrote {paths['csv']}, {paths['png']} and {paths['json']}", file=sys.stderr)
+        spread = f" ± {np.std(accs, ddof=1):.2f}" if len(accs) > 1 else ""
+        print(
+            f"{figure.labels[m]:<34} {np.mean(accs):6.2f}%{spread}  (epoch {args.epochs}, {len(accs)} seed(s))"
+        )
+    reference = "routing-all-fc"
+    if reference in models:
+        by_seed = {m: {r["seed"]: 100 * r["test_accuracy"] for r in final[m]} for m in models}
+        for m in models:
+            diff = paired_difference(by_seed[reference], by_seed[m], names=(reference, m))
+            if m == reference or diff is None:
+                continue
+            interval = "" if diff.ci_low is None else f", 95% CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}]"
+            print(
+                f"  {reference} - {m}: {diff.mean:+.2f} points over {diff.n} seed(s){interval}: {diff.note}"
+            )
+    print(f"wrote {paths['csv']}, {paths['stats']}, {paths['png']} and {paths['json']}", file=sys.stderr)
     return paths

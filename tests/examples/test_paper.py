@@ -211,14 +211,24 @@ def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
     }
     assert routing_paths(paper) == {"routing-all-fc": "batched", "cross-stitch-all-fc": None}
     assert "aec" not in configs["cross-stitch-all-fc"]  # a baseline has no routing path
-    for model, config in configs.items():  # SGD 1e-2, divided by 10 every 20 epochs
-        assert Path(config["output_dir"], config["run_name"]).name.endswith("-paper-s0")
+    for model, config in configs.items():  # SGD 1e-2, divided by 10 every 20 epochs; fc 48 (appendix 7.2)
         assert (config["optimizer"], config["lr"], config["lr_decay_every"]) == ("sgd", 1e-2, 20), model
+        assert config["hidden_width"] == 48, model
+    # the width and the WPL schedule are in the run folders' names (runs of other settings never share one)
+    names = {m: Path(c["output_dir"], c["run_name"]).name for m, c in configs.items()}
+    assert names["cross-stitch-all-fc"].endswith("-paper-h48-s0")
+    assert names["routing-all-fc"].endswith("-paper-h48-plr-blocks-s0")
+    # WPL's policy learning rate follows the blocks' schedule in the paper's setting
+    assert configs["routing-all-fc"]["policy_lr_schedule"] == "blocks"
+    assert (meta["hidden_width"], meta["policy_lr_schedule"]) == (48, "blocks")
     # digits-MTL stands in for MNIST-MTL, so it gets MNIST-MTL's rho
     assert configs["routing-all-fc"]["rho"] == runs.PAPER_RHO["mnist-mtl"] == 0.3
     commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
     assert "--optimizer sgd --lr 0.01 --lr-decay-every 20" in commands["cross-stitch-all-fc"]
-    assert "--rho 0.3" in commands["routing-all-fc"]
+    assert "--hidden-width 48" in commands["cross-stitch-all-fc"]
+    assert "--policy-lr-schedule" not in commands["cross-stitch-all-fc"]
+    assert "--rho 0.3 --policy-lr-schedule blocks" in commands["routing-all-fc"]
+    assert "--hidden-width 48" in commands["routing-all-fc"]
 
     table = table2.main(table2.Args(results_dir=str(tmp_path)))
     rows = [line for line in table.splitlines() if line.startswith("| 8 | routing-all-fc | ours | digits")]
