@@ -38,6 +38,7 @@ import torch
 
 from routing_env.baselines import (
     BaselineModel,
+    DeviceSplit,
     EpochStats,
     build_baseline,
     decay_lr,
@@ -205,14 +206,30 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         file=sys.stderr,
     )
 
+    # both splits held on the model's device once: no minibatch is copied from the host
+    train_data = DeviceSplit(dataset=dataset, split=dataset.train, device=args.device)
+    test_data = DeviceSplit(dataset=dataset, split=dataset.test, device=args.device)
     session_start = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         epoch_start = time.perf_counter()
         label = f"epoch {epoch + 1}/{args.epochs}"
+        drawn = [0.0]  # when the bar was last drawn
 
-        def show(stats: EpochStats, label: str = label, started: float = epoch_start) -> None:
+        def show(
+            stats: EpochStats, label: str = label, started: float = epoch_start, drawn: list[float] = drawn
+        ) -> None:
+            # the running accuracy is read from the device (a wait there): only when the bar is redrawn
+            now = time.perf_counter()
+            if now - drawn[0] < progress.min_interval_s:
+                return
+            drawn[0] = now
             progress.update(
-                label, stats.samples, len(dataset.train), started, f"train acc {stats.accuracy:.3f}"
+                label,
+                stats.samples,
+                len(dataset.train),
+                started,
+                f"train acc {stats.accuracy:.3f}",
+                force=True,
             )
 
         lr = optimizer.param_groups[0]["lr"]
@@ -223,13 +240,14 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             batch_size=args.batch_size,
             rng=data_rng,
             device=args.device,  # resolved at the start of main()
-            callback=show,
+            callback=show if progress.enabled else None,
+            data=train_data,
         )
         decay_lr(optimizer, epoch=epoch + 1, every=args.lr_decay_every, factor=args.lr_decay_factor)
         progress.clear()
         samples += stats.samples
         updates += stats.updates
-        test = evaluate_model(model, dataset, device=args.device)
+        test = evaluate_model(model, dataset, device=args.device, data=test_data)
 
         now = time.perf_counter()
         row = metrics_row(

@@ -27,15 +27,25 @@ minibatches of shuffled training samples, same loss with per-task class masks, s
 optimizer settings and learning-rate schedule via :func:`make_optimizer` and
 :func:`decay_lr`), so baselines and routing runs get the same budget.
 
-Shape legend: ``N`` batch, ``D`` flat feature width, ``K`` classes (the widest task),
-``T`` tasks (columns).
+Speed. On the CPU a head applies each task's blocks to that task's samples only (one
+small matmul per task present: the fewest FLOPs, and reading the task ids costs nothing
+there). On an accelerator that loop would wait on the device once per task and launch
+one set of small kernels per task, so a head instead stacks its blocks' weights and
+computes every task in one batched matmul (``torch.baddbmm`` over ``[T, N, D]``, or one
+GEMM when all tasks read the same input), then gathers each sample's own task
+(``batched``, chosen by the inputs' device unless set). :class:`DeviceSplit` holds a
+split on the device once; :func:`train_epoch` and :func:`evaluate_model` then gather and
+normalize minibatches there and keep the counts and losses on the device, reading them
+once per pass, so that no step waits on the device.
+
+Shape legend: ``N`` batch, ``D`` flat feature width (``I``/``O``: a block's input and
+output width), ``K`` classes (the widest task), ``T`` tasks (columns).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, cast
 
 import numpy as np
@@ -48,8 +58,11 @@ from routing_env.network import SimpleConvNet, fc_block
 
 __all__ = [
     "BASELINE_NAMES",
+    "EVAL_BATCH_SIZE_CPU",
+    "EVAL_BATCH_SIZE_DEVICE",
     "BaselineModel",
     "CrossStitchFC",
+    "DeviceSplit",
     "EpochStats",
     "SoftMixtureFC",
     "TaskSpecificFC",
@@ -96,12 +109,24 @@ def _check_sizes(num_tasks: int, hidden_width: int, output_size: int, fc_layers:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _check_tasks(tasks_N: torch.Tensor, num_tasks: int, batch: int) -> None:
+def _check_batched(batched: bool | None) -> bool | None:
+    if batched is not None and not isinstance(batched, bool):
+        raise TypeError(f"batched must be True, False or None (by device), got {batched!r}")
+    return batched
+
+
+def _runs_batched(batched: bool | None, x: torch.Tensor) -> bool:
+    """``batched``, or for None whether ``x`` is off the CPU (where a per-task loop waits on the device)."""
+    return x.device.type != "cpu" if batched is None else batched
+
+
+def _check_tasks(tasks_N: torch.Tensor, num_tasks: int, batch: int, *, check_range: bool = True) -> None:
+    # the shape is host metadata; the range check reads the ids (a device sync off the CPU)
     if tasks_N.dim() != 1 or tasks_N.shape[0] != batch:
         raise ValueError(
             f"tasks must be a 1-d tensor with one task id per sample ({batch}), got {tuple(tasks_N.shape)}"
         )
-    if batch and (int(tasks_N.min()) < 0 or int(tasks_N.max()) >= num_tasks):
+    if check_range and batch and (int(tasks_N.min()) < 0 or int(tasks_N.max()) >= num_tasks):
         raise ValueError(
             f"task ids must lie in [0, {num_tasks}), got [{int(tasks_N.min())}, {int(tasks_N.max())}]"
         )
@@ -118,12 +143,43 @@ def _per_task(
     return out
 
 
+# The batched forms: the fc blocks of one layer (``fc_block``: Linear, then ReLU unless a
+# classifier), one per task, computed together. Their weights are stacked on every call,
+# so each block keeps its own parameters (state-dict keys and optimizer state as in the
+# per-task form) and autograd hands each its slice of the gradient.
+def _stacked(blocks: Iterable[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W_TOI`` and ``b_TO``: the Linear weights and biases of ``T`` fc blocks."""
+    linears = [cast(nn.Linear, cast(nn.Sequential, block)[0]) for block in blocks]
+    return torch.stack([m.weight for m in linears]), torch.stack([m.bias for m in linears])
+
+
+def _all_tasks_shared(blocks: Iterable[nn.Module], x_NI: torch.Tensor, *, relu: bool) -> torch.Tensor:
+    """``v_TNO``: every block applied to the same input ``x_NI``, as one GEMM."""
+    W_TOI, b_TO = _stacked(blocks)
+    t, o, i = W_TOI.shape
+    v_TNO = torch.addmm(b_TO.reshape(t * o), x_NI, W_TOI.reshape(t * o, i).t()).view(-1, t, o).transpose(0, 1)
+    return F.relu(v_TNO) if relu else v_TNO
+
+
+def _all_tasks(blocks: Iterable[nn.Module], u_TNI: torch.Tensor, *, relu: bool) -> torch.Tensor:
+    """``v_TNO``: block ``t`` applied to ``u_TNI[t]`` for every ``t``, as one batched matmul."""
+    W_TOI, b_TO = _stacked(blocks)
+    v_TNO = torch.baddbmm(b_TO.unsqueeze(1), u_TNI, W_TOI.transpose(1, 2))
+    return F.relu(v_TNO) if relu else v_TNO
+
+
+def _own_task(v_TNK: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
+    """``v_NK``: each sample's row of its own task."""
+    return v_TNK[tasks_N, torch.arange(v_TNK.shape[1], device=v_TNK.device)]
+
+
 class BaselineModel(nn.Module):
     """A trunk followed by a multi-task head; ``forward(x_NCHW, tasks_N) -> logits_NK``.
 
     Args:
         trunk: The shared unrouted trunk (e.g. :class:`SimpleConvNet`).
-        head: A module called as ``head(features_ND, tasks_N)``.
+        head: A module called as ``head(features_ND, tasks_N, check_tasks=...)``
+            (:class:`TaskSpecificFC`, :class:`CrossStitchFC`, :class:`SoftMixtureFC`).
         name: The baseline's name (for logs).
     """
 
@@ -133,8 +189,29 @@ class BaselineModel(nn.Module):
         self.head = head
         self.name = name
 
-    def forward(self, x_NCHW: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x_NCHW), tasks_N)
+    def forward(
+        self, x_NCHW: torch.Tensor, tasks_N: torch.Tensor, *, check_tasks: bool = True
+    ) -> torch.Tensor:
+        """Logits ``[N, K]`` of each sample from its own task's classifier.
+
+        Args:
+            x_NCHW: Normalized inputs.
+            tasks_N: Task id of each sample, on the inputs' device.
+            check_tasks: Check that every id lies in ``[0, T)``. The check reads the ids
+                on the host: free on the CPU, a wait on the device elsewhere, so
+                :func:`train_epoch` and :func:`evaluate_model` skip it for a
+                :class:`DeviceSplit`, whose ids were checked once.
+        """
+        return self.head(self.trunk(x_NCHW), tasks_N, check_tasks=check_tasks)
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """The parameters only samples of ``task`` use (its own column or classifier).
+
+        :func:`train_epoch` sets their gradients to None in a minibatch without that task,
+        so that the optimizer skips them whether the head ran per task or batched.
+        """
+        head_parameters = getattr(self.head, "task_parameters", None)
+        return list(head_parameters(task)) if callable(head_parameters) else []
 
 
 class TaskSpecificFC(nn.Module):
@@ -148,9 +225,18 @@ class TaskSpecificFC(nn.Module):
         fc_layers: Fully connected layers in all (the paper: 3).
         task_specific_layers: How many of the last fc layers are private to each task:
             1 (``task-specific-1-fc``) up to ``fc_layers`` (``task-specific-all-fc``).
+        batched: How the private layers run. False: each task's column on that task's
+            samples only (one small matmul per task present, reading the task ids on the
+            host). True: every column on every sample in one batched matmul, then each
+            sample's own column is gathered (``T`` times the FLOPs, no host sync: the
+            fast form on a GPU). None (default): True off the CPU, False on it. The two
+            agree up to float rounding; batched, the columns of tasks absent from the
+            batch get zero gradients instead of None (:func:`train_epoch` drops them).
+            A plain attribute, so it can be changed after construction.
 
     Raises:
         ValueError: On non-positive sizes or ``task_specific_layers`` outside ``[1, fc_layers]``.
+        TypeError: On a ``batched`` that is not a bool or None.
     """
 
     def __init__(
@@ -162,6 +248,7 @@ class TaskSpecificFC(nn.Module):
         num_tasks: int,
         fc_layers: int = 3,
         task_specific_layers: int = 1,
+        batched: bool | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
@@ -171,6 +258,7 @@ class TaskSpecificFC(nn.Module):
         shared = fc_layers - task_specific_layers
         self.num_tasks = num_tasks
         self.output_size = output_size
+        self.batched = _check_batched(batched)
         self.shared = nn.Sequential(*[fc_block(widths[i], widths[i + 1]) for i in range(shared)])
         self.columns = nn.ModuleList(
             nn.Sequential(
@@ -182,16 +270,36 @@ class TaskSpecificFC(nn.Module):
             for _ in range(num_tasks)
         )
 
-    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
-        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0])
-        return _per_task(self.columns, self.shared(x_ND), tasks_N, self.output_size)
+    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor, *, check_tasks: bool = True) -> torch.Tensor:
+        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0], check_range=check_tasks)
+        h_ND = self.shared(x_ND)
+        if not _runs_batched(self.batched, x_ND):
+            return _per_task(self.columns, h_ND, tasks_N, self.output_size)
+        columns = [cast(nn.Sequential, column) for column in self.columns]
+        private = len(columns[0])
+        # the first private layer reads the shared features: one GEMM for every column
+        v_TNO = _all_tasks_shared([c[0] for c in columns], h_ND, relu=private > 1)
+        for depth in range(1, private):
+            v_TNO = _all_tasks([c[depth] for c in columns], v_TNO, relu=depth < private - 1)
+        return _own_task(v_TNO, tasks_N)
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """The parameters of task ``task``'s private column."""
+        return list(self.columns[task].parameters())
 
 
 class _ColumnsFC(nn.Module):
     """``T`` columns of fc layers whose hidden activations are mixed between layers."""
 
     def __init__(
-        self, *, in_features: int, hidden_width: int, output_size: int, num_tasks: int, fc_layers: int
+        self,
+        *,
+        in_features: int,
+        hidden_width: int,
+        output_size: int,
+        num_tasks: int,
+        fc_layers: int,
+        batched: bool | None,
     ) -> None:
         super().__init__()
         _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
@@ -199,6 +307,7 @@ class _ColumnsFC(nn.Module):
         self.num_tasks = num_tasks
         self.output_size = output_size
         self.fc_layers = fc_layers
+        self.batched = _check_batched(batched)
         # layers[l][i]: block of column (task) i in fc layer l, as in the routed network
         self.layers = nn.ModuleList(
             nn.ModuleList(
@@ -215,8 +324,18 @@ class _ColumnsFC(nn.Module):
         """Inputs of layer ``layer`` (>= 1) of every column from the previous activations."""
         raise NotImplementedError
 
-    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
-        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0])
+    def _layer_input(self, layer: int, v_TND: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """:meth:`mix`, or ``(u_ND, True)`` when every column reads the same input."""
+        return self.mix(layer, v_TND), False
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """The parameters of task ``task``'s classifier (the hidden blocks feed every task)."""
+        return list(self.layer(self.fc_layers - 1)[task].parameters())
+
+    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor, *, check_tasks: bool = True) -> torch.Tensor:
+        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0], check_range=check_tasks)
+        if _runs_batched(self.batched, x_ND):
+            return self._forward_batched(x_ND, tasks_N)
         last = self.fc_layers - 1
         if last == 0:  # a single fc layer: nothing to mix
             return _per_task(self.layer(0), x_ND, tasks_N, self.output_size)
@@ -229,6 +348,17 @@ class _ColumnsFC(nn.Module):
         # the last layer: each sample only needs its own task's classifier
         n = torch.arange(x_ND.shape[0], device=x_ND.device)
         return _per_task(self.layer(last), u_TND[tasks_N, n], tasks_N, self.output_size)
+
+    def _forward_batched(self, x_ND: torch.Tensor, tasks_N: torch.Tensor) -> torch.Tensor:
+        # every layer as one batched matmul over the columns (no per-task loop, no host sync)
+        last = self.fc_layers - 1
+        v_TND = _all_tasks_shared(self.layer(0), x_ND, relu=last > 0)
+        for index in range(1, last + 1):
+            u, shared = self._layer_input(index, v_TND)
+            blocks, relu = self.layer(index), index < last
+            v_TND = _all_tasks_shared(blocks, u, relu=relu) if shared else _all_tasks(blocks, u, relu=relu)
+        # the last layer ran every classifier on every sample: keep each sample's own task's
+        return _own_task(v_TND, tasks_N)
 
 
 class CrossStitchFC(_ColumnsFC):
@@ -244,9 +374,13 @@ class CrossStitchFC(_ColumnsFC):
             :class:`TaskSpecificFC`.
         self_weight: Initial diagonal of each cross-stitch matrix, in ``[0, 1]``
             (Misra et al. use 0.9).
+        batched: Every column and classifier in one batched matmul per layer (True), or
+            one block call per column and a per-task classifier (False); None (default):
+            batched off the CPU. As in :class:`TaskSpecificFC`.
 
     Raises:
         ValueError: On non-positive sizes or ``self_weight`` outside ``[0, 1]``.
+        TypeError: On a ``batched`` that is not a bool or None.
     """
 
     def __init__(
@@ -258,6 +392,7 @@ class CrossStitchFC(_ColumnsFC):
         num_tasks: int,
         fc_layers: int = 3,
         self_weight: float = 0.9,
+        batched: bool | None = None,
     ) -> None:
         super().__init__(
             in_features=in_features,
@@ -265,6 +400,7 @@ class CrossStitchFC(_ColumnsFC):
             output_size=output_size,
             num_tasks=num_tasks,
             fc_layers=fc_layers,
+            batched=batched,
         )
         if not 0.0 <= self_weight <= 1.0:
             raise ValueError(f"self_weight must be in [0, 1], got {self_weight}")
@@ -299,10 +435,24 @@ class SoftMixtureFC(_ColumnsFC):
     Args:
         in_features, hidden_width, output_size, num_tasks, fc_layers: As in
             :class:`TaskSpecificFC`.
+        batched: Every block of a layer as one GEMM (they all read the same mixture) and
+            every classifier on every sample (True), or one call per block and a per-task
+            classifier (False); None (default): batched off the CPU.
+
+    Raises:
+        ValueError: On non-positive sizes.
+        TypeError: On a ``batched`` that is not a bool or None.
     """
 
     def __init__(
-        self, *, in_features: int, hidden_width: int, output_size: int, num_tasks: int, fc_layers: int = 3
+        self,
+        *,
+        in_features: int,
+        hidden_width: int,
+        output_size: int,
+        num_tasks: int,
+        fc_layers: int = 3,
+        batched: bool | None = None,
     ) -> None:
         super().__init__(
             in_features=in_features,
@@ -310,6 +460,7 @@ class SoftMixtureFC(_ColumnsFC):
             output_size=output_size,
             num_tasks=num_tasks,
             fc_layers=fc_layers,
+            batched=batched,
         )
         self.mixture_logits = nn.ParameterList(
             nn.Parameter(torch.zeros(num_tasks)) for _ in range(fc_layers - 1)
@@ -320,8 +471,11 @@ class SoftMixtureFC(_ColumnsFC):
         return torch.softmax(self.mixture_logits[layer - 1], dim=0)
 
     def mix(self, layer: int, v_TND: torch.Tensor) -> torch.Tensor:
-        u_ND = torch.einsum("j,jnd->nd", self.mixture_weights(layer), v_TND)
-        return u_ND.unsqueeze(0).expand(self.num_tasks, -1, -1)
+        return self._layer_input(layer, v_TND)[0].unsqueeze(0).expand(self.num_tasks, -1, -1)
+
+    def _layer_input(self, layer: int, v_TND: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        # every block of the layer reads the same mixture
+        return torch.einsum("j,jnd->nd", self.mixture_weights(layer), v_TND), True
 
 
 def build_baseline(
@@ -334,6 +488,7 @@ def build_baseline(
     fc_layers: int = 3,
     cross_stitch_self_weight: float = 0.9,
     seed: int = 0,
+    batched: bool | None = None,
 ) -> BaselineModel:
     """Build the baseline called ``name`` for ``dataset`` with weights drawn from ``seed``.
 
@@ -346,9 +501,12 @@ def build_baseline(
         fc_layers: Fully connected layers after the trunk (the paper: 3).
         cross_stitch_self_weight: Initial diagonal of the cross-stitch units.
         seed: Seed of the initial weights (torch's global generator is left untouched).
+        batched: How the head runs its per-task blocks (see :class:`TaskSpecificFC`):
+            None (default) batches them off the CPU and loops over tasks on it.
 
     Raises:
         ValueError: On an unknown name, a regression dataset, or invalid sizes.
+        TypeError: On a ``batched`` that is not a bool or None.
     """
     if name not in BASELINE_NAMES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINE_NAMES)}")
@@ -370,6 +528,7 @@ def build_baseline(
         "output_size": max(dataset.num_classes),
         "num_tasks": dataset.num_tasks,
         "fc_layers": fc_layers,
+        "batched": _check_batched(batched),
     }
     with torch.random.fork_rng(devices=[]):  # the CPU generator only: CUDA's are left alone
         torch.random.default_generator.manual_seed(seed)
@@ -428,21 +587,188 @@ def _masked(logits_NK: torch.Tensor, tasks_N: torch.Tensor, mask_TK: torch.Tenso
     return logits_NK.masked_fill(~mask_TK.to(logits_NK.device)[tasks_N], float("-inf"))
 
 
-@dataclass
+class DeviceSplit:
+    """One split of a dataset held on a device, so that a pass over it copies nothing from the host.
+
+    The images stay as stored (``uint8`` takes a quarter of float32's memory); each
+    minibatch is gathered and normalized on the device with the operations of
+    :meth:`MultiTaskDataset.normalize` (so the same values on the CPU). The task ids are
+    kept on the host too, where :func:`train_epoch` counts the samples of each task
+    without waiting on the device. Build one per split and device, once, and pass it to
+    every :func:`train_epoch` / :func:`evaluate_model` call; on the CPU it shares the
+    split's tensors (no copy).
+
+    Args:
+        dataset: The dataset (its per-channel normalization and its tasks).
+        split: One of its splits: ``dataset.train`` or ``dataset.test``.
+        device: Where to hold the split.
+
+    Attributes:
+        split: The split it holds.
+        device: The device it is on (with its index, e.g. ``cuda:0``).
+        inputs_NCHW: The images as stored, on ``device``.
+        tasks_N: The task ids, on ``device``.
+        targets_N: The targets, on ``device``.
+        tasks_host_N: The task ids as a NumPy array.
+
+    Raises:
+        TypeError: When ``dataset`` is not a :class:`MultiTaskDataset` or ``split`` not a
+            :class:`TaskSplit`.
+        ValueError: When a task id lies outside ``[0, T)``.
+    """
+
+    def __init__(
+        self, *, dataset: MultiTaskDataset, split: TaskSplit, device: str | torch.device = "cpu"
+    ) -> None:
+        if not isinstance(dataset, MultiTaskDataset):
+            raise TypeError(f"dataset must be a MultiTaskDataset, got {type(dataset).__name__}")
+        if not isinstance(split, TaskSplit):
+            raise TypeError(
+                f"split must be a TaskSplit (dataset.train or dataset.test), got {type(split).__name__}"
+            )
+        tasks_host_N = split.tasks_N.cpu().numpy()
+        if len(tasks_host_N) and (tasks_host_N.min() < 0 or tasks_host_N.max() >= dataset.num_tasks):
+            raise ValueError(
+                f"task ids must lie in [0, {dataset.num_tasks}), got [{tasks_host_N.min()}, {tasks_host_N.max()}]"
+            )
+        self.split = split
+        self.tasks_host_N = tasks_host_N
+        self.inputs_NCHW = split.inputs_NCHW.to(device)
+        self.tasks_N = split.tasks_N.to(device)
+        self.targets_N = split.targets_N.to(device)
+        self.device = self.tasks_N.device
+        # as MultiTaskDataset.normalize builds them, held on the device
+        channels = (1, -1, 1, 1)
+        self._mean_1C11 = torch.tensor(dataset.mean, dtype=torch.float32).view(channels).to(device)
+        self._std_1C11 = torch.tensor(dataset.std, dtype=torch.float32).view(channels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.tasks_host_N)
+
+    def batch(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalized inputs, task ids and targets of the samples at ``index``, on the device.
+
+        Args:
+            index: Sample indices (an int64 tensor on the device) or a slice.
+        """
+        inputs_NCHW = self.inputs_NCHW[index]
+        x_NCHW = inputs_NCHW.float()
+        if inputs_NCHW.dtype == torch.uint8:
+            x_NCHW = x_NCHW / 255.0
+        return (x_NCHW - self._mean_1C11) / self._std_1C11, self.tasks_N[index], self.targets_N[index]
+
+
+def _device_split(
+    dataset: MultiTaskDataset, split: TaskSplit, device: str | torch.device, data: DeviceSplit | None
+) -> DeviceSplit:
+    """``data`` checked against ``split`` and ``device``, or ``split`` held on ``device`` for one pass."""
+    if data is None:
+        return DeviceSplit(dataset=dataset, split=split, device=device)
+    if not isinstance(data, DeviceSplit):
+        raise TypeError(f"data must be a DeviceSplit or None, got {type(data).__name__}")
+    if data.split is not split:
+        which = "dataset.train" if split is dataset.train else "the split to evaluate"
+        raise ValueError(
+            f"data holds another split than {which}; build it with DeviceSplit(dataset=..., split=..., device=...)"
+        )
+    wanted = torch.device(device)
+    if wanted.type != data.device.type or wanted.index not in (None, data.device.index):
+        raise ValueError(
+            f"data is held on {data.device}, but device is {wanted}: build it on the model's device"
+        )
+    return data
+
+
 class EpochStats:
     """Counts of one pass over a split.
 
-    Attributes:
+    While :func:`train_epoch` or :func:`evaluate_model` runs, the correct counts and the
+    losses stay on the model's device so that no step waits on it; reading
+    :attr:`correct_T` or :attr:`loss_sum` (or what derives from them) copies what changed
+    to the host: once per pass when read at the end, one wait on the device per read in a
+    callback. :attr:`samples` and :attr:`total_T` are counted on the host and never wait.
+
+    Args:
         correct_T: Correct predictions per task.
         total_T: Samples per task.
         loss_sum: Sum of the per-sample losses (training only; 0 in evaluation).
         updates: Optimizer steps taken (training only).
+
+    Attributes:
+        total_T: Samples per task.
+        updates: Optimizer steps taken (training only).
     """
 
-    correct_T: np.ndarray
-    total_T: np.ndarray
-    loss_sum: float = 0.0
-    updates: int = 0
+    def __init__(
+        self, *, correct_T: np.ndarray, total_T: np.ndarray, loss_sum: float = 0.0, updates: int = 0
+    ) -> None:
+        self.total_T = total_T
+        self.updates = updates
+        self._correct_T = correct_T
+        self._loss_sum = float(loss_sum)
+        self._counts_T: torch.Tensor | None = None  # the correct counts, on the device, while counting there
+        self._counts_read = True  # _correct_T holds _counts_T
+        self._losses: list[tuple[torch.Tensor, int]] = []  # (mean loss, samples) of updates not yet summed
+        self._first_nonfinite: tuple[int, float] | None = None
+
+    @classmethod
+    def _on_device(cls, num_tasks: int, device: torch.device) -> EpochStats:
+        stats = cls(
+            correct_T=np.zeros(num_tasks, dtype=np.int64), total_T=np.zeros(num_tasks, dtype=np.int64)
+        )
+        stats._counts_T = torch.zeros(num_tasks, dtype=torch.int64, device=device)
+        return stats
+
+    def _count(
+        self, logits_NK: torch.Tensor, tasks_N: torch.Tensor, targets_N: torch.Tensor, samples_T: np.ndarray
+    ) -> None:
+        """Add a minibatch's correct predictions (on the device) and samples per task (on the host)."""
+        if self._counts_T is None:
+            raise RuntimeError("these stats were built from host counts; only a pass counts on a device")
+        correct_N = logits_NK.argmax(dim=1) == targets_N
+        self._counts_T.index_add_(0, tasks_N, correct_N.to(torch.int64))
+        self._counts_read = False
+        self.total_T += samples_T
+
+    def _add_update(self, loss: torch.Tensor, samples: int) -> None:
+        """Keep an update's mean loss (a 0-d tensor on the device) for :attr:`loss_sum`."""
+        self._losses.append((loss.detach(), samples))
+        self.updates += 1
+
+    def _read_losses(self) -> None:
+        # one copy from the device for every loss kept since the last read; the sum runs
+        # in update order in Python floats, as when each loss was read after its step
+        if not self._losses:
+            return
+        values = torch.stack([loss for loss, _ in self._losses]).tolist()
+        first = self.updates - len(self._losses) + 1
+        for i, (value, (_, samples)) in enumerate(zip(values, self._losses, strict=True)):
+            if self._first_nonfinite is None and not math.isfinite(value):
+                self._first_nonfinite = (first + i, value)
+            self._loss_sum += value * samples
+        self._losses = []
+
+    def _read_counts(self) -> None:
+        if not self._counts_read and self._counts_T is not None:
+            self._correct_T = self._counts_T.cpu().numpy().copy()
+            self._counts_read = True
+
+    def _read(self) -> None:
+        """Copy what the device holds to the host (the end of a pass: one wait on the device)."""
+        self._read_losses()
+        self._read_counts()
+
+    @property
+    def correct_T(self) -> np.ndarray:
+        """Correct predictions per task."""
+        self._read_counts()
+        return self._correct_T
+
+    @property
+    def loss_sum(self) -> float:
+        """Sum of the per-sample losses (training only; 0 in evaluation)."""
+        self._read_losses()
+        return self._loss_sum
 
     @property
     def accuracy(self) -> float:
@@ -457,6 +783,12 @@ class EpochStats:
     def samples(self) -> int:
         return int(self.total_T.sum())
 
+    def __repr__(self) -> str:
+        return (
+            f"EpochStats(correct_T={self.correct_T!r}, total_T={self.total_T!r}, "
+            f"loss_sum={self.loss_sum!r}, updates={self.updates!r})"
+        )
+
 
 def train_epoch(
     model: BaselineModel,
@@ -467,14 +799,22 @@ def train_epoch(
     rng: np.random.Generator,
     device: str | torch.device = "cpu",
     callback: Callable[[EpochStats], None] | None = None,
+    data: DeviceSplit | None = None,
+    finite_check: Literal["update", "epoch"] | None = None,
 ) -> EpochStats:
     """One epoch over the shuffled training split in minibatches of ``batch_size``.
 
     As in the env: one optimizer step per minibatch on the mean cross-entropy (with the
     per-task class masks), gradients of unused parameters left ``None`` so the optimizer
-    skips them. The training accuracy counts each sample's prediction made in the
-    forward pass of its own minibatch, before that minibatch's step (as the env's
-    training accuracy counts predictions along the sampled routes).
+    skips them (a batched head gives the columns of tasks absent from a minibatch zero
+    gradients; they are set back to None from the task ids on the host). The training
+    accuracy counts each sample's prediction made in the forward pass of its own
+    minibatch, before that minibatch's step (as the env's training accuracy counts
+    predictions along the sampled routes).
+
+    Nothing in a step waits on the device: minibatches are gathered from ``data`` on the
+    device, the counts and losses stay there and are read once, at the end (see
+    :class:`EpochStats`), and the loss is checked as ``finite_check`` says.
 
     Args:
         model: The baseline (trained in place; put in train mode).
@@ -483,46 +823,76 @@ def train_epoch(
         batch_size: Samples per optimizer step.
         rng: Generator of the data order (advanced by one permutation).
         device: Where the model lives.
-        callback: Called after each minibatch with the running stats.
+        callback: Called after each minibatch with the running stats. Reading their
+            accuracy or loss waits on the device: off the CPU, read them only now and then.
+        data: ``dataset.train`` held on ``device`` (:class:`DeviceSplit`): build it once
+            and pass it every epoch. None holds the split there for this call only (one
+            copy of it per call off the CPU).
+        finite_check: When the loss is checked to be finite. ``"update"``: before each
+            optimizer step, so a non-finite loss is refused before it changes any weight
+            (one wait on the device per step off the CPU). ``"epoch"``: once, when the
+            pass ends (no wait per step); the updates from the bad one on have run, so
+            the weights are no longer usable: reload a checkpoint. None (default):
+            ``"update"`` on the CPU, where the check costs nothing, ``"epoch"`` elsewhere.
+
+    Raises:
+        ValueError: On a bad ``batch_size`` or ``finite_check``, or ``data`` of another
+            split or device.
+        FloatingPointError: On a non-finite training loss, naming the first update that
+            had one.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if finite_check not in (None, "update", "epoch"):
+        raise ValueError(f"finite_check must be 'update', 'epoch' or None, got {finite_check!r}")
     split = dataset.train
+    data = _device_split(dataset, split, device, data)
+    num_tasks = dataset.num_tasks
     mask_TK = _class_mask(dataset, max(dataset.num_classes))
-    stats = EpochStats(
-        correct_T=np.zeros(dataset.num_tasks, dtype=np.int64),
-        total_T=np.zeros(dataset.num_tasks, dtype=np.int64),
-    )
+    mask_TK = None if mask_TK is None else mask_TK.to(data.device)
+    check_each_update = data.device.type == "cpu" if finite_check is None else finite_check == "update"
+    private = [model.task_parameters(t) for t in range(num_tasks)]
+    stats = EpochStats._on_device(num_tasks, data.device)
     model.train()
-    perm = torch.from_numpy(rng.permutation(len(split)).astype(np.int64))
-    for start in range(0, len(perm), batch_size):
-        idx = perm[start : start + batch_size]
-        x = dataset.normalize(split.inputs_NCHW[idx]).to(device)
-        tasks, targets = split.tasks_N[idx], split.targets_N[idx]
-        logits = _masked(model(x, tasks.to(device)), tasks, mask_TK)
-        loss = F.cross_entropy(logits, targets.to(device))
-        if not torch.isfinite(loss):
+    perm_N = rng.permutation(len(split)).astype(np.int64)
+    perm_on_device_N = torch.from_numpy(perm_N).to(data.device)  # one copy per epoch
+    for start in range(0, len(perm_N), batch_size):
+        idx = perm_on_device_N[start : start + batch_size]
+        x, tasks, targets = data.batch(idx)
+        logits = _masked(model(x, tasks, check_tasks=False), tasks, mask_TK)
+        loss = F.cross_entropy(logits, targets)
+        if check_each_update and not torch.isfinite(loss):
             raise FloatingPointError(
-                f"non-finite training loss ({loss.item()}) at update {stats.updates + 1}"
+                f"non-finite training loss ({loss.item()}) at update {stats.updates + 1}; "
+                f"it was not applied (the parameters are as after update {stats.updates})"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        samples_T = np.bincount(data.tasks_host_N[perm_N[start : start + batch_size]], minlength=num_tasks)
+        for t in np.flatnonzero(samples_T == 0).tolist():  # the optimizer skips the absent tasks
+            for p in private[t]:
+                p.grad = None
         optimizer.step()
-        stats.updates += 1
-        stats.loss_sum += float(loss.detach()) * len(idx)
-        _count(stats, logits.detach(), tasks, targets)
+        stats._add_update(loss, len(idx))
+        stats._count(logits.detach(), tasks, targets, samples_T)
         if callback is not None:
             callback(stats)
+    stats._read()
+    if stats._first_nonfinite is not None:
+        update, value = stats._first_nonfinite
+        raise FloatingPointError(
+            f"non-finite training loss ({value}) at update {update} of {stats.updates}, found when the "
+            f"epoch ended (finite_check='epoch'): the updates from {update} on were applied, so the "
+            "weights are no longer usable; reload the last checkpoint (finite_check='update' refuses "
+            "the first bad update, at one wait on the device per step)"
+        )
     return stats
 
 
-def _count(
-    stats: EpochStats, logits_NK: torch.Tensor, tasks_N: torch.Tensor, targets_N: torch.Tensor
-) -> None:
-    correct = (logits_NK.argmax(dim=1).cpu() == targets_N).numpy()
-    tasks = tasks_N.numpy()
-    np.add.at(stats.correct_T, tasks, correct.astype(np.int64))
-    np.add.at(stats.total_T, tasks, 1)
+#: :func:`evaluate_model`'s batch size on the CPU (results as in earlier versions, bit for
+#: bit) and on other devices (large batches keep an accelerator busy).
+EVAL_BATCH_SIZE_CPU = 512
+EVAL_BATCH_SIZE_DEVICE = 4096
 
 
 @torch.no_grad()
@@ -531,25 +901,45 @@ def evaluate_model(
     dataset: MultiTaskDataset,
     *,
     split: TaskSplit | None = None,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
+    data: DeviceSplit | None = None,
 ) -> EpochStats:
-    """Accuracy per task on ``split`` (default: the test split), model in eval mode."""
-    split = dataset.test if split is None else split
+    """Accuracy per task on ``split`` (default: the test split), model in eval mode.
+
+    Args:
+        model: The baseline (left in the mode it was in, weights unchanged).
+        dataset: The multi-task data.
+        split: The split to test; None: ``data``'s split, or ``dataset.test``.
+        batch_size: Samples per forward pass; None: :data:`EVAL_BATCH_SIZE_CPU` on the
+            CPU, :data:`EVAL_BATCH_SIZE_DEVICE` elsewhere.
+        device: Where the model lives.
+        data: The split held on ``device`` (:class:`DeviceSplit`): build it once and pass
+            it every epoch. None holds the split there for this call only.
+
+    Raises:
+        ValueError: On a bad ``batch_size``, or ``data`` of another split or device.
+    """
+    if split is None:
+        split = data.split if isinstance(data, DeviceSplit) else dataset.test
+    data = _device_split(dataset, split, device, data)
+    if batch_size is None:
+        batch_size = EVAL_BATCH_SIZE_CPU if data.device.type == "cpu" else EVAL_BATCH_SIZE_DEVICE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    num_tasks = dataset.num_tasks
     mask_TK = _class_mask(dataset, max(dataset.num_classes))
-    stats = EpochStats(
-        correct_T=np.zeros(dataset.num_tasks, dtype=np.int64),
-        total_T=np.zeros(dataset.num_tasks, dtype=np.int64),
-    )
+    mask_TK = None if mask_TK is None else mask_TK.to(data.device)
+    stats = EpochStats._on_device(num_tasks, data.device)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(split), batch_size):
+        for start in range(0, len(data), batch_size):
             idx = slice(start, start + batch_size)
-            x = dataset.normalize(split.inputs_NCHW[idx]).to(device)
-            tasks, targets = split.tasks_N[idx], split.targets_N[idx]
-            logits = _masked(model(x, tasks.to(device)), tasks, mask_TK)
-            _count(stats, logits, tasks, targets)
+            x, tasks, targets = data.batch(idx)
+            logits = _masked(model(x, tasks, check_tasks=False), tasks, mask_TK)
+            stats._count(logits, tasks, targets, np.bincount(data.tasks_host_N[idx], minlength=num_tasks))
     finally:
         model.train(was_training)
+    stats._read()
     return stats

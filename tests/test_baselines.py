@@ -1,8 +1,10 @@
-"""The non-routed baselines: shapes, initialization, where gradients flow, training steps."""
+"""The non-routed baselines: shapes, initialization, where gradients flow, training steps,
+the batched heads and device-held data (CUDA checks skip without a GPU)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ import torch
 from routing_env import RoutingEnv
 from routing_env.baselines import (
     BASELINE_NAMES,
+    EVAL_BATCH_SIZE_CPU,
     CrossStitchFC,
+    DeviceSplit,
     SoftMixtureFC,
     TaskSpecificFC,
     build_baseline,
@@ -37,18 +41,20 @@ def batch(tasks, seed=0):
     return torch.randn(len(tasks), D, generator=g), torch.tensor(tasks)
 
 
-def heads():
+def head_of(name, *, fc_layers=3, batched=None):
     torch.manual_seed(0)
-    return {
-        "task-specific-1-fc": TaskSpecificFC(
-            in_features=D, hidden_width=H, output_size=K, num_tasks=T, task_specific_layers=1
-        ),
-        "task-specific-all-fc": TaskSpecificFC(
-            in_features=D, hidden_width=H, output_size=K, num_tasks=T, task_specific_layers=3
-        ),
-        "cross-stitch-all-fc": CrossStitchFC(in_features=D, hidden_width=H, output_size=K, num_tasks=T),
-        "soft-mixture-all-fc": SoftMixtureFC(in_features=D, hidden_width=H, output_size=K, num_tasks=T),
-    }
+    sizes = dict(
+        in_features=D, hidden_width=H, output_size=K, num_tasks=T, fc_layers=fc_layers, batched=batched
+    )
+    if name == "task-specific-1-fc":
+        return TaskSpecificFC(**sizes, task_specific_layers=1)
+    if name == "task-specific-all-fc":
+        return TaskSpecificFC(**sizes, task_specific_layers=fc_layers)
+    return (CrossStitchFC if name == "cross-stitch-all-fc" else SoftMixtureFC)(**sizes)
+
+
+def heads(batched=None):
+    return {name: head_of(name, batched=batched) for name in BASELINE_NAMES}
 
 
 def grads_of(module):
@@ -283,3 +289,336 @@ def test_task_specific_baselines_learn_digits(digits, name):
     for _ in range(5):
         train_epoch(model, optimizer, digits, batch_size=64, rng=rng)
     assert evaluate_model(model, digits).accuracy > 0.97
+
+
+# ----------------------------------------------------------------- batched heads
+@pytest.mark.parametrize("fc_layers", [1, 2, 3])
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_batched_heads_match_the_per_task_loop(name, fc_layers):
+    loop = head_of(name, fc_layers=fc_layers, batched=False)
+    batched = head_of(name, fc_layers=fc_layers, batched=True)
+    with torch.no_grad():  # a trained-looking cross-stitch / mixture, not the near-identity start
+        for p in [*getattr(loop, "stitch", []), *getattr(loop, "mixture_logits", [])]:
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    batched.load_state_dict(loop.state_dict())  # the same parameters under the same keys
+    x, tasks = batch([0, 2, 0, 1, 2, 2])  # task 3 is absent
+    out_loop, out_batched = loop(x, tasks), batched(x, tasks)
+    assert torch.allclose(out_batched, out_loop, atol=1e-6)
+    weights = torch.randn(out_loop.shape, generator=torch.Generator().manual_seed(2))
+    (out_loop * weights).sum().backward()
+    (out_batched * weights).sum().backward()
+    g_loop, g_batched = grads_of(loop), grads_of(batched)
+    absent = {id(p) for p in loop.task_parameters(3)}
+    assert absent and {id(p) for p in loop.parameters() if p.grad is None} == absent
+    for key, grad in g_loop.items():
+        if grad is None:  # task 3's own blocks: zero in the batched form (train_epoch drops them)
+            assert not g_batched[key].any(), key
+        else:
+            assert torch.allclose(g_batched[key], grad, atol=1e-6), key
+
+
+def test_heads_loop_over_tasks_on_the_cpu_unless_batched():
+    x, tasks = batch([0, 1])
+    for batched in (None, False, True):
+        head = heads(batched)["task-specific-all-fc"]
+        assert head.batched is batched
+        head(x, tasks).sum().backward()
+        grads = [p.grad for p in head.task_parameters(3)]
+        if batched:  # every column took part in the batched matmul
+            assert all(g is not None and not g.any() for g in grads)
+        else:  # None picks the per-task loop on the CPU: task 3's column never ran
+            assert all(g is None for g in grads)
+    with pytest.raises(TypeError, match="batched must be True, False or None"):
+        TaskSpecificFC(in_features=D, hidden_width=H, output_size=K, num_tasks=T, batched="yes")
+    with pytest.raises(TypeError, match="batched"):
+        CrossStitchFC(in_features=D, hidden_width=H, output_size=K, num_tasks=T, batched=1)
+
+
+def test_state_dict_keys_are_those_of_earlier_checkpoints(digits):
+    # the batched form stacks the per-task blocks' weights on the fly: the parameters, their
+    # keys and the optimizer state keep the per-task layout, so older checkpoints load as they are
+    expected = {
+        "task-specific-1-fc": ["head.shared.0.0.weight", "head.shared.1.0.bias", "head.columns.9.0.0.weight"],
+        "task-specific-all-fc": ["head.columns.0.0.0.weight", "head.columns.9.2.0.bias"],
+        "cross-stitch-all-fc": ["head.layers.0.0.0.weight", "head.layers.2.9.0.bias", "head.stitch.1"],
+        "soft-mixture-all-fc": ["head.layers.1.5.0.weight", "head.mixture_logits.0"],
+    }
+    for name in BASELINE_NAMES:
+        loop = build_baseline(name, dataset=digits, seed=0, batched=False)
+        batched = build_baseline(name, dataset=digits, seed=1, batched=True)
+        assert list(batched.state_dict()) == list(loop.state_dict())
+        assert set(expected[name]) <= set(loop.state_dict()), name
+        batched.load_state_dict(loop.state_dict())
+        assert all(torch.equal(v, batched.state_dict()[k]) for k, v in loop.state_dict().items())
+    with pytest.raises(TypeError, match="batched"):
+        build_baseline("task-specific-1-fc", dataset=digits, batched="auto")
+
+
+def adam_steps(model, optimizer):
+    return {
+        n: int(optimizer.state[p]["step"]) if p in optimizer.state else 0 for n, p in model.named_parameters()
+    }
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_a_batched_head_trains_like_the_per_task_loop(digits, name):
+    # minibatches of 4 samples miss most of the 10 tasks: in both forms the optimizer skips
+    # the columns of absent tasks (SGD's momentum and Adam's would otherwise move them)
+    tiny = subsample(digits, max_train=80, max_test=40, seed=1)
+
+    def run(batched, **settings):
+        model = build_baseline(name, dataset=tiny, seed=0, batched=batched)
+        optimizer = make_optimizer(model, **settings)
+        stats = train_epoch(model, optimizer, tiny, batch_size=4, rng=np.random.default_rng(0))
+        return model, optimizer, stats
+
+    sgd = dict(optimizer="sgd", lr=1e-2, momentum=0.9)
+    (loop, _, loop_stats), (batched, _, batched_stats) = run(False, **sgd), run(True, **sgd)
+    for key, value in loop.state_dict().items():
+        assert torch.allclose(batched.state_dict()[key], value, atol=1e-5), key
+    assert batched_stats.total_T.tolist() == loop_stats.total_T.tolist()
+    assert batched_stats.loss_sum == pytest.approx(loop_stats.loss_sum, rel=1e-5)
+    # Adam turns rounding noise into full steps (the conv biases before batch norm have
+    # none but noise), so its weights are not compared; its step counts are, exactly
+    adam = dict(optimizer="adam", lr=1e-3)
+    (loop, loop_opt, loop_stats), (batched, batched_opt, _) = run(False, **adam), run(True, **adam)
+    steps = adam_steps(loop, loop_opt)
+    assert adam_steps(batched, batched_opt) == steps
+    assert min(steps.values()) < loop_stats.updates == 20  # some column did miss updates
+
+
+# ----------------------------------------------------------------- data held on the device
+def test_device_split_normalizes_like_the_dataset_and_shares_cpu_tensors(small):
+    data = DeviceSplit(dataset=small, split=small.train)
+    assert len(data) == len(small.train) and data.device == torch.device("cpu")
+    assert data.inputs_NCHW.data_ptr() == small.train.inputs_NCHW.data_ptr()  # no copy on the CPU
+    for index in (torch.tensor([5, 0, 17, 5]), slice(3, 9)):
+        x, tasks, targets = data.batch(index)
+        assert torch.equal(x, small.normalize(small.train.inputs_NCHW[index]))
+        assert torch.equal(tasks, small.train.tasks_N[index])
+        assert torch.equal(targets, small.train.targets_N[index])
+    floats = MultiTaskDataset(
+        name="floats",
+        train=TaskSplit(torch.rand(4, 2, 8, 8), torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 1, 0])),
+        test=TaskSplit(torch.rand(2, 2, 8, 8), torch.tensor([0, 1]), torch.tensor([1, 0])),
+        num_classes=(2, 2),
+        mean=(0.5, 0.25),
+        std=(0.2, 0.1),
+    )
+    x, _, _ = DeviceSplit(dataset=floats, split=floats.test).batch(slice(None))
+    assert torch.equal(x, floats.normalize(floats.test.inputs_NCHW))
+
+
+def test_held_data_trains_and_tests_exactly_as_before(small):
+    def run(hold):
+        model = build_baseline("cross-stitch-all-fc", dataset=small, seed=0)
+        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        rng = np.random.default_rng(0)
+        train = DeviceSplit(dataset=small, split=small.train) if hold else None
+        test = DeviceSplit(dataset=small, split=small.test) if hold else None
+        out = []
+        for _ in range(2):
+            stats = train_epoch(model, optimizer, small, batch_size=32, rng=rng, data=train)
+            tested = evaluate_model(model, small, data=test)
+            out.append((stats.correct_T.tolist(), stats.loss_sum, tested.correct_T.tolist()))
+        return model, out
+
+    (held, held_out), (plain, plain_out) = run(True), run(False)
+    assert held_out == plain_out
+    assert all(torch.equal(v, held.state_dict()[k]) for k, v in plain.state_dict().items())
+    # the default evaluation batch on the CPU is the one used so far
+    assert evaluate_model(held, small).correct_T.tolist() == (
+        evaluate_model(held, small, batch_size=EVAL_BATCH_SIZE_CPU).correct_T.tolist()
+    )
+    train_counts = evaluate_model(held, small, data=DeviceSplit(dataset=small, split=small.train))
+    assert train_counts.samples == len(small.train)  # data's own split when none is named
+
+
+def test_held_data_must_be_of_the_split_and_device(small):
+    model = build_baseline("task-specific-1-fc", dataset=small, seed=0)
+    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    test = DeviceSplit(dataset=small, split=small.test)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"data holds another split than dataset\.train"):
+        train_epoch(model, optimizer, small, batch_size=8, rng=rng, data=test)
+    with pytest.raises(ValueError, match="data is held on cpu, but device is meta"):
+        evaluate_model(model, small, data=test, device="meta")
+    with pytest.raises(TypeError, match="data must be a DeviceSplit"):
+        evaluate_model(model, small, data=small.test)
+    with pytest.raises(ValueError, match="finite_check must be"):
+        train_epoch(model, optimizer, small, batch_size=8, rng=rng, finite_check="never")
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        evaluate_model(model, small, batch_size=0)
+    with pytest.raises(TypeError, match="split must be a TaskSplit"):
+        DeviceSplit(dataset=small, split="train")
+    with pytest.raises(TypeError, match="dataset must be a MultiTaskDataset"):
+        DeviceSplit(dataset=small.train, split=small.train)
+    bad = TaskSplit(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 10]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"task ids must lie in \[0, 10\), got \[0, 10\]"):
+        DeviceSplit(dataset=small, split=bad)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not optimizer.state and rng.random() == np.random.default_rng(0).random()
+
+
+def test_running_stats_read_every_step_change_nothing(small):
+    # the counts and losses stay on the device and are read when asked: reading them after
+    # every step (a progress bar) gives the same figures, bit for bit, as reading them once
+    def run(callback, finite_check):
+        model = build_baseline("task-specific-all-fc", dataset=small, seed=0)
+        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        stats = train_epoch(
+            model,
+            optimizer,
+            small,
+            batch_size=64,
+            rng=np.random.default_rng(0),
+            callback=callback,
+            finite_check=finite_check,
+        )
+        return model, stats
+
+    seen = []
+    read, read_stats = run(lambda s: seen.append((s.samples, s.accuracy, s.loss_sum)), "epoch")
+    once, once_stats = run(None, "update")
+    assert read_stats.loss_sum == once_stats.loss_sum
+    assert read_stats.correct_T.tolist() == once_stats.correct_T.tolist()
+    assert all(torch.equal(v, read.state_dict()[k]) for k, v in once.state_dict().items())
+    assert [n for n, _, _ in seen] == list(range(64, 641, 64))
+    assert seen[-1] == (once_stats.samples, once_stats.accuracy, once_stats.loss_sum)
+    assert all(a[2] < b[2] for a, b in zip(seen[:-1], seen[1:], strict=True))
+
+
+def poison_after(update, model, snapshot=None):
+    """A callback that makes the trunk's output NaN once ``update`` updates are done."""
+
+    def callback(stats):
+        if stats.updates == update:
+            with torch.no_grad():
+                model.trunk.body[0].weight[0, 0, 0, 0] = float("nan")
+            if snapshot is not None:
+                snapshot.update({k: p.detach().clone() for k, p in model.named_parameters()})
+
+    return callback
+
+
+def test_a_non_finite_loss_is_refused_before_its_update(small):
+    model = build_baseline("task-specific-1-fc", dataset=small, seed=0)
+    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    snapshot = {}
+    # the default on the CPU, where checking each loss costs nothing
+    with pytest.raises(
+        FloatingPointError,
+        match=r"non-finite training loss \(nan\) at update 3; it was not applied "
+        r"\(the parameters are as after update 2\)",
+    ):
+        train_epoch(
+            model,
+            optimizer,
+            small,
+            batch_size=64,
+            rng=np.random.default_rng(0),
+            callback=poison_after(2, model, snapshot),
+        )
+    for key, p in model.named_parameters():
+        assert torch.allclose(p, snapshot[key], rtol=0, atol=0, equal_nan=True), key
+    assert {int(state["step"]) for state in optimizer.state.values()} == {2}
+
+
+def test_a_non_finite_loss_found_at_the_end_of_the_epoch_names_its_update(small):
+    model = build_baseline("soft-mixture-all-fc", dataset=small, seed=0)
+    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    # what a GPU run does by default: no wait on the device per step, one check per epoch
+    with pytest.raises(
+        FloatingPointError,
+        match=r"non-finite training loss \(nan\) at update 3 of 10, found when the epoch ended "
+        r"\(finite_check='epoch'\): the updates from 3 on were applied.*reload the last checkpoint",
+    ):
+        train_epoch(
+            model,
+            optimizer,
+            small,
+            batch_size=64,
+            rng=np.random.default_rng(0),
+            callback=poison_after(2, model),
+            finite_check="epoch",
+        )
+
+
+# ----------------------------------------------------------------- CUDA (skipped without a GPU)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def full_float32_on_cuda():
+    """No TF32 on the GPU, so that it differs from the CPU only in the order of sums."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_cuda_step_matches_the_cpu(small, full_float32_on_cuda, name):
+    # one minibatch: the batched head on the GPU gives the per-task loop's logits and gradients
+    x = small.normalize(small.train.inputs_NCHW[:64])
+    tasks, targets = small.train.tasks_N[:64], small.train.targets_N[:64]
+    grads = {}
+    for device in ("cpu", "cuda"):
+        model = build_baseline(name, dataset=small, seed=0).to(device)
+        logits = model(x.to(device), tasks.to(device))
+        torch.nn.functional.cross_entropy(logits, targets.to(device)).backward()
+        grads[device] = (logits.detach().cpu(), {k: p.grad for k, p in model.named_parameters()})
+    (cpu_logits, cpu_grads), (gpu_logits, gpu_grads) = grads["cpu"], grads["cuda"]
+    assert torch.allclose(gpu_logits, cpu_logits, rtol=1e-4, atol=1e-5)
+    for key, grad in cpu_grads.items():
+        if grad is None:  # a task absent from the minibatch: zero in the batched form
+            assert not gpu_grads[key].any(), key
+        else:
+            assert torch.allclose(gpu_grads[key].cpu(), grad, rtol=1e-3, atol=1e-5), key
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_cuda_epoch_matches_the_cpu(small, full_float32_on_cuda, name):
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = build_baseline(name, dataset=small, seed=0).to(device)
+        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        train = DeviceSplit(dataset=small, split=small.train, device=device)
+        test = DeviceSplit(dataset=small, split=small.test, device=device)
+        rng = np.random.default_rng(0)
+        stats = train_epoch(model, optimizer, small, batch_size=64, rng=rng, device=device, data=train)
+        results[device] = (stats, evaluate_model(model, small, device=device, data=test))
+    (cpu, cpu_test), (gpu, gpu_test) = results["cpu"], results["cuda"]
+    assert gpu.updates == cpu.updates == 10 and gpu.total_T.tolist() == cpu.total_T.tolist()
+    assert gpu.loss_sum == pytest.approx(cpu.loss_sum, rel=1e-3)
+    assert np.abs(gpu.correct_T - cpu.correct_T).sum() <= 3  # of 640 training predictions
+    assert gpu_test.total_T.tolist() == cpu_test.total_T.tolist()
+    assert np.abs(gpu_test.correct_T - cpu_test.correct_T).sum() <= 2  # of 200 test samples
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_cuda_steps_never_wait_on_the_device(small, name):
+    model = build_baseline(name, dataset=small, seed=0).cuda()
+    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    train = DeviceSplit(dataset=small, split=small.train, device="cuda")
+    test = DeviceSplit(dataset=small, split=small.test, device="cuda")
+    rng = np.random.default_rng(0)
+    train_epoch(model, optimizer, small, batch_size=16, rng=rng, device="cuda", data=train)  # warm-up
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            stats = train_epoch(model, optimizer, small, batch_size=16, rng=rng, device="cuda", data=train)
+            evaluate_model(model, small, device="cuda", data=test)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    # per epoch: the data order's copy to the device and the counts and losses read once;
+    # per evaluation: the counts read once. A wait per step would give at least 40.
+    assert stats.updates == 40
+    assert 1 <= len(syncs) <= 6, syncs

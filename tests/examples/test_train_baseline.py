@@ -1,8 +1,10 @@
-"""examples/train_baseline.py on tiny budgets: every model, the shared CSV format, resume."""
+"""examples/train_baseline.py on tiny budgets: every model, the shared CSV format, resume,
+the progress bar."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -73,6 +75,26 @@ def test_resume_is_bit_identical(train_baseline, tmp_path):
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so that the progress bar is drawn."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_reads_the_running_accuracy_and_changes_no_result(
+    train_baseline, tmp_path, monkeypatch
+):
+    common = dict(TINY, model="task-specific-1-fc", epochs=2, batch_size=32, output_dir=str(tmp_path))
+    train_baseline.main(train_baseline.Args(run_name="quiet", **common))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train_baseline.main(train_baseline.Args(run_name="bar", **{**common, "progress": True}))
+    assert "epoch 1/2 [" in terminal.getvalue() and "train acc 0." in terminal.getvalue()
+    quiet = read_rows(tmp_path / "quiet" / "metrics.csv")
+    assert without_times(read_rows(tmp_path / "bar" / "metrics.csv")) == without_times(quiet)
 
 
 def test_every_option_has_help(train_baseline):
