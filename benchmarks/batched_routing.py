@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
-from routing_env.baselines import build_baseline, make_optimizer, train_epoch
+from routing_env.baselines import DeviceSplit, build_baseline, make_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit
 
 LOOPS = ("plain", "batched", "aec", "cross-stitch")
@@ -135,9 +135,10 @@ def cross_stitch_epoch_factory(
     model = build_baseline("cross-stitch-all-fc", dataset=data, seed=0).to(device)
     opt = make_optimizer(model, optimizer="adam", lr=1e-3)
     rng = np.random.default_rng(0)
+    held = DeviceSplit(dataset=data, split=data.train, device=device)  # as train_baseline.py does
 
     def epoch() -> None:
-        train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device)
+        train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device, data=held)
 
     return epoch
 
