@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import routing_env
-from routing_env import RoutingEnv, RoutingNetwork, fc_block
+from routing_env import RoutingEnv, RoutingNetwork, TrainingConfig, fc_block
 from routing_env.datasets import MultiTaskDataset, TaskSplit, digits_mtl
 
 from .helpers import fixed_routes, random_choice, run_episodes
@@ -275,6 +275,8 @@ def test_wrapped_env_refuses_step_before_reset(digits):
         (dict(dataset="digits"), TypeError, "MultiTaskDataset"),
         (dict(routing="sideways"), ValueError, "routing must be"),
         (dict(router="dispatched", num_routers=0), ValueError, "num_routers"),
+        (dict(preset="fast"), ValueError, r"preset must be one of \['default', 'paper'\]"),
+        (dict(momentum=0.9), ValueError, "applies to optimizer='sgd' only"),
     ],
 )
 def test_bad_configs_are_refused(digits, kwargs, error, message):
@@ -408,3 +410,20 @@ def test_checkpoint_mid_minibatch_is_refused(digits):
     run_episodes(env, 3, random_choice(0), seed=0)
     with pytest.raises(RuntimeError, match="between training minibatches"):
         env.state_dict()
+
+
+def test_default_block_training_is_train_wpls_and_the_papers_is_a_preset(digits):
+    default = RoutingEnv(dataset=digits).training
+    assert (default.optimizer, default.lr, default.batch_size) == ("adam", 1e-3, 64)
+    assert (default.lr_decay_every, default.lr_decay_factor) == (10, 0.1)
+    paper = RoutingEnv(dataset=digits, preset="paper")
+    assert paper.training == TrainingConfig.paper() == TrainingConfig.preset("paper")
+    assert (paper.training.optimizer, paper.training.lr, paper.training.lr_decay_every) == ("sgd", 1e-2, 20)
+    paper.reset(seed=0)
+    assert isinstance(paper.engine.optimizer, torch.optim.SGD) and paper.engine.current_lr() == 1e-2
+    # an argument given replaces the preset's value, the others stay the preset's
+    mixed = RoutingEnv(dataset=digits, preset="paper", batch_size=16, lr_decay_every=None).training
+    assert mixed == TrainingConfig.paper(batch_size=16, lr_decay_every=None)
+    assert RoutingEnv(dataset=digits, lr=3e-3).training == TrainingConfig(lr=3e-3)
+    with pytest.raises(TypeError, match=r"no field\(s\) \['learning_rate'\]"):
+        TrainingConfig.paper(learning_rate=0.1)
