@@ -6,10 +6,11 @@ benchmark trains on CIFAR-shaped synthetic inputs (the shapes, task count and ba
 size of CIFAR-MTL; the pixel values do not change the arithmetic), times a slice of an
 epoch and projects it to the full budget:
 
-- ``routing``: per-task tabular WPL routers (``examples/train_wpl.py``'s defaults)
-  driving the env through the AEC API: 3 routing decisions per sample, block training
-  every 64 samples; then a greedy evaluation pass through the env (counted twice in the
-  projection: ``train_wpl.py`` also evaluates the sampled routes each epoch);
+- ``routing``: per-task tabular WPL routers (``examples/train_wpl.py``'s defaults) on
+  the batched path (``routing-aec``: through the AEC API, one decision per step): 3
+  routing decisions per sample, block training every 64 samples; then a greedy
+  evaluation pass (counted twice in the projection: ``train_wpl.py`` also evaluates the
+  sampled routes each epoch);
 - ``cross-stitch``: the cross-stitch-all-fc baseline trained by plain PyTorch
   (``routing_env.baselines.train_epoch``), then evaluated.
 
@@ -33,8 +34,8 @@ import torch
 from env_overhead import cifar_shaped
 
 import routing_env
-from agents import WPL, MultiAgentRouter, evaluate, train
-from routing_env.baselines import build_baseline, evaluate_model, make_optimizer, train_epoch
+from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
+from routing_env.baselines import DeviceSplit, build_baseline, evaluate_model, make_optimizer, train_epoch
 
 #: CIFAR-MTL's split sizes (CIFAR-100: 500 train and 100 test images per class, 100 classes).
 CIFAR_MTL_TRAIN, CIFAR_MTL_TEST = 50_000, 10_000
@@ -45,21 +46,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_routing(data, device: torch.device, batch_size: int, warmup: int) -> tuple[float, float]:
-    """Seconds per training sample and per evaluation sample of per-task WPL through the env."""
-    env = routing_env.env(dataset=data, batch_size=batch_size, optimizer="adam", lr=1e-3, device=str(device))
+def time_routing(
+    data, device: torch.device, batch_size: int, warmup: int, *, batched: bool = True
+) -> tuple[float, float]:
+    """Seconds per training sample and per evaluation sample of per-task WPL through the env
+    (the batched path, or the per-sample AEC path)."""
+    kwargs = dict(dataset=data, batch_size=batch_size, optimizer="adam", lr=1e-3, device=str(device))
+    env = routing_env.batched_env(**kwargs) if batched else routing_env.env(**kwargs)
     router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
-    train(env, router, num_samples=warmup, seed=0)  # first kernels, allocator, caches
+    run = train_batched if batched else train
+    run(env, router, num_samples=warmup, seed=0)  # first kernels, allocator, caches
     sync(device)
     start = time.perf_counter()
-    train(env, router, num_samples=len(data.train) - warmup)
+    stats = run(env, router, num_samples=len(data.train) - warmup)
     sync(device)
-    train_s = (time.perf_counter() - start) / (len(data.train) - warmup)
+    train_s = (time.perf_counter() - start) / stats.num_samples
     start = time.perf_counter()
-    evaluate(env, router, num_samples=len(data.test))
+    if batched:
+        evaluate_batched(env, router)
+    else:
+        evaluate(env, router, num_samples=len(data.test))
     sync(device)
     eval_s = (time.perf_counter() - start) / len(data.test)
-    env.close()
     return train_s, eval_s
 
 
@@ -68,14 +76,16 @@ def time_baseline(data, device: torch.device, batch_size: int, warmup: int) -> t
     model = build_baseline("cross-stitch-all-fc", dataset=data, seed=0).to(device)
     opt = make_optimizer(model, optimizer="adam", lr=1e-3)
     rng = np.random.default_rng(0)
-    train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device)  # warm-up epoch
+    train_held = DeviceSplit(dataset=data, split=data.train, device=device)
+    test_held = DeviceSplit(dataset=data, split=data.test, device=device)
+    train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device, data=train_held)  # warm-up
     sync(device)
     start = time.perf_counter()
-    train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device)
+    train_epoch(model, opt, data, batch_size=batch_size, rng=rng, device=device, data=train_held)
     sync(device)
     train_s = (time.perf_counter() - start) / len(data.train)
     start = time.perf_counter()
-    evaluate_model(model, data, device=device)
+    evaluate_model(model, data, device=device, data=test_held)
     sync(device)
     eval_s = (time.perf_counter() - start) / len(data.test)
     return train_s, eval_s
@@ -97,14 +107,16 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch intra-op threads (the training scripts' default: 1)"
     )
     parser.add_argument(
-        "--models", default="routing,cross-stitch", help="comma-separated: routing, cross-stitch"
+        "--models",
+        default="routing,routing-aec,cross-stitch",
+        help="comma-separated: routing (batched path), routing-aec (per-sample AEC path), cross-stitch",
     )
     args = parser.parse_args()
     devices = [torch.device(d) for d in (args.device or ["cpu"])]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = set(models) - {"routing", "cross-stitch"}
+    unknown = set(models) - {"routing", "routing-aec", "cross-stitch"}
     if unknown:
-        parser.error(f"--models: unknown {sorted(unknown)}; expected routing, cross-stitch")
+        parser.error(f"--models: unknown {sorted(unknown)}; expected routing, routing-aec, cross-stitch")
     if args.samples < 200:
         parser.error("--samples must be at least 200")
     torch.set_num_threads(args.threads)
@@ -121,9 +133,13 @@ def main() -> None:
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         for model in models:
-            timer = time_routing if model == "routing" else time_baseline
-            train_s, eval_s = timer(data, device, args.batch_size, warmup)
-            passes = 2 if model == "routing" else 1  # train_wpl.py: greedy and sampled routes
+            if model == "cross-stitch":
+                train_s, eval_s = time_baseline(data, device, args.batch_size, warmup)
+            else:
+                train_s, eval_s = time_routing(
+                    data, device, args.batch_size, warmup, batched=model == "routing"
+                )
+            passes = 1 if model == "cross-stitch" else 2  # train_wpl.py: greedy and sampled routes
             epoch_s = CIFAR_MTL_TRAIN * train_s + passes * CIFAR_MTL_TEST * eval_s
             print(
                 f"{model:<14}{name[:25]:<26}{1 / train_s:>10.0f}{1 / eval_s:>10.0f}"
