@@ -4,12 +4,23 @@ Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, appendix, Table 2 (%
 accuracy after 1, 5, 10, 20, 50 and 100 epochs for every model of Figs. 4-8). Reads
 every ``<figure>_<dataset>.csv`` (and its ``.json``: the command and budget) that
 ``fig04_rl_algorithms.py``, ``fig05_architectures.py`` and
-``fig06_08_routing_vs_baselines.py`` wrote to ``--results-dir``, and prints a Markdown
-table: for each figure and model, the paper's row, then one row per dataset we ran it
-on (mean over seeds of the greedy-route test accuracy; empty where we ran fewer
-epochs), with the epochs, seeds, samples, wall time per run and a key to the command
-that produced it (listed under the table, with the equivalent single-run commands).
-Models of a figure that were not run on the paper's dataset get a "not run" row.
+``fig06_08_routing_vs_baselines.py`` wrote to ``--results-dir``, and prints Markdown:
+
+- Table 2: for each figure and model, the paper's row, then one row per dataset and
+  setting we ran it on (in the order digits-MTL, MNIST-MTL, Fashion-MTL, CIFAR-MTL,
+  MIN-MTL; the defaults before the paper's setting): the mean ± sample standard
+  deviation over seeds of the greedy-route test accuracy (empty where we ran fewer
+  epochs), with the routed fc width, the epochs actually run and the seeds, the samples,
+  the wall time per run and a key to the command that produced it. Models of a figure
+  that were not run on the paper's dataset get a "not run" row.
+- Paired differences: for each figure, dataset and setting, routing-all-fc minus each
+  other model of the figure at the last epoch both have, paired by seed, with the
+  per-seed differences, their mean, a 95% t-interval and whether the seeds call it
+  (``seed_stats.py``: fewer than 3 seeds, or an interval that spans 0, call nothing).
+- The commands behind the keys, with the equivalent single-run commands.
+
+Figure files written before ``--hidden`` and ``--policy-lr-schedule`` existed record
+neither; their runs used the scripts' 128 units and a constant WPL policy rate.
 
 With ``--output FILE`` the table replaces what lies between the lines
 ``<!-- table2:begin -->`` and ``<!-- table2:end -->`` of FILE (a new FILE gets just the
@@ -26,12 +37,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
-from paper_runs import DATASET_LABELS, FIGURES, PAPER_TABLE2, TABLE2_EPOCHS, read_csv
+from paper_runs import DATASET_LABELS, FIGURES, PAPER_TABLE2, SCRIPT_HIDDEN_WIDTH, TABLE2_EPOCHS, read_csv
+from seed_stats import MIN_SEEDS_TO_CALL, accuracy_by_seed, paired_difference, summarize
 
-from routing_env.training import parse_args
+from routing_env.training import DatasetName, parse_args
 
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 
@@ -61,6 +73,28 @@ class Result:
         """The block-training setting of the runs (``--setting``; older files: the defaults)."""
         return str(self.meta.get("args", {}).get("setting", "defaults"))
 
+    @property
+    def hidden_width(self) -> int:
+        """The routed fc width of the runs (older files: the scripts' 128, the only one then)."""
+        return int(self.meta.get("hidden_width", SCRIPT_HIDDEN_WIDTH))
+
+    @property
+    def policy_lr_schedule(self) -> str:
+        """The WPL policy-lr schedule of the runs (older files: constant, the only one then)."""
+        return str(self.meta.get("policy_lr_schedule", "constant"))
+
+    def label(self) -> str:
+        """The dataset (a substitute for the paper's?), setting, fc width and WPL schedule."""
+        text = DATASET_LABELS.get(self.dataset, self.dataset)
+        if self.dataset != FIGURES[self.figure].paper_dataset:
+            text += " (substitute)"
+        if self.setting != "defaults":
+            text += f", {self.setting} setting"
+        text += f", fc {self.hidden_width}"
+        if self.policy_lr_schedule != "constant":
+            text += f", WPL lr {self.policy_lr_schedule} schedule"
+        return text
+
 
 def load_results(results_dir: Path) -> list[Result]:
     """Every figure CSV (with its JSON) in ``results_dir``, in figure order."""
@@ -72,7 +106,18 @@ def load_results(results_dir: Path) -> list[Result]:
             continue
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         results.append(Result(figure=str(meta["figure"]), dataset=meta["dataset"], rows=rows, meta=meta))
-    results.sort(key=lambda r: (int(r.figure), r.dataset, r.setting != "defaults", r.setting))
+    order = {name: i for i, name in enumerate(get_args(DatasetName))}
+    results.sort(
+        key=lambda r: (
+            int(r.figure),
+            order.get(r.dataset, len(order)),
+            r.dataset,
+            r.setting != "defaults",
+            r.setting,
+            r.hidden_width,
+            r.policy_lr_schedule,
+        )
+    )
     for i, result in enumerate(results):
         result.key = f"C{i + 1}"
     return results
@@ -91,36 +136,117 @@ def our_row(result: Result, model: str, label: str) -> list[str] | None:
     rows = [r for r in result.rows if r["model"] == model]
     if not rows:
         return None
-    seeds = sorted({r["seed"] for r in rows})
+    seeds = sorted({int(r["seed"]) for r in rows})
 
-    def mean_at(epoch: int) -> float | None:
-        values = [float(r["test_accuracy"]) for r in rows if int(r["epoch"]) == epoch]
-        return 100 * float(np.mean(values)) if len(values) == len(seeds) else None
+    def cell_at(epoch: int) -> str:
+        """Mean ± std over the seeds at ``epoch``; empty unless every seed reached it."""
+        by_seed = accuracy_by_seed(rows, model, epoch)
+        if len(by_seed) != len(seeds):
+            return ""
+        s = summarize(list(by_seed.values()))
+        return f"{s.mean:.2f}" + ("" if s.std is None else f" ± {s.std:.2f}")
 
-    last = max(int(r["epoch"]) for r in rows)
-    cells = []
-    for epoch in TABLE2_EPOCHS:
-        value = mean_at(epoch)
-        cells.append("" if value is None else f"{value:.2f}")
-    last_value = mean_at(last)
-    walls = [max(float(r["wall_time_s"]) for r in rows if r["seed"] == s) for s in seeds]
+    ran = [max(int(r["epoch"]) for r in rows if int(r["seed"]) == s) for s in seeds]
+    last = min(ran)  # the last epoch every seed has
+    cells = [cell_at(epoch) for epoch in TABLE2_EPOCHS]
+    last_cell = cell_at(last)
+    walls = [max(float(r["wall_time_s"]) for r in rows if int(r["seed"]) == s) for s in seeds]
     first = rows[0]
-    dataset = DATASET_LABELS.get(result.dataset, result.dataset)
-    if result.dataset != FIGURES[result.figure].paper_dataset:
-        dataset += " (substitute)"
-    if result.setting != "defaults":
-        dataset += f", {result.setting} setting"
+    epochs = f"{last}" if min(ran) == max(ran) else f"{min(ran)}-{max(ran)}"
     return [
         result.figure,
         label,
         "ours",
-        f"{dataset}, {first['train_samples']}/{first['test_samples']}",
+        f"{result.label()}, {first['train_samples']}/{first['test_samples']}",
         *cells,
-        "" if last_value is None else f"{last_value:.2f} (ep. {last})",
-        f"{last} x {len(seeds)}",
+        "" if not last_cell else f"{last_cell} (ep. {last})",
+        f"{epochs} x {len(seeds)}",
         _fmt_time(float(np.mean(walls))),
         result.key,
     ]
+
+
+#: The model every other model of a figure is compared with.
+REFERENCE = "routing-all-fc"
+
+
+def paired_rows(result: Result) -> list[list[str]]:
+    """The paired-differences rows of ``result``: routing-all-fc minus each other model."""
+    figure = FIGURES[result.figure]
+    present = {r["model"] for r in result.rows}
+    if REFERENCE not in present:
+        return []
+
+    def last_epochs(model: str) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for r in result.rows:
+            if r["model"] == model:
+                out[int(r["seed"])] = max(out.get(int(r["seed"]), 0), int(r["epoch"]))
+        return out
+
+    reference = last_epochs(REFERENCE)
+    lines = []
+    for model in figure.models:
+        if model == REFERENCE or model not in present:
+            continue
+        other = last_epochs(model)
+        seeds = set(reference) & set(other)
+        if not seeds:
+            continue
+        epoch = min(min(reference[s], other[s]) for s in seeds)  # the last epoch both have for every seed
+        diff = paired_difference(
+            accuracy_by_seed(result.rows, REFERENCE, epoch),
+            accuracy_by_seed(result.rows, model, epoch),
+            names=(REFERENCE, figure.labels.get(model, model)),
+        )
+        if diff is None:
+            continue
+        interval = "" if diff.ci_low is None else f"[{diff.ci_low:+.2f}, {diff.ci_high:+.2f}]"
+        lines.append(
+            [
+                result.figure,
+                result.label(),
+                figure.labels.get(model, model),
+                str(epoch),
+                str(diff.n),
+                " ".join(f"{d:+.2f}" for d in diff.differences),
+                f"{diff.mean:+.2f}" + ("" if diff.std is None else f" ± {diff.std:.2f}"),
+                interval,
+                diff.note,
+                result.key,
+            ]
+        )
+    return lines
+
+
+def build_paired_table(results: Sequence[Result]) -> str:
+    """The paired-differences table (empty string when no result has routing-all-fc and another model)."""
+    rows = [row for result in results for row in paired_rows(result)]
+    if not rows:
+        return ""
+    header = [
+        "Fig.",
+        "dataset, setting",
+        "routing-all-fc minus",
+        "epoch",
+        "seeds",
+        "per seed (points)",
+        "mean ± std",
+        "95% t-interval",
+        "verdict",
+        "command",
+    ]
+    lines = [
+        f"**Paired differences.** routing-all-fc minus each other model of the figure, in percentage "
+        f"points of greedy-route test accuracy, at the last epoch both ran, paired by seed (the same "
+        f"seed and data split); the interval is the mean's 95% Student-t interval. A difference is "
+        f"called only from {MIN_SEEDS_TO_CALL} seeds on and when the interval excludes 0.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def build_table(results: Sequence[Result]) -> str:
@@ -136,7 +262,14 @@ def build_table(results: Sequence[Result]) -> str:
         "wall time per run",
         "command",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        "Our cells: mean ± sample standard deviation over the seeds run (no ± for one seed) of the "
+        'greedy-route test accuracy (%); "fc" is the routed fc width; "epochs x seeds" the epochs '
+        "every seed ran (a range when they differ).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for number, figure in FIGURES.items():
         paper = PAPER_TABLE2[number]
         models = list(paper) + [m for m in figure.models if m not in paper]
@@ -169,12 +302,14 @@ def build_table(results: Sequence[Result]) -> str:
                 )
             lines += ["| " + " | ".join(row) + " |" for row in ours]
     lines.append("")
+    paired = build_paired_table(results)
+    if paired:
+        lines += [paired.rstrip("\n"), ""]
     for result in results:
         meta = result.meta
         state = "" if meta.get("complete", True) else " (stopped before every run finished)"
         lines.append(
-            f"- **{result.key}** (Fig. {result.figure}, {result.dataset}, {result.setting} setting){state}: "
-            f"`{meta['command']}`"
+            f"- **{result.key}** (Fig. {result.figure}, {result.label()}){state}: `{meta['command']}`"
         )
         for run in meta.get("runs", []):
             if run.get("equivalent_command"):

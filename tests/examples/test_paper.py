@@ -17,6 +17,7 @@ import json
 import pickle
 import subprocess
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -27,9 +28,11 @@ import torch
 
 import routing_env
 from routing_env.training import (
+    DatasetName,
     build_parser,
     field_docs,
     load_checkpoint,
+    parse_args,
     parse_per_class,
     save_checkpoint,
 )
@@ -500,4 +503,208 @@ def test_cli_runs_end_to_end(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "| 8 | task-specific-1-fc | ours | digits-MTL (substitute), 100/20 |" in done.stdout
+    assert "| 8 | task-specific-1-fc | ours | digits-MTL (substitute), fc 128, 100/20 |" in done.stdout
+
+
+# ---------------------------------------------------------------- issue 14: settings, resumes, statistics
+def test_every_dataset_has_a_label_a_rho_and_fashion_mtl_draws_fig8():
+    runs, fig08 = load("paper_runs"), load("fig06_08_routing_vs_baselines")
+    names = typing.get_args(DatasetName)
+    assert set(runs.DATASET_LABELS) == set(names) and set(runs.PAPER_RHO) == set(names)
+    assert runs.DATASET_LABELS["fashion-mtl"] == "Fashion-MTL"
+    assert runs.PAPER_RHO["fashion-mtl"] == runs.PAPER_RHO["mnist-mtl"] == 0.3  # MNIST-MTL's construction
+    assert fig08.FIGURE_OF_DATASET["fashion-mtl"] is runs.FIG8
+    assert "soft-mixture-all-fc" in runs.FIG8.models
+    for name in ("fig04_rl_algorithms", "fig05_architectures", "fig06_08_routing_vs_baselines"):
+        assert parse_args(load(name).Args, ["--dataset", "fashion-mtl"]).dataset == "fashion-mtl"
+
+
+def test_width_and_schedule_follow_the_setting_and_name_the_run_folders():
+    runs = load("paper_runs")
+    wpl, baseline, agents = (
+        runs.MODELS[m] for m in ("routing-all-fc", "task-specific-1-fc", "reinforce-per-task-approx")
+    )
+    defaults = runs.PaperArgs(dataset="mnist-mtl")
+    paper = runs.PaperArgs(dataset="mnist-mtl", setting="paper")
+    assert (defaults.hidden_width(), defaults.wpl_policy_lr_schedule()) == (128, "constant")
+    assert (paper.hidden_width(), paper.wpl_policy_lr_schedule()) == (48, "blocks")
+    # the names of run folders written before --hidden existed (128, constant) are unchanged
+    assert runs.run_name(wpl, defaults, 0) == "routing-all-fc-mnist-mtl-d0-nall-tall-s0"
+    assert runs.run_name(wpl, paper, 0) == "routing-all-fc-mnist-mtl-d0-nall-tall-paper-h48-plr-blocks-s0"
+    assert runs.run_name(baseline, paper, 0) == "task-specific-1-fc-mnist-mtl-d0-nall-tall-paper-h48-s0"
+    assert runs.run_name(agents, paper, 0) == "reinforce-per-task-approx-mnist-mtl-d0-nall-tall-paper-h48-s0"
+    old_paper = runs.PaperArgs(
+        dataset="mnist-mtl", setting="paper", hidden=128, policy_lr_schedule="constant"
+    )
+    assert runs.run_name(wpl, old_paper, 0) == "routing-all-fc-mnist-mtl-d0-nall-tall-paper-s0"  # as before
+    wide = runs.PaperArgs(dataset="mnist-mtl", hidden=64, policy_lr_schedule="blocks")
+    assert runs.run_name(wpl, wide, 1) == "routing-all-fc-mnist-mtl-d0-nall-tall-h64-plr-blocks-s1"
+    # outputs: a width or schedule other than the setting's is in the file name
+    assert runs.output_stem(runs.FIG8, paper) == "fig08_routing_vs_baselines_mnist-mtl_paper-setting"
+    assert runs.output_stem(runs.FIG8, old_paper) == (
+        "fig08_routing_vs_baselines_mnist-mtl_paper-setting_h128_plr-constant"
+    )
+    assert runs.output_stem(runs.FIG8, wide) == "fig08_routing_vs_baselines_mnist-mtl_h64_plr-blocks"
+    # every runner gets the width; only WPL gets the policy schedule
+    run_dir = Path("runs") / "x"
+    assert runs.script_args(baseline, paper, 0, run_dir).hidden_width == 48
+    assert runs.script_args(agents, paper, 0, run_dir).policy_lr_schedule == "constant"
+    assert runs.script_args(wpl, paper, 0, run_dir).policy_lr_schedule == "blocks"
+    assert runs.equivalent_command(wpl, paper, 0).endswith(
+        "--hidden-width 48 --rho 0.3 --policy-lr-schedule blocks"
+    )
+    with pytest.raises(ValueError, match="--hidden"):
+        runs.PaperArgs(hidden=0)
+
+
+def test_a_run_without_a_recorded_option_is_reused_only_for_that_options_old_default(tmp_path):
+    """A config.json written before an option existed trained with the option's default."""
+    fig08, runs = load("fig06_08_routing_vs_baselines"), load("paper_runs")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    model = runs.MODELS["routing-all-fc"]
+    args = fig08.Args(**common, models=model.name)
+    run_dir = Path(json.loads(fig08.main(args)["json"].read_text())["runs"][0]["run_dir"])
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["config"]["policy_lr_schedule"]  # written before --policy-lr-schedule existed
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    runs.check_reusable(model, args, 0, run_dir)  # constant, the default then: fits
+    blocks = fig08.Args(**common, models=model.name, policy_lr_schedule="blocks")
+    with pytest.raises(ValueError, match="policy_lr_schedule not recorded"):
+        runs.check_reusable(model, blocks, 0, run_dir)
+    # a value recorded and different is refused too (the names keep such runs apart anyway)
+    with pytest.raises(ValueError, match="hidden_width=128 .now 64."):
+        runs.check_reusable(model, fig08.Args(**common, models=model.name, hidden=64), 0, run_dir)
+
+
+@pytest.mark.parametrize(
+    ("script", "model"),
+    [
+        ("fig04_rl_algorithms", "reinforce-per-task-approx"),
+        ("fig06_08_routing_vs_baselines", "task-specific-1-fc"),
+    ],
+    ids=["reinforce-agents", "baseline"],
+)
+def test_a_run_cut_short_resumes_bit_identically(tmp_path, capsys, script, model):
+    """REINFORCE / Q-learning runs now checkpoint every epoch, as WPL runs and baselines do."""
+    fig = load(script)
+
+    def figure(name: str, epochs: int) -> dict[str, Path]:
+        options = dict(TINY, epochs=epochs, dataset="digits-mtl", models=model)
+        return fig.main(fig.Args(**options, output_dir=str(tmp_path / name), runs_dir=str(tmp_path / name)))
+
+    straight = figure("straight", 2)
+    first = figure("resumed", 1)  # the run killed after epoch 1
+    run_dir = Path(json.loads(first["json"].read_text())["runs"][0]["run_dir"])
+    assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1
+    capsys.readouterr()
+    resumed = figure("resumed", 2)
+    assert f"resuming {run_dir} after epoch 1" in capsys.readouterr().err
+    assert without_times(read_csv(straight["csv"])) == without_times(read_csv(resumed["csv"]))
+    a = load_checkpoint(tmp_path / "straight" / run_dir.name / "checkpoint.pt")
+    b = load_checkpoint(run_dir / "checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in ("env", "agents") if "agents" in a else ("model",):
+        assert_same_state(a[key], b[key], key)
+
+
+def test_an_agents_run_folder_without_a_checkpoint_is_trained_again(tmp_path, capsys):
+    fig04 = load("fig04_rl_algorithms")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    paths = fig04.main(fig04.Args(**common, models="qlearning-per-task-table"))
+    run_dir = Path(json.loads(paths["json"].read_text())["runs"][0]["run_dir"])
+    rows = read_csv(paths["csv"])
+    (run_dir / "checkpoint.pt").unlink()  # written before these runs kept checkpoints
+    again = fig04.main(fig04.Args(**dict(common, epochs=2), models="qlearning-per-task-table"))
+    assert "resuming" not in capsys.readouterr().err
+    assert without_times(read_csv(again["csv"]))[:1] == without_times(rows)  # the same first epoch
+
+
+def test_seed_statistics_by_hand():
+    stats = load("seed_stats")
+    # the table the t quantiles fall back on, against SciPy's
+    from scipy.stats import t as student_t
+
+    for df in [*range(1, 41), 45, 60, 90, 120, 500, 10**6]:
+        assert stats.t_quantile_95(df, use_scipy=False) == pytest.approx(
+            student_t.ppf(0.975, df), abs=2e-3
+        ), df
+    assert stats.t_quantile_95(2) == pytest.approx(4.302653, abs=1e-6)
+    with pytest.raises(ValueError):
+        stats.t_quantile_95(0)
+    # differences 1, 2, 3: mean 2, sd 1, half-width t(2) / sqrt(3) = 2.484
+    diff = stats.paired_difference({0: 91.0, 1: 92.0, 2: 93.0}, {0: 90.0, 1: 90.0, 2: 90.0}, names=("a", "b"))
+    assert diff.differences == (1.0, 2.0, 3.0) and diff.mean == 2.0 and diff.std == pytest.approx(1.0)
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((2 - 4.302653 / 3**0.5, 2 + 4.302653 / 3**0.5))
+    assert diff.note == "no difference shown: the 95% interval spans 0" and not diff.called
+    tight = stats.paired_difference(
+        {0: 1.0, 1: 1.1, 2: 0.9, 3: 5}, {0: 2.0, 1: 2.0, 2: 2.0}, names=("a", "b")
+    )
+    assert tight.seeds == (0, 1, 2) and tight.note == "a behind" and tight.called  # paired on shared seeds
+    two = stats.paired_difference({0: 99.0, 1: 98.0}, {0: 90.0, 1: 90.0}, names=("a", "b"))
+    assert two.note.startswith("too few seeds to call (n=2") and two.ci_low is not None
+    one = stats.paired_difference({0: 99.0}, {0: 90.0, 1: 1.0})
+    assert one.n == 1 and one.std is None and one.ci_low is None and "too few" in one.note
+    assert stats.paired_difference({0: 1.0}, {1: 1.0}) is None
+    # the PNG's bands: ±1 std from 3 seeds, the range for 2, none for 1
+    assert stats.band([1.0, 2.0, 3.0]) == (1.0, 3.0, "±1 std")
+    assert stats.band([1.0, 3.0]) == (1.0, 3.0, "min-max")
+    assert stats.band([1.0]) is None
+    rows = [
+        {"model": m, "seed": s, "epoch": 1, "test_accuracy": acc}
+        for m, accs in (("routing-all-fc", (0.9, 0.92, 0.94)), ("other", (0.8, 0.81, 0.85)))
+        for s, acc in enumerate(accs)
+    ]
+    out = stats.figure_statistics(rows, ["routing-all-fc", "other"], context={"figure": "8"})
+    assert [(r["statistic"], r["model"], r["versus"]) for r in out] == [
+        ("model", "routing-all-fc", ""),
+        ("model", "other", ""),
+        ("paired_difference", "routing-all-fc", "other"),
+    ]
+    assert out[0]["mean_pct"] == "92.0000" and out[0]["std_pct"] == "2.0000" and out[0]["figure"] == "8"
+    assert out[2]["values_pct"] == "10.0000;11.0000;9.0000" and out[2]["note"] == "routing-all-fc ahead"
+    assert list(out[0]) == stats.STATS_COLUMNS
+
+
+def test_a_figure_writes_its_statistics_next_to_its_csv(tmp_path):
+    fig08, stats = load("fig06_08_routing_vs_baselines"), load("seed_stats")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    paths = fig08.main(fig08.Args(**dict(common, seeds=2), models="routing-all-fc,task-specific-1-fc"))
+    assert paths["stats"].name == "fig08_routing_vs_baselines_digits-mtl_stats.csv"
+    rows = read_csv(paths["stats"])
+    assert list(rows[0]) == stats.STATS_COLUMNS
+    models = [r for r in rows if r["statistic"] == "model"]
+    assert {(r["model"], r["n_seeds"]) for r in models} == {
+        ("routing-all-fc", "2"),
+        ("task-specific-1-fc", "2"),
+    }
+    acc = {(r["model"], int(r["seed"])): 100 * float(r["test_accuracy"]) for r in read_csv(paths["csv"])}
+    paired = next(r for r in rows if r["statistic"] == "paired_difference")
+    assert paired["versus"] == "task-specific-1-fc" and paired["note"].startswith("too few seeds")
+    expected = [acc["routing-all-fc", s] - acc["task-specific-1-fc", s] for s in (0, 1)]
+    assert [float(v) for v in paired["values_pct"].split(";")] == pytest.approx(expected, abs=1e-4)
+    assert {r["hidden_width"] for r in rows} == {"128"} and {r["setting"] for r in rows} == {"defaults"}
+    meta = json.loads(paths["json"].read_text())
+    assert meta["stats"] == paths["stats"].name and meta["hidden_width"] == 128
+
+
+def test_table2_works_on_the_committed_results_and_replaces_only_its_block(tmp_path):
+    table2 = load("table2")
+    docs = ROOT / "docs" / "results.md"
+    out = tmp_path / "results.md"
+    out.write_text(docs.read_text())
+    table = table2.main(table2.Args(results_dir=str(ROOT / "docs" / "results"), output=str(out)))
+    text, before = out.read_text(), docs.read_text()
+    begin, end = table2.BEGIN, table2.END
+    assert text.split(begin)[0] == before.split(begin)[0] and text.split(end)[1] == before.split(end)[1]
+    # files written before --hidden: the scripts' 128 units; mean ± std over 3 seeds
+    row = next(
+        line
+        for line in table.splitlines()
+        if line.startswith("| 8 | routing-all-fc | ours | MNIST-MTL, paper")
+    )
+    assert "MNIST-MTL, paper setting, fc 128, 100000/2000" in row and " ± " in row and "| 20 x 3 |" in row
+    paired = [
+        line for line in table.splitlines() if line.startswith("| 8 | MNIST-MTL, paper setting, fc 128 |")
+    ]
+    assert len(paired) == 4 and all("[" in line and "C5" in line for line in paired)
+    assert "**Paired differences.**" in table

@@ -1,0 +1,303 @@
+"""The Fashion-MTL campaign (examples/paper/fashion_mtl_campaign.py) and the paper scripts on
+Fashion-MTL files, on a small Fashion-MNIST written here in the real idx format.
+
+The fixture has Fashion-MTL's 1,000 training images per class (its default draw) and 3
+test images per class; the runs use a few hundred samples for one epoch. The campaign
+runs its figure scripts as processes, so its smoke test takes a few seconds per step;
+the test that kills a campaign mid-run and resumes it is marked slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from routing_env.training import RunInUseError, parse_args
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "examples" / "paper"
+CAMPAIGN = "examples/paper/fashion_mtl_campaign.py"
+TINY = {"max_train_samples": 200, "max_test_samples": 50, "epochs": 1, "progress": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _paper_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(PAPER))  # the scripts import paper_runs from their own folder
+    yield
+    sys.path.remove(str(PAPER))
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/paper/<name>.py`` (the shared modules under their own names)."""
+    module_name = name if name in ("paper_runs", "seed_stats") else f"routing_env_paper_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, PAPER / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fashion_root(tmp_path_factory) -> Path:
+    """``root/FashionMNIST/raw/``: 1,000 training and 3 test images per class; the class is
+    drawn faintly into each image so that the tasks can be learned a little."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, per_class in (("train", 1000), ("t10k", 3)):
+        labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_class))
+        images = rng.integers(0, 128, (len(labels), 28, 28), dtype=np.uint8)
+        for c in range(10):  # a bright band at a class-specific row
+            images[labels == c, 2 * c + 4, :] = 255
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+# ---------------------------------------------------------------- the plan (no process started)
+def test_the_plan_runs_every_model_once_per_setting_and_seed_seed_major(tmp_path):
+    campaign, runs = load("fashion_mtl_campaign"), load("paper_runs")
+    args = campaign.Args(epochs=20, output_dir=str(tmp_path), data_root="data")
+    steps = campaign.run_steps(args)
+    models = list(dict.fromkeys(runs.FIG4.models + runs.FIG5.models + runs.FIG8.models))
+    assert len(models) == 11 and len(steps) == 11 * 2 * 3
+    assert [(s.seed, s.setting, s.model) for s in steps] == [
+        (seed, setting, m) for seed in range(3) for setting in ("defaults", "paper") for m in models
+    ]
+    assert len({s.run_dir for s in steps}) == len(steps)  # a model shared by figures is run once
+    for (
+        step
+    ) in steps:  # each command is one the figure script takes, and names the run folder the plan checks
+        module = load(Path(step.script).stem)
+        parsed = parse_args(module.Args, list(step.argv))
+        assert (parsed.dataset, parsed.epochs, parsed.seeds, parsed.models) == (
+            "fashion-mtl",
+            20,
+            step.seed + 1,
+            step.model,
+        )
+        assert (parsed.setting, parsed.data_root, parsed.progress, parsed.torch_threads) == (
+            step.setting,
+            "data",
+            False,
+            1,
+        )
+        assert step.run_dir == Path(parsed.runs_dir) / runs.run_name(
+            runs.MODELS[step.model], parsed, step.seed
+        )
+        assert Path(parsed.output_dir).is_relative_to(tmp_path / "units")  # not the figures' folder
+    assert {s.script for s in steps if s.model == "soft-mixture-all-fc"} == {
+        "examples/paper/fig05_architectures.py"
+    }
+    assert steps[11].run_dir.name.endswith("-paper-h48-plr-blocks-s0")  # paper/routing-all-fc/seed 0
+    # nothing done yet: no figure can be written
+    assert all(step is None for step, _ in campaign.figure_steps(args))
+
+
+def test_bad_campaign_options_are_refused():
+    campaign = load("fashion_mtl_campaign")
+    for options, message in [
+        ({"settings": "defaults,adam"}, "--settings"),
+        ({"figures": "4,9"}, "unknown figure"),
+        ({"figures": "6"}, "Fig. 8 on fashion-mtl"),
+        ({"models": "routing-all-fc,nope"}, "--models"),
+        ({"figures": "8", "models": "qlearning-per-task-table"}, "--models"),
+        ({"jobs": 0}, "--jobs"),
+        ({"budget_hours": 0}, "--budget-hours"),
+        ({"epochs": 0}, "--epochs"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            campaign.Args(**options)
+
+
+def test_the_time_estimate_uses_the_epoch_times_measured_so_far(tmp_path):
+    campaign = load("fashion_mtl_campaign")
+    args = campaign.Args(epochs=10, seeds=2, figures="8", settings="defaults", output_dir=str(tmp_path))
+    steps = campaign.run_steps(args)
+    assert "time unknown" in campaign.estimate(args, steps)
+    # seed 0 of routing-all-fc ran 4 epochs of 30 s; a baseline 10 of 6 s (complete)
+    for model, epochs, seconds in (("routing-all-fc", 4, 30.0), ("task-specific-1-fc", 10, 6.0)):
+        run_dir = next(s.run_dir for s in steps if s.model == model and s.seed == 0)
+        run_dir.mkdir(parents=True)
+        lines = ["epoch,epoch_time_s"] + [f"{e},{seconds}" for e in range(1, epochs + 1)]
+        (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    # left: routing-all-fc 6 + 10 epochs at 30 s; task-specific-1-fc 10 at 6 s; the 3 other
+    # baselines 20 epochs each at the baselines' mean, 6 s
+    expected = 16 * 30 + 10 * 6 + 3 * 20 * 6
+    assert (
+        campaign.estimate(args, steps)
+        == f"{16 + 10 + 60} epochs left to train, about {expected / 60:.0f} min"
+    )
+    jobs = campaign.Args(**{**vars(args), "jobs": 2})
+    assert f"about {expected / 120:.0f} min with 2 jobs" in campaign.estimate(jobs, steps)
+
+
+# ---------------------------------------------------------------- the campaign as a command
+def campaign_command(tmp_path: Path, fashion_root: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        CAMPAIGN,
+        "--data-root",
+        str(fashion_root),
+        "--epochs",
+        "1",
+        "--figures",
+        "8",
+        "--models",
+        "routing-all-fc,task-specific-1-fc",
+        "--max-train-samples",
+        "200",
+        "--max-test-samples",
+        "50",
+        "--output-dir",
+        str(tmp_path / "campaign"),
+        *extra,
+    ]
+
+
+def test_campaign_smoke_on_fashion_mtl_files(tmp_path, fashion_root):
+    """Two runs in parallel, then the figure; a rerun finds every run done."""
+    argv = campaign_command(tmp_path, fashion_root, "--seeds", "1", "--settings", "paper", "--jobs", "2")
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "campaign"
+    log = (out / "campaign.log").read_text()
+    assert log == done.stdout  # the log holds what was printed
+    assert log.count(" start paper/") == 2 and log.count(" done paper/") == 2
+    assert "estimated: 2 epochs left to train" in log and "complete in" in log
+    stem = "fig08_routing_vs_baselines_fashion-mtl_paper-setting"
+    rows = read_csv(out / f"{stem}.csv")
+    assert {(r["model"], r["seed"], r["epoch"]) for r in rows} == {
+        ("routing-all-fc", "0", "1"),
+        ("task-specific-1-fc", "0", "1"),
+    }
+    assert {r["dataset"] for r in rows} == {"fashion-mtl"} and {r["train_samples"] for r in rows} == {"200"}
+    stats = read_csv(out / f"{stem}_stats.csv")
+    assert {r["hidden_width"] for r in stats} == {"48"} and {r["policy_lr_schedule"] for r in stats} == {
+        "blocks"
+    }
+    assert any(r["statistic"] == "paired_difference" for r in stats)
+    meta = json.loads((out / f"{stem}.json").read_text())
+    assert meta["complete"] and meta["hidden_width"] == 48
+    assert meta["command"].startswith(
+        "python examples/paper/fig06_08_routing_vs_baselines.py --dataset fashion-mtl"
+    )
+    assert (out / f"{stem}.png").stat().st_size > 5_000
+    assert sorted(p.name for p in (out / "logs").iterdir()) == [
+        "paper_routing-all-fc_seed0.log",
+        "paper_task-specific-1-fc_seed0.log",
+    ]
+    # the plan of a second campaign: every run done, nothing to train
+    campaign = load("fashion_mtl_campaign")
+    args = parse_args(campaign.Args, argv[2:])
+    assert all(campaign.remaining_epochs(args, s) == 0 for s in campaign.run_steps(args))
+    assert campaign.estimate(args, campaign.run_steps(args)) == "no epoch left to train"
+    # Table 2 on the campaign's folder: the Fashion-MTL rows and the paired difference
+    table = load("table2").main(load("table2").Args(results_dir=str(out)))
+    assert (
+        "| 8 | routing-all-fc | ours | Fashion-MTL (substitute), paper setting, fc 48, WPL lr blocks" in table
+    )
+    assert (
+        "| 8 | Fashion-MTL (substitute), paper setting, fc 48, WPL lr blocks schedule | task-specific-1-fc |"
+        in table
+    )
+    # a second campaign in the same folder is refused while one runs
+    lock = load("paper_runs").RunLock(out).acquire()
+    try:
+        with pytest.raises(RunInUseError):
+            campaign.main(args)
+    finally:
+        lock.release()
+
+
+def test_dry_run_lists_the_plan_and_runs_nothing(tmp_path, fashion_root, capsys):
+    campaign = load("fashion_mtl_campaign")
+    argv = campaign_command(tmp_path, fashion_root, "--seeds", "2", "--dry-run")
+    assert campaign.main(parse_args(campaign.Args, argv[2:])) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len([line for line in printed if line.startswith("[0/1 epochs]")]) == 2 * 2 * 2
+    assert printed[-1] == "estimated: 8 epochs left to train; time unknown until a first epoch is measured"
+    assert not (tmp_path / "campaign").exists()
+
+
+def test_fig08_and_table2_on_fashion_mtl_with_three_seeds(tmp_path, fashion_root):
+    """Mean ± std over 3 seeds in Table 2, and a paired difference with its interval."""
+    fig08, table2 = load("fig06_08_routing_vs_baselines"), load("table2")
+    common = dict(TINY, dataset="fashion-mtl", data_root=str(fashion_root), output_dir=str(tmp_path))
+    paths = fig08.main(
+        fig08.Args(
+            **common, seeds=3, runs_dir=str(tmp_path / "runs"), models="routing-all-fc,task-specific-1-fc"
+        )
+    )
+    assert paths["csv"].name == "fig08_routing_vs_baselines_fashion-mtl.csv"
+    meta = json.loads(paths["json"].read_text())
+    assert meta["test_samples"] == 50 and meta["hidden_width"] == 128
+    table = table2.main(table2.Args(results_dir=str(tmp_path)))
+    ours = next(
+        line for line in table.splitlines() if line.startswith("| 8 | routing-all-fc | ours | Fashion")
+    )
+    acc = [100 * float(r["test_accuracy"]) for r in read_csv(paths["csv"]) if r["model"] == "routing-all-fc"]
+    assert f"| {np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f} |" in ours and "| 1 x 3 |" in ours
+    paired = next(
+        line for line in table.splitlines() if line.startswith("| 8 | Fashion-MTL (substitute), fc 128 |")
+    )
+    cells = [c.strip() for c in paired.strip("|").split("|")]
+    assert cells[2:5] == ["task-specific-1-fc", "1", "3"] and cells[7].startswith("[")
+    assert cells[8] in (
+        "routing-all-fc ahead",
+        "routing-all-fc behind",
+        "no difference shown: the 95% interval spans 0",
+    )
+
+
+@pytest.mark.slow
+def test_a_campaign_killed_mid_run_stops_its_steps_and_resumes(tmp_path, fashion_root):
+    argv = campaign_command(tmp_path, fashion_root, "--seeds", "1", "--settings", "defaults")
+    argv[argv.index("--epochs") + 1] = "3"
+    argv[argv.index("--max-train-samples") + 1] = "3000"
+    out = tmp_path / "campaign"
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # until a first epoch is written
+        metrics = list((out / "runs").glob("*/metrics.csv")) if (out / "runs").exists() else []
+        if any(len(read_csv(m)) >= 1 for m in metrics):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "SIGTERM: stopping 1 running step(s)" in output
+    pid = int(output.split("(pid ")[1].split(")")[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the figure script was stopped with the campaign
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming after epoch" in done.stdout and "complete in" in done.stdout
+    for m in (out / "runs").glob("*/metrics.csv"):
+        assert [r["epoch"] for r in read_csv(m)] == ["1", "2", "3"]
