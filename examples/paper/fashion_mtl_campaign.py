@@ -36,10 +36,24 @@ kind, divided by ``--jobs``); each step's own output goes to ``OUTPUT_DIR/logs/`
 ``--budget-hours H`` launches no new step once H hours have passed (the running ones
 finish, then the figures are written); run the command again to go on.
 
+``--epochs`` may be raised in a later invocation: complete runs then resume from their
+checkpoints and train on (the learning-rate schedules do not depend on the total). The
+runs are shared by the figures, so ``--figures 8`` first (routing-all-fc against the
+baselines, about a quarter of the work) and the default ``--figures 4,5,8`` later only
+adds the runs that Figs. 4 and 5 need.
+
+Cost on a 2-core CPU machine with ``--jobs 2`` (measured on 1/20 of Fashion-MTL, with
+other work on the machine): one epoch of all 22 runs of one seed (11 models, 2
+settings) is about 140 min of CPU, so one epoch of the whole campaign (3 seeds) is
+about 3.5 h of wall time, and Fig. 8 alone about 1 h per epoch. The REINFORCE and
+Q-learning MLP routers (about 11 min per epoch and run) cost 2-3 times a WPL run or a
+baseline (3-5 min).
+
     python examples/paper/fashion_mtl_campaign.py --data-root ~/data --epochs 20             # one at a time
     python examples/paper/fashion_mtl_campaign.py --data-root ~/data --epochs 20 --jobs 2 --budget-hours 10
     python examples/paper/fashion_mtl_campaign.py --data-root ~/data --epochs 20 --dry-run   # the plan only
     python examples/paper/table2.py --results-dir runs/fashion-mtl                           # the table
+    python examples/paper/table2.py --results-dir docs/results,runs/fashion-mtl   # next to MNIST-MTL
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ table between those lines):
 
     python examples/paper/table2.py --results-dir docs/results --output docs/results.md
     python examples/paper/table2.py --results-dir runs/paper            # print it
+    python examples/paper/table2.py --results-dir docs/results,runs/fashion-mtl   # MNIST-MTL and Fashion-MTL
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Args:
     """Assemble the paper's Table 2 next to our runs (Markdown)."""
 
     results_dir: str = "runs/paper"
-    """folder holding the figure scripts' CSV and JSON files"""
+    """folder holding the figure scripts' CSV and JSON files; several: comma-separated (e.g. docs/results,runs/fashion-mtl)"""
     output: str | None = None
     """Markdown file whose table2 block to replace (none: print the table)"""
 
@@ -96,10 +97,13 @@ class Result:
         return text
 
 
-def load_results(results_dir: Path) -> list[Result]:
-    """Every figure CSV (with its JSON) in ``results_dir``, in figure order."""
+def load_results(results_dir: Path | Sequence[Path]) -> list[Result]:
+    """Every figure CSV (with its JSON) in ``results_dir`` (one folder or several), in figure order."""
+    folders = [results_dir] if isinstance(results_dir, Path) else list(results_dir)
     results = []
-    for csv_path in sorted(results_dir.glob("fig*.csv")):
+    for csv_path in sorted(p for folder in folders for p in folder.glob("fig*.csv")):
+        if csv_path.name.endswith("_stats.csv"):  # the statistics next to a figure's CSV
+            continue
         meta_path = csv_path.with_suffix(".json")
         rows = read_csv(csv_path)
         if not rows or not meta_path.is_file():
@@ -330,7 +334,7 @@ def replace_block(text: str, table: str) -> str:
 
 def main(args: Args) -> str:
     """Build the table; write it into ``args.output`` (or print it); return it."""
-    results = load_results(Path(args.results_dir))
+    results = load_results([Path(d.strip()) for d in args.results_dir.split(",") if d.strip()])
     if not results:
         print(f"note: no figure results in {args.results_dir}; only the paper's rows", file=sys.stderr)
     table = build_table(results)

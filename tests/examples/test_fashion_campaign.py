@@ -227,6 +227,12 @@ def test_campaign_smoke_on_fashion_mtl_files(tmp_path, fashion_root):
         "| 8 | Fashion-MTL (substitute), paper setting, fc 48, WPL lr blocks schedule | task-specific-1-fc |"
         in table
     )
+    # next to the committed MNIST-MTL results: Fashion-MTL's rows follow MNIST-MTL's
+    both = load("table2").main(load("table2").Args(results_dir=f"{ROOT / 'docs' / 'results'},{out}"))
+    ours = [
+        line.split(" | ")[3] for line in both.splitlines() if line.startswith("| 8 | routing-all-fc | ours")
+    ]
+    assert ours[-2].startswith("MNIST-MTL, paper setting") and ours[-1].startswith("Fashion-MTL")
     # a second campaign in the same folder is refused while one runs
     lock = load("paper_runs").RunLock(out).acquire()
     try:
@@ -301,3 +307,14 @@ def test_a_campaign_killed_mid_run_stops_its_steps_and_resumes(tmp_path, fashion
     assert "resuming after epoch" in done.stdout and "complete in" in done.stdout
     for m in (out / "runs").glob("*/metrics.csv"):
         assert [r["epoch"] for r in read_csv(m)] == ["1", "2", "3"]
+
+
+def test_an_exhausted_budget_launches_nothing_and_says_how_to_go_on(tmp_path, fashion_root, capsys):
+    campaign = load("fashion_mtl_campaign")
+    argv = campaign_command(tmp_path, fashion_root, "--seeds", "1", "--budget-hours", "1e-9")
+    assert campaign.main(parse_args(campaign.Args, argv[2:])) == 0
+    log = (tmp_path / "campaign" / "campaign.log").read_text()
+    assert "budget of 1e-09 h reached: 4 runs not started (run the same command again to go on)" in log
+    assert " start " not in log and "Fig. 8: not written, no complete run yet" in log
+    assert "paused after" in log and "4 runs not complete" in log
+    assert not (tmp_path / "campaign" / "runs").exists()
