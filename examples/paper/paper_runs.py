@@ -433,9 +433,9 @@ class PaperArgs(DatasetOptions):
 
     def setting_label(self) -> str:
         """The setting, fc width and WPL policy-lr schedule in words (figure subtitles)."""
+        schedule = "on the blocks' schedule" if self.wpl_policy_lr_schedule() == "blocks" else "constant"
         return (
-            f"{SETTING_LABELS[self.setting]}, routed fc width {self.hidden_width()}, "
-            f"WPL policy lr {self.wpl_policy_lr_schedule()}"
+            f"{SETTING_LABELS[self.setting]}, routed fc width {self.hidden_width()}, WPL policy lr {schedule}"
         )
 
     def model_names(self, figure: Figure) -> list[str]:
