@@ -643,7 +643,10 @@ class RoutingEngine:
         rng_state = None
         if self.mode == "train":
             rng_state = self._rng_state()
-            trunk_out = self.network.trunk(x)  # keeps its graph until the minibatch is trained
+            # the graph is built even when the caller steps the env under torch.no_grad()
+            # (as TorchRL's collectors do): the env trains its blocks whoever drives it
+            with torch.enable_grad():
+                trunk_out = self.network.trunk(x)  # keeps its graph until the minibatch is trained
         else:
             with torch.no_grad():
                 trunk_out = self.network.trunk(x)
@@ -678,7 +681,7 @@ class RoutingEngine:
         trunk = self.network.trunk
         buffers = {name: b.detach().clone() for name, b in trunk.named_buffers()}
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             if rng_state is not None:
                 torch.set_rng_state(rng_state["cpu"])
                 if "cuda" in rng_state:
@@ -710,6 +713,7 @@ class RoutingEngine:
         """Fraction of the current training epoch drawn so far."""
         return self._cursor / max(1, len(self._perm))
 
+    @torch.enable_grad()  # the training step works under a caller's torch.no_grad() too
     def _flush(self) -> bool:
         """Train on the routed samples of the pending minibatch, then drop it."""
         batch, self._batch = self._batch, None
@@ -1018,6 +1022,7 @@ class RoutingEngine:
             "was changed (pass on_nonfinite='skip' to go on and skip the minibatch's training step)"
         )
 
+    @torch.enable_grad()
     def _regraph_batch(self, batch: RoutedBatch) -> None:
         """Recompute a copied batch's representations with their graph (see :meth:`_regraph`)."""
         if batch.mode == "train":

@@ -9,7 +9,7 @@ to install when it is missing:
   ``{"observation": Box, "action_mask": Box}`` dict that Tianshou's and RLlib's
   PettingZoo adapters and their action-masking models read.
 - :class:`InfoNoneAsSentinel` (no extra) replaces ``None`` in infos, which
-  Tianshou's replay buffer rejects.
+  Tianshou's replay buffer rejects (the routing env itself reports numbers only).
 - :mod:`routing_env.integrations.tianshou` (extra ``tianshou``): the env as a
   ``tianshou.env.PettingZooEnv``, a masked actor for Tianshou's policy-gradient
   policies, a fix of the per-agent training flag, and a greedy evaluation of a
@@ -17,6 +17,9 @@ to install when it is missing:
 - :mod:`routing_env.integrations.rllib` (extra ``rllib``): the env as RLlib's
   ``PettingZooEnv`` with every router known from the start, and a greedy evaluation of
   RLlib modules on the test split.
+- :mod:`routing_env.integrations.torchrl` (extra ``torchrl``): TorchRL's own
+  ``PettingZooWrapper`` takes the env as it is; the module groups the routers, and
+  evaluates a TorchRL policy greedily on the test split.
 
 See ``docs/integrations.md`` for what each library needs of the env and why.
 """

@@ -13,8 +13,10 @@ env, and how :func:`tianshou_env` provides it:
   keys): :class:`~routing_env.integrations.FlatObservation` puts the one-hot depth
   and task there, after the representation v unless ``representation=False``.
 - the mask in ``obs["action_mask"]``: the env's own key.
-- no ``None`` in infos (its replay buffer rejects nulls):
-  :class:`~routing_env.integrations.InfoNoneAsSentinel`.
+- no ``None`` in infos (its replay buffer rejects nulls): the routing env's infos hold
+  numbers only (``correct`` is -1 where nothing was judged);
+  :class:`~routing_env.integrations.InfoNoneAsSentinel` stays in the chain for a wrapped
+  env that adds ``None``.
 
 Seeding: the adapter resets the env once when it is built (a fresh run from OS
 entropy); ``DummyVectorEnv.seed(s)`` resets it with ``seed=s`` once, which restarts the
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from pettingzoo import AECEnv
+from pettingzoo.utils.wrappers import BaseWrapper
 
 from routing_env.integrations.wrappers import FlatObservation, InfoNoneAsSentinel, missing_extra
 
@@ -191,16 +194,26 @@ def evaluate_policy(policy: Policy, env: PettingZooEnv, *, num_samples: int | No
         num_samples = test_size
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    routing.set_mode("eval")  # restarts the pass over the test split
-    eval_options = {"options": {"mode": "eval"}}
-    collector: Any = Collector(policy, DummyVectorEnv([lambda: env]))
-    collector.reset(gym_reset_kwargs=eval_options)
+    # the collector resets an env as soon as its episode ends, also after the last test
+    # sample, where the routing env refuses another eval reset: that one is skipped
+    adapter = type(env)(_StopAtEndOfPass(env.env))
+    collector: Any = Collector(policy, DummyVectorEnv([lambda: adapter]))
+    collector.reset(gym_reset_kwargs={"options": {"mode": "eval"}})  # starts a pass over the test split
     # one episode routes samples_per_episode samples; round up to cover num_samples
-    episodes = -(-num_samples // routing.samples_per_episode)
-    collector.collect(n_episode=episodes, gym_reset_kwargs=eval_options)
+    episodes = -(-min(num_samples, test_size) // routing.samples_per_episode)
+    collector.collect(n_episode=episodes)  # later resets go on with the pass
     result = routing.evaluation()
     routing.set_mode("train")
     return result
+
+
+class _StopAtEndOfPass(BaseWrapper[str, Any, int]):
+    """Leaves the env as it is on a ``reset()`` once its evaluation pass is complete."""
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if options is None and seed is None and self.env.unwrapped.eval_pass_complete:
+            return
+        self.env.reset(seed=seed, options=options)
 
 
 @functools.cache

@@ -427,3 +427,16 @@ def test_default_block_training_is_train_wpls_and_the_papers_is_a_preset(digits)
     assert RoutingEnv(dataset=digits, lr=3e-3).training == TrainingConfig(lr=3e-3)
     with pytest.raises(TypeError, match=r"no field\(s\) \['learning_rate'\]"):
         TrainingConfig.paper(learning_rate=0.1)
+
+
+def test_blocks_train_when_the_caller_steps_under_no_grad(digits):
+    """TorchRL's collectors step envs under torch.no_grad(); the env trains its blocks anyway."""
+    envs = {}
+    for no_grad in (False, True):
+        env = RoutingEnv(dataset=digits, batch_size=8)
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            run_episodes(env, 16, random_choice(0), seed=0)
+        assert env.engine.updates == 2
+        envs[no_grad] = env
+    a, b = weights(envs[False]), weights(envs[True])
+    assert all(torch.equal(a[k], b[k]) for k in a)

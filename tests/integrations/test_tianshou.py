@@ -47,8 +47,21 @@ def test_adapter_is_tianshous_pettingzoo_env(digits):
     for depth in range(routing.num_decisions):
         obs, rewards, terminated, truncated, info = env.step(0)
         assert terminated == (depth == routing.num_decisions - 1)
-        assert info["correct"] in ((True, False) if terminated else (-1,))  # never None in the buffer
+        assert info["correct"] in ((1, 0) if terminated else (-1,))  # never None in the buffer
     assert len(rewards) == len(env.agents)
+
+
+@pytest.mark.parametrize("router", ["per_task", "single"])
+@pytest.mark.parametrize("routing", ["layered", "recurrent"])
+def test_adapter_routes_samples_in_the_configurations_it_takes(digits, router, routing):
+    env = tianshou_env(routing_env.env(dataset=digits, router=router, routing=routing, **SMALL))
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # samples, one episode each
+        terminated = False
+        while not terminated:
+            obs, rewards, terminated, _, info = env.step(int(np.flatnonzero(obs["mask"])[0]))
+        assert info["sample_done"] and info["correct"] in (0, 1) and set(rewards) <= {-1.0, 0.0, 1.0}
+        obs, _ = env.reset()
 
 
 def test_dispatched_configuration_is_refused(digits):

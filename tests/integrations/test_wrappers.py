@@ -9,6 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 from pettingzoo.test import api_test
+from pettingzoo.utils.wrappers import BaseWrapper
 
 import routing_env
 from routing_env.integrations import FlatObservation, InfoNoneAsSentinel, missing_extra
@@ -74,19 +75,36 @@ def test_flat_observation_rejects_bad_input(digits):
         FlatObservation(flat)  # already flat: not a routing observation
 
 
+class _NoneInInfos(BaseWrapper):
+    """An env whose infos hold None, as the routing env's did before it reported -1."""
+
+    @property
+    def infos(self):
+        return {a: {**i, "correct": None} for a, i in self.env.infos.items()}
+
+    def last(self, observe=True):
+        obs, reward, terminated, truncated, info = self.env.last(observe)
+        return obs, reward, terminated, truncated, {**info, "correct": None}
+
+
+def test_the_routing_env_has_no_none_in_its_infos(digits):
+    env = routing_env.env(dataset=digits, router="per_task", **SMALL)
+    env.reset(seed=0)
+    for _ in range(env.unwrapped.num_decisions):
+        env.step(0)
+        assert not any(v is None for i in env.infos.values() for v in i.values())
+    assert env.last()[4]["correct"] in (0, 1)
+
+
 def test_info_none_as_sentinel(digits):
-    inner = routing_env.env(dataset=digits, router="per_task", **SMALL)
+    inner = _NoneInInfos(routing_env.env(dataset=digits, router="per_task", **SMALL))
     env = InfoNoneAsSentinel(inner, sentinel=-1)
     env.reset(seed=0)
     agent = env.agent_selection
     env.step(0)
-    assert inner.infos[agent]["correct"] is None  # a decision that ends no sample
+    assert inner.infos[agent]["correct"] is None
     assert env.infos[agent]["correct"] == -1
     assert env.last()[4]["correct"] == -1
-    for _ in range(inner.unwrapped.num_decisions - 1):
-        env.step(0)
-    info = env.last()[4]
-    assert info["sample_done"] and info["correct"] in (True, False)
     assert not any(v is None for i in env.infos.values() for v in i.values())
     with pytest.raises(ValueError, match="sentinel"):
         InfoNoneAsSentinel(inner, sentinel=None)

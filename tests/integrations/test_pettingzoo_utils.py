@@ -1,0 +1,87 @@
+"""PettingZoo's own utilities and SuperSuit's wrappers on every configuration (the table
+in docs/integrations.md). PettingZoo's checkers themselves run in tests/env/test_api.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pettingzoo.test import api_test
+from pettingzoo.utils import wrappers
+from pettingzoo.utils.conversions import aec_to_parallel
+
+import routing_env
+
+SMALL = {"batch_size": 8, "hidden_width": 16, "filters": 8}
+CONFIGS = [
+    (router, routing)
+    for router in ("per_task", "single", "dispatched")
+    for routing in ("layered", "recurrent")
+]
+IDS = [f"{r}-{g}" for r, g in CONFIGS]
+
+
+def make(digits, router, routing):
+    return routing_env.env(dataset=digits, router=router, routing=routing, **SMALL)
+
+
+@pytest.mark.parametrize("router, routing", CONFIGS, ids=IDS)
+def test_pettingzoo_action_wrappers_pass_the_api_test(digits, router, routing):
+    env = wrappers.AssertOutOfBoundsWrapper(
+        wrappers.TerminateIllegalWrapper(make(digits, router, routing), illegal_reward=-1)
+    )
+    api_test(env, num_cycles=10)
+
+
+def test_aec_to_parallel_is_refused_the_env_is_turn_based(digits):
+    # agents act in turns on one sample (metadata is_parallelizable=False): PettingZoo refuses
+    with pytest.raises(AssertionError, match="not generally safe"):
+        aec_to_parallel(make(digits, "per_task", "layered"))
+
+
+@pytest.mark.parametrize("router, routing", CONFIGS, ids=IDS)
+def test_supersuit_reward_wrappers_work(digits, router, routing):
+    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    env = ss.reward_lambda_v0(
+        ss.clip_reward_v0(make(digits, router, routing), lower_bound=-1, upper_bound=1), lambda r: 2 * r
+    )
+    api_test(env, num_cycles=10)
+    env.reset(seed=0)
+    rewards = []
+    for _agent in env.agent_iter():
+        obs, reward, terminated, truncated, info = env.last()
+        rewards.append(reward)
+        env.step(None if terminated or truncated else int(np.flatnonzero(obs["action_mask"])[0]))
+    assert {2.0, -2.0} & set(rewards)  # the sample's +1/-1, doubled
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        "flatten_v0",
+        "dtype_v0",
+        "normalize_obs_v0",
+        "frame_stack_v1",
+        "agent_indicator_v0",
+        "pad_observations_v0",
+    ],
+)
+def test_supersuit_observation_wrappers_refuse_the_dict_observation(digits, wrapper):
+    """The observation is a Dict (v, task, depth and PettingZoo's action_mask); SuperSuit's
+    observation wrappers take Box (or Discrete) observations only."""
+    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    extra = {"dtype_v0": (np.float32,), "frame_stack_v1": (2,)}.get(wrapper, ())
+    with pytest.raises((AttributeError, AssertionError), match="Dict|Box|homogenization"):
+        env = getattr(ss, wrapper)(make(digits, "per_task", "layered"), *extra)
+        env.reset(seed=0)
+
+
+def test_supersuit_pad_action_space_breaks_the_dispatchers_mask(digits):
+    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    api_test(ss.pad_action_space_v0(make(digits, "per_task", "layered")), num_cycles=5)  # already uniform
+    env = ss.pad_action_space_v0(make(digits, "dispatched", "recurrent"))
+    # padded to the recurrent routers' 21 actions, but the dispatcher's mask still covers
+    # its 10 routers: masked sampling (PettingZoo's api_test, any masked policy) fails
+    env.reset(seed=0)
+    assert env.action_space("dispatcher_0").n == 21 != len(env.observe("dispatcher_0")["action_mask"]) == 10
+    with pytest.raises(AssertionError, match="shape of the sample mask"):
+        api_test(env, num_cycles=5)
