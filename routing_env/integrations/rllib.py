@@ -5,10 +5,10 @@ RLlib reaches AEC envs through ``ray.rllib.env.wrappers.pettingzoo_env.PettingZo
 env, and how :func:`rllib_env` provides it:
 
 - every agent id and its spaces known when the adapter is built: RLlib's adapter reads
-  them from ``env.agents`` after one ``reset()``, where the routing env lists only the
-  router of the first sample (a router joins when it first acts).
-  :class:`RoutingPettingZooEnv` reads them from ``env.possible_agents`` instead and
-  is otherwise RLlib's adapter unchanged.
+  them from ``env.agents`` after one ``reset()``. The routing env lists every agent from
+  reset on, so RLlib's own adapter now sees them all (before, a router joined when it
+  first acted); :class:`RoutingPettingZooEnv` reads them from ``env.possible_agents``,
+  which does not depend on that, and is otherwise RLlib's adapter unchanged.
 - a mask for action masking: RLlib's ``ActionMaskingTorchRLModule`` (PPO) reads a dict
   observation ``{"observations": Box, "action_mask": Box}``;
   :class:`~routing_env.integrations.FlatObservation` provides it (one-hot depth and
@@ -68,8 +68,8 @@ class RoutingPettingZooEnv(PettingZooEnv):
 
     def __init__(self, env: AECEnv) -> None:
         super().__init__(env)
-        # RLlib took the ids from env.agents after one reset; a routing env lists only
-        # the agents that have acted, so use every agent that can act
+        # RLlib took the ids from env.agents after one reset; use every agent that can act,
+        # whatever an env lists at reset
         self._agent_ids = set(env.possible_agents)
         self.agents = list(env.possible_agents)
         self.possible_agents = list(env.possible_agents)
@@ -145,7 +145,8 @@ def evaluate_modules(
         num_samples: Test samples to route (default: the whole test split).
 
     Returns:
-        ``env.unwrapped.evaluation()`` (``{"accuracy", "accuracy_per_task", "samples"}``).
+        ``env.unwrapped.evaluation()`` (``{"accuracy", "accuracy_per_task", "samples",
+        "complete"}``).
 
     Raises:
         ValueError: When ``num_samples`` is not a positive int.
@@ -159,11 +160,14 @@ def evaluate_modules(
         num_samples = len(routing.dataset.test)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    routing.set_mode("eval")  # restarts the pass over the test split
     routed = 0
     with torch.no_grad():
-        while routed < num_samples:
-            aec.reset(options={"mode": "eval"})
+        # the first reset starts a pass over the test split; the next ones go on with it
+        # (an eval-mode reset past its end raises instead of wrapping around)
+        options: dict[str, Any] | None = {"mode": "eval"}
+        while routed < num_samples and not (options is None and routing.eval_pass_complete):
+            aec.reset(options=options)
+            options = None
             for agent in aec.agent_iter():
                 obs, _, terminated, truncated, _ = aec.last()
                 if terminated or truncated:

@@ -38,9 +38,34 @@ def test_every_agent_is_known_from_the_start(digits, router):
     assert isinstance(env, PettingZooEnv)
     assert sorted(env.possible_agents) == sorted(inner.possible_agents)
     assert set(env.observation_spaces) == set(env.action_spaces) == set(inner.possible_agents)
-    if router == "per_task":
-        # RLlib's own adapter sees only the first sample's router
-        assert len(PettingZooEnv(routing_env.env(dataset=digits, router=router, **SMALL)).agents) == 1
+    # every agent is listed from reset, so RLlib's own adapter sees them all too
+    stock = PettingZooEnv(routing_env.env(dataset=digits, router=router, **SMALL))
+    assert sorted(stock.agents) == sorted(inner.possible_agents)
+
+
+CONFIGS = [
+    (router, routing)
+    for router in ("per_task", "single", "dispatched")
+    for routing in ("layered", "recurrent")
+]
+
+
+@pytest.mark.parametrize("router, routing", CONFIGS, ids=[f"{r}-{g}" for r, g in CONFIGS])
+def test_adapter_routes_samples_in_every_configuration(digits, router, routing):
+    env = rllib_env(routing_env.env(dataset=digits, router=router, routing=routing, **SMALL))
+    obs, _ = env.reset(seed=0)
+    episodes = 0
+    while episodes < 3:
+        assert len(obs) == 1  # one agent acts at a time
+        actions = {agent: int(np.flatnonzero(o["action_mask"])[0]) for agent, o in obs.items()}
+        obs, rewards, terminateds, _, infos = env.step(actions)
+        if terminateds["__all__"]:
+            episodes += 1
+            # every agent's terminated turn is reported; the sample's router has the +1/-1
+            assert set(obs) == set(env.possible_agents)
+            router_rewards = [rewards[a] for a in rewards if a.startswith("router_") and rewards[a]]
+            assert len(router_rewards) == 1 and router_rewards[0] in (-1.0, 1.0)
+            obs, _ = env.reset()
 
 
 def test_adapter_episode(digits):
