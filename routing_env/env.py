@@ -107,9 +107,9 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     ``correct``: 1 or 0 on the last decision of a sample, -1 where no prediction was
     judged (for a regression dataset the key is ``loss`` instead: the squared error on
     the last decision, -1.0 before it). The dispatcher's: ``task``, ``action``,
-    ``sample_index``, ``sample_done``, ``eval`` (its reward is the sample's final reward). An agent that has not
-    acted in the episode has these keys with -1 for ``task``, ``depth``, ``action``,
-    ``sample_index``, ``correct``/``loss``.
+    ``sample_index``, ``sample_done``, ``eval`` (its reward is the sample's final
+    reward). An agent that has not acted in the episode has these keys with -1 for
+    ``task``, ``depth``, ``action``, ``sample_index``, ``correct``/``loss``.
 
     ## State
     ``state()`` is the global state of the sample being routed, a float32 vector in
@@ -204,7 +204,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         routing: Literal["layered", "recurrent"] = "layered",
         samples_per_episode: int = 1,
         collaboration_reward: float = 0.0,
-        preset: str = "default",
+        preset: Literal["default", "paper"] = "default",
         batch_size: int = FROM_PRESET,
         lr: float = FROM_PRESET,
         optimizer: Literal["sgd", "adam"] = FROM_PRESET,
