@@ -105,6 +105,7 @@ def test_evaluate_modules_validates_num_samples(digits):
     assert isinstance(env, RoutingPettingZooEnv)
 
 
+@pytest.mark.slow  # about 160 s since evaluate_modules scores its whole test subset: kept out of the few-minute default suite
 def test_ppo_routers_beat_a_uniformly_random_router(example):
     """Per-task PPO modules (one per router, in this process) concentrate on
     task-specific routes, on which the blocks learn each task; uniformly random routes

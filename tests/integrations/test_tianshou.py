@@ -152,6 +152,7 @@ def test_example_rejects_bad_arguments(example):
 LEARNING_BUDGET = {"num_samples": 8000, "max_test_samples": 1000}
 
 
+@pytest.mark.slow  # about 90 s since evaluate_policy scores its whole test subset: kept out of the few-minute default suite
 def test_reinforce_routers_beat_a_uniformly_random_router(example):
     """Per-task Tianshou REINFORCE routers concentrate on task-specific routes, on which
     the blocks learn each task; uniformly random routes carry no task information and
