@@ -469,32 +469,42 @@ class WPL(RouterAgent):
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank_B[order] = np.arange(b) - np.repeat(starts, counts)
         by_rank = [np.flatnonzero(rank_B == r) for r in range(int(rank_B.max()) + 1)]
+        depth_bn = np.stack([depth_B for depth_B, _ in columns], axis=1)
+        # a row's decisions touch different table rows when its depths differ (always in the
+        # routing env: decision j is at depth j), so all of them go in one vectorized update
+        distinct = n == 1 or bool((np.diff(np.sort(depth_bn, axis=1), axis=1) != 0).all())
+        steps: list[tuple[np.ndarray, np.ndarray]] = []
         for r_rows in by_rank:
-            K = owner_B[r_rows]
-            for j in range(n):
-                d = columns[j][0][r_rows]
-                a = traces.actions[r_rows, j]
-                ret = returns_bn[r_rows, j]
-                if first.baseline == "action":
-                    avg = (1.0 - beta) * average[K, d, a] + beta * ret
-                    average[K, d, a] = avg
-                else:
-                    avg = (1.0 - beta) * average[K, d] + beta * ret
-                    average[K, d] = avg
-                delta = ret - avg
-                row_mA = policy_KnA[K, d]
-                p = row_mA[np.arange(len(K)), a]
-                if first.weighted:
-                    delta = delta * np.where(delta < 0, p, 1.0 - p)
-                moved = p + lr * delta
-                row_mA[np.arange(len(K)), a] = moved
-                total = row_mA.sum(axis=1)
-                fast = (moved >= 0.0) & (moved <= 1.0) & (total > 0.0) & (first.min_prob == 0.0)
-                row_mA[fast] /= total[fast, None]
-                for m in np.flatnonzero(~fast):
-                    k, dd = int(K[m]), int(d[m])
-                    row_mA[m] = wpl[k]._project(row_mA[m], wpl[k].allowed_nA[dd])
-                policy_KnA[K, d] = row_mA
+            if distinct:
+                steps.append((np.repeat(r_rows, n), np.tile(np.arange(n), len(r_rows))))
+            else:
+                steps.extend((r_rows, np.full(len(r_rows), j)) for j in range(n))
+        for rows_m, cols_m in steps:
+            K = owner_B[rows_m]
+            d = depth_bn[rows_m, cols_m]
+            a = traces.actions[rows_m, cols_m]
+            ret = returns_bn[rows_m, cols_m]
+            if first.baseline == "action":
+                avg = (1.0 - beta) * average[K, d, a] + beta * ret
+                average[K, d, a] = avg
+            else:
+                avg = (1.0 - beta) * average[K, d] + beta * ret
+                average[K, d] = avg
+            delta = ret - avg
+            row_mA = policy_KnA[K, d]
+            m_index = np.arange(len(K))
+            p = row_mA[m_index, a]
+            if first.weighted:
+                delta = delta * np.where(delta < 0, p, 1.0 - p)
+            moved = p + lr * delta
+            row_mA[m_index, a] = moved
+            total = row_mA.sum(axis=1)
+            fast = (moved >= 0.0) & (moved <= 1.0) & (total > 0.0) & (first.min_prob == 0.0)
+            row_mA[fast] /= total[fast, None]
+            for m in np.flatnonzero(~fast):
+                k, dd = int(K[m]), int(d[m])
+                row_mA[m] = wpl[k]._project(row_mA[m], wpl[k].allowed_nA[dd])
+            policy_KnA[K, d] = row_mA
         for k, learner in enumerate(wpl):
             learner.policy_nA = policy_KnA[k].copy()
             learner.average_return = average[k].copy()

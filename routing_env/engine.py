@@ -65,6 +65,10 @@ class TrainingConfig:
         on_nonfinite: ``"raise"``: a non-finite loss stops training with
             ``FloatingPointError`` naming the update and the blocks; ``"skip"``: the
             minibatch is dropped with a warning and training goes on.
+        eval_batch_size: Test samples drawn at a time in evaluation (the trunk's
+            minibatch, and one step of the batched path). Accuracies do not depend on it
+            (nothing is trained and batch norm uses its running statistics), except that
+            on the batched path it decides which generator draw a sampled route takes.
     """
 
     batch_size: int = 64
@@ -75,6 +79,7 @@ class TrainingConfig:
     lr_decay_every: int | None = 10
     lr_decay_factor: float = 0.1
     on_nonfinite: Literal["raise", "skip"] = "raise"
+    eval_batch_size: int = 512
 
     PRESETS: ClassVar[tuple[str, ...]] = ("default", "paper")
     """The names :meth:`preset` knows."""
@@ -107,6 +112,12 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if (
+            isinstance(self.eval_batch_size, bool)
+            or not isinstance(self.eval_batch_size, int)
+            or self.eval_batch_size < 1
+        ):
+            raise ValueError(f"eval_batch_size must be a positive int, got {self.eval_batch_size!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.optimizer not in ("sgd", "adam"):
@@ -635,6 +646,7 @@ class RoutingEngine:
                     "since eval mode began (evaluation() reports them). Call "
                     "reset(options={'mode': 'eval'}) to start another pass, or {'mode': 'train'} to train on"
                 )
+            B = self.training.eval_batch_size
             indices = self.eval_order[self._eval_cursor : self._eval_cursor + B]
             self._eval_cursor += len(indices)
         indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))

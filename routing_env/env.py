@@ -179,6 +179,9 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
       block training; each one given replaces the preset's value.
     - ``on_nonfinite``: ``"raise"`` (default) or ``"skip"`` a minibatch with a
       non-finite loss.
+    - ``eval_batch_size``: test samples drawn at a time in evaluation (default 512); the
+      results do not depend on it, except which draws a sampled route takes on the
+      batched path.
     - ``device``: torch device of the network.
     - ``render_mode``: None, ``"ansi"`` (``render()`` returns a text line on the sample
       being routed) or ``"human"`` (``render()`` prints that line).
@@ -213,6 +216,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
         lr_decay_every: int | None = FROM_PRESET,
         lr_decay_factor: float = FROM_PRESET,
         on_nonfinite: Literal["raise", "skip"] = FROM_PRESET,
+        eval_batch_size: int = FROM_PRESET,
         conv_layers: int | None = None,
         filters: int = 32,
         hidden_width: int = 128,
@@ -268,6 +272,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             "lr_decay_every": lr_decay_every,
             "lr_decay_factor": lr_decay_factor,
             "on_nonfinite": on_nonfinite,
+            "eval_batch_size": eval_batch_size,
         }
         training = TrainingConfig.preset(preset, **{k: v for k, v in given.items() if v is not FROM_PRESET})
         self.engine = RoutingEngine(
