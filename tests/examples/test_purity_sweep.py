@@ -1,0 +1,107 @@
+"""examples/figures/purity_sweep.py: a tiny sweep writes its CSV and PNGs, resumes, and its
+purity bookkeeping is right."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "figures" / "purity_sweep.py"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    name = "routing_env_example_purity_sweep"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+TINY = dict(
+    dataset="digits-mtl",
+    max_train_samples=640,
+    max_test_samples=100,
+    samples=320,
+    seeds=1,
+    rhos="0,0.3",
+    baselines="depth",
+    policy_lrs="1",
+    optimizers="adam",
+    game_points=1,
+    game_samples=2,
+    first_samples=10,
+)
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_tiny_sweep_writes_one_row_per_run_and_resumes(sweep, tmp_path):
+    args = sweep.Args(output_dir=str(tmp_path), **TINY)
+    sweep.main(args)
+    written = rows(tmp_path / "purity_sweep.csv")
+    assert [(r["rho"], r["seed"]) for r in written] == [("0.0", "0"), ("0.3", "0")]
+    for r in written:
+        assert int(r["samples"]) >= 320 and 0.0 <= float(r["pure_fraction"]) <= 1.0
+        assert 0.0 <= float(r["greedy_accuracy"]) <= 1.0 and 0.0 <= float(r["sampled_accuracy"]) <= 1.0
+        assert 1 <= int(r["blocks_used_depth_0"]) <= 10
+        assert r["nash_conv_0"] != "" and float(r["nash_conv_0"]) >= -1e-9
+        pure = [r[f"pure_after_task_{t}"] for t in range(10)]
+        # a task's agent is pure at some count of its own samples, or never within the budget
+        assert all(p == "" or 0 < int(p) <= int(r["samples"]) for p in pure)
+        assert (sum(p != "" for p in pure) == 10) >= (float(r["pure_fraction"]) == 1.0)
+    assert (tmp_path / "purity_sweep.png").stat().st_size > 10_000
+    assert (tmp_path / "purity_first_samples.png").stat().st_size > 10_000
+    # a rerun with one more cell trains only that cell
+    sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0,0.3,1"}))
+    again = rows(tmp_path / "purity_sweep.csv")
+    assert again[:2] == written and [r["rho"] for r in again[2:]] == ["1.0"]
+
+
+def test_purity_is_the_largest_probability_at_every_depth(sweep):
+    class Learner:
+        def __init__(self, policy):
+            self.policy_nA = np.array(policy, dtype=float)
+            self.allowed_nA = self.policy_nA > 0
+
+    assert sweep.is_pure(Learner([[0.995, 0.005], [0.0, 1.0]]), 0.99)
+    assert not sweep.is_pure(Learner([[0.995, 0.005], [0.5, 0.5]]), 0.99)
+    assert not sweep.is_pure(Learner([[0.0, 0.0], [0.0, 0.0]]), 0.99)  # nothing seen yet
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("rhos", "0,2", "rhos must lie in"),
+        ("baselines", "depth,mean", "baselines must be"),
+        ("policy_lrs", "0.1,x", "policy-lrs must be"),
+        ("optimizers", "rmsprop", "optimizers must be"),
+        ("pure_threshold", 1.5, "pure-threshold"),
+    ],
+)
+def test_bad_options_are_refused(sweep, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.Args(**{**TINY, field: value})
+
+
+def test_the_blocks_schedule_follows_the_block_rate(sweep, digits):
+    args = sweep.Args(**TINY)
+    cell = {"rho": 0.0, "baseline": "depth", "policy_lr": 0.5, "schedule": "blocks", "optimizer": "adam"}
+    env, router = sweep.make_run(args, digits, cell, seed=0)
+    env.reset(seed=0)
+    sweep.set_policy_lr(router, cell, env)
+    assert {learner.lr for learner in router.values()} == {0.5}
+    for group in env.engine.optimizer.param_groups:
+        group["lr"] *= 0.1  # as the env's decay does after lr_decay_every epochs
+    sweep.set_policy_lr(router, cell, env)
+    assert [learner.lr for learner in router.values()] == pytest.approx([0.05] * len(router))
