@@ -29,7 +29,7 @@ hidden units, ``A`` actions (or outputs), ``n`` depths.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -52,7 +52,6 @@ __all__ = [
     "cpu_state",
     "features",
     "make_network",
-    "make_optimizer",
     "masked_argmax_rows",
     "masked_fill_logits",
     "sample_rows",
@@ -415,16 +414,3 @@ def make_network(
             output_scale=output_scale,
         )
     raise ValueError(f"representation must be 'table' or 'mlp', got {representation!r}")
-
-
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` (``"adam"``) or plain ``torch.optim.SGD`` (``"sgd"``).
-
-    Raises:
-        ValueError: On an unknown name.
-    """
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")

@@ -56,11 +56,11 @@ from agents.networks import (
     cpu_state,
     features,
     make_network,
-    make_optimizer,
     masked_argmax_rows,
     sample_rows,
     torch_generator,
 )
+from routing_env.optim import make_optimizer
 
 __all__ = ["EpsilonSchedule", "QLearning"]
 
@@ -189,7 +189,7 @@ class QLearning(RouterAgent):
             )
             assert isinstance(q_net, PerDepthMLP)
             self.q_net = q_net.to(self.device)
-            self.optimizer = make_optimizer(optimizer, self.q_net.parameters(), self.lr)
+            self.optimizer = make_optimizer(self.q_net.parameters(), name=optimizer, lr=self.lr)
 
     @property
     def epsilon(self) -> float:

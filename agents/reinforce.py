@@ -46,12 +46,12 @@ from agents.networks import (
     cpu_state,
     features,
     make_network,
-    make_optimizer,
     masked_argmax_rows,
     masked_fill_logits,
     sample_rows,
     torch_generator,
 )
+from routing_env.optim import make_optimizer
 
 __all__ = ["Reinforce"]
 
@@ -144,7 +144,7 @@ class Reinforce(RouterAgent):
             ).to(self.device)
             params += list(self.value_net.parameters())
         self.optimizer_name = optimizer
-        self.optimizer = make_optimizer(optimizer, params, self.lr)
+        self.optimizer = make_optimizer(params, name=optimizer, lr=self.lr)
         self.average_return_n = np.zeros(net_depths, dtype=np.float64)
 
     # hooks for the dispatcher, which has a single decision whatever the depth says

@@ -24,8 +24,8 @@ Each sample belongs to one task; a column model reads its prediction from the co
 :func:`build_baseline` builds a model by name; :func:`train_epoch` and
 :func:`evaluate_model` train and test it the way the env trains the routed network (same
 minibatches of shuffled training samples, same loss with per-task class masks, same
-optimizer settings and learning-rate schedule via :func:`make_optimizer` and
-:func:`decay_lr`), so baselines and routing runs get the same budget.
+optimizer settings and learning-rate schedule via :func:`model_optimizer`
+(:func:`routing_env.optim.make_optimizer`) and :class:`routing_env.optim.StepDecay`), so baselines and routing runs get the same budget.
 
 Speed. On the CPU a head applies each task's blocks to that task's samples only (one
 small matmul per task present: the fewest FLOPs, and reading the task ids costs nothing
@@ -45,6 +45,7 @@ output width), ``K`` classes (the widest task), ``T`` tasks (columns).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, cast
 
@@ -53,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from routing_env import optim
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import SimpleConvNet, fc_block
 
@@ -70,7 +72,7 @@ __all__ = [
     "decay_lr",
     "default_conv_layers",
     "evaluate_model",
-    "make_optimizer",
+    "model_optimizer",
     "train_epoch",
 ]
 
@@ -546,7 +548,7 @@ def build_baseline(
 
 
 # ----------------------------------------------------------------- training
-def make_optimizer(
+def model_optimizer(
     model: nn.Module,
     *,
     optimizer: Literal["sgd", "adam"] = "sgd",
@@ -554,23 +556,33 @@ def make_optimizer(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """The optimizer the env uses for the routed network, with the same settings."""
+    """The optimizer of ``model``'s trainable parameters, built as the env builds its own
+    (:func:`routing_env.optim.make_optimizer`, the one factory), with these settings."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    return optim.make_optimizer(params, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def __getattr__(name: str) -> object:
+    # ``baselines.make_optimizer(model, optimizer=...)`` was this module's name for
+    # model_optimizer; it is kept for code that calls it, apart from the one factory
+    # routing_env.optim.make_optimizer(params, name=...), which has another signature
+    if name == "make_optimizer":
+        warnings.warn(
+            "routing_env.baselines.make_optimizer is now model_optimizer (routing_env.optim.make_optimizer "
+            "builds from parameters)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return model_optimizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def decay_lr(optimizer: torch.optim.Optimizer, *, epoch: int, every: int | None, factor: float) -> None:
-    """Multiply the learning rate by ``factor`` when ``epoch`` (completed) is a multiple of ``every``.
+    """The env's schedule applied after ``epoch`` completed epochs: ``StepDecay(every, factor).step``.
 
-    The env's schedule: call it after each epoch with the number of completed epochs.
+    Kept for code that calls it; :class:`routing_env.optim.StepDecay` is the schedule.
     """
-    if every is not None and epoch > 0 and epoch % every == 0:
-        for group in optimizer.param_groups:
-            group["lr"] *= factor
+    optim.StepDecay(every=every, factor=factor).step(optimizer, epoch=epoch)
 
 
 def _class_mask(dataset: MultiTaskDataset, output_size: int) -> torch.Tensor | None:

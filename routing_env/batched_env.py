@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from routing_env.engine import BatchOutcome, RoutedBatch, RoutingEngine
+from routing_env.engine import BatchOutcome, BlockTrainingStatus, RoutedBatch, RoutingEngine
 from routing_env.env import RoutingEnv
 
 __all__ = ["BatchObservation", "BatchedRoutingEnv", "batched_env"]
@@ -108,7 +108,7 @@ class BatchObservation(Mapping[str, Any]):
         }
 
 
-class BatchedRoutingEnv:
+class BatchedRoutingEnv(BlockTrainingStatus):
     """The routing game of :class:`~routing_env.env.RoutingEnv`, one minibatch per step.
 
     ## Description
@@ -181,6 +181,11 @@ class BatchedRoutingEnv:
         self.pass_action = env.pass_action
         self._agent_id = {a: i for i, a in enumerate(self.possible_agents)}
         self._router_ids = np.array([self._agent_id[r] for r in self.routers], dtype=np.int64)
+        # the agent id of each task's router (the AEC env's mapping); the dispatcher decides instead
+        self._router_of_task_T = np.array(
+            [self._agent_id[env.router_of_task(t) or self.routers[0]] for t in range(self.num_tasks)],
+            dtype=np.int64,
+        )
         self._batch: RoutedBatch | None = None
         self._dispatching = False
         self._router_of_B: np.ndarray | None = None
@@ -240,9 +245,7 @@ class BatchedRoutingEnv:
         return self._observe()
 
     def _routers_by_task(self, task_B: np.ndarray) -> np.ndarray:
-        if self.router_config == "per_task":
-            return self._router_ids[task_B]
-        return np.full(task_B.shape, self._router_ids[0], dtype=np.int64)
+        return self._router_of_task_T[task_B]
 
     def _observe(self) -> BatchObservation:
         batch = self._batch

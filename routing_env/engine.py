@@ -27,10 +27,12 @@ import torch.nn.functional as F
 
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import RoutingNetwork
-from routing_env.rewards import collaboration_reward, final_reward
+from routing_env.optim import StepDecay, make_optimizer
+from routing_env.rewards import collaboration_reward, final_reward, final_rewards
 
 __all__ = [
     "BatchOutcome",
+    "BlockTrainingStatus",
     "RoutedBatch",
     "RoutingEngine",
     "StepOutcome",
@@ -131,12 +133,14 @@ class TrainingConfig:
             )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.lr_decay_every is not None and self.lr_decay_every < 1:
-            raise ValueError(f"lr_decay_every must be >= 1 or None, got {self.lr_decay_every}")
-        if not 0.0 < self.lr_decay_factor <= 1.0:
-            raise ValueError(f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
+        self.lr_schedule  # noqa: B018 - validates lr_decay_every and lr_decay_factor
         if self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
+
+    @property
+    def lr_schedule(self) -> StepDecay:
+        """The block learning rate's schedule: ``lr_decay_factor`` every ``lr_decay_every`` epochs."""
+        return StepDecay(every=self.lr_decay_every, factor=self.lr_decay_factor)
 
 
 def interleaved_order(tasks_N: np.ndarray) -> np.ndarray:
@@ -414,12 +418,9 @@ class RoutingEngine:
             self._reset_weights(int(torch_seed) & (2**63 - 1))
         params = [p for p in self.network.parameters() if p.requires_grad]
         cfg = self.training
-        if cfg.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
-        else:
-            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(
+            params, name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         self.selections_nA = np.zeros((self.num_decisions, self.num_actions), dtype=np.int64)
         self.epoch = 0  # completed training epochs
         self.updates = 0  # optimizer steps taken
@@ -713,10 +714,7 @@ class RoutingEngine:
 
     def _end_epoch(self) -> None:
         self.epoch += 1
-        cfg = self.training
-        if cfg.lr_decay_every is not None and self.epoch % cfg.lr_decay_every == 0:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= cfg.lr_decay_factor
+        self.training.lr_schedule.step(self.optimizer, epoch=self.epoch)
         self._perm = self.np_random.permutation(len(self.dataset.train))
         self._cursor = 0
 
@@ -997,11 +995,11 @@ class RoutingEngine:
                     if self.training.on_nonfinite == "raise":
                         raise FloatingPointError(message + " (on_nonfinite='raise')")
                     warnings.warn(message + "; its final reward is 0 (on_nonfinite='skip')", stacklevel=3)
-                final_B = np.where(np.isfinite(loss_B), -loss_B, 0.0)
+                final_B = np.where(np.isfinite(loss_B), final_rewards(loss_N=loss_B), 0.0)
                 return None, loss_B, final_B
             logits = self._masked_logits(pred, split.tasks_N[batch.indices_B])
             correct_B = (logits.argmax(dim=1).cpu() == targets).numpy()
-        return correct_B, None, np.where(correct_B, 1.0, -1.0)
+        return correct_B, None, final_rewards(correct_N=correct_B)
 
     def _check_batch_finite(
         self,
@@ -1258,3 +1256,61 @@ class RoutingEngine:
     def _require_started(self) -> None:
         if not self._started:
             raise RuntimeError("the engine has not been started; call restart(seed) (env.reset()) first")
+
+
+class BlockTrainingStatus:
+    """What a training script reads about the block training, on an env that holds an engine.
+
+    :class:`~routing_env.env.RoutingEnv` and :class:`~routing_env.batched_env.BatchedRoutingEnv`
+    mix these read-only properties in, so that no script reaches into the engine: the
+    learning rate a metrics row records, the counts it logs, the optimizer a benchmark
+    or a schedule of its own adjusts.
+    """
+
+    engine: RoutingEngine
+
+    @property
+    def block_lr(self) -> float:
+        """The learning rate of the trunk and the function blocks now.
+
+        An epoch's decay is applied when the next epoch's first minibatch is drawn, so
+        read after an epoch's last sample it is still the rate that epoch trained with.
+        """
+        return self.engine.current_lr() if self.engine.started else self.engine.training.lr
+
+    @property
+    def block_optimizer(self) -> torch.optim.Optimizer:
+        """The torch optimizer of the trunk and the blocks (built by :func:`routing_env.optim.make_optimizer`
+        at ``reset(seed=...)``); changing its ``param_groups`` changes the block training."""
+        self.engine._require_started()
+        return self.engine.optimizer
+
+    @property
+    def block_updates(self) -> int:
+        """Optimizer steps taken on the trunk and blocks in this run."""
+        return self.engine.updates if self.engine.started else 0
+
+    @property
+    def skipped_updates(self) -> int:
+        """Minibatches dropped for a non-finite loss (``on_nonfinite="skip"``) in this run."""
+        return self.engine.skipped_updates if self.engine.started else 0
+
+    @property
+    def samples_routed(self) -> int:
+        """Training samples whose route is complete in this run (evaluation not counted)."""
+        return self.engine.samples_routed if self.engine.started else 0
+
+    @property
+    def epochs_completed(self) -> int:
+        """Training epochs completed in this run (an epoch ends when its last sample is drawn)."""
+        return self.engine.epoch if self.engine.started else 0
+
+    @property
+    def epoch_progress(self) -> float:
+        """Fraction of the current training epoch drawn so far."""
+        return self.engine.epoch_progress if self.engine.started else 0.0
+
+    @property
+    def eval_order(self) -> np.ndarray:
+        """The fixed order (indices into the test split, tasks interleaved) of an evaluation pass."""
+        return self.engine.eval_order

@@ -13,8 +13,9 @@ from pettingzoo import AECEnv
 from pettingzoo.utils import wrappers
 
 from routing_env.datasets.base import MultiTaskDataset
-from routing_env.engine import RoutingEngine, TrainingConfig
+from routing_env.engine import BlockTrainingStatus, RoutingEngine, TrainingConfig
 from routing_env.network import RoutingNetwork, build_default_network
+from routing_env.policy import router_observation
 
 __all__ = ["RoutingEnv", "env", "raw_env"]
 
@@ -32,7 +33,7 @@ class _FromPreset:
 FROM_PRESET: Any = _FromPreset()
 
 
-class RoutingEnv(AECEnv[str, dict[str, Any], int]):
+class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
     """A routing network (Rosenbaum, Klinger & Riemer, ICLR 2018) as an AEC game.
 
     ## Description
@@ -135,7 +136,7 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
     ``reset(options={"mode": "eval"})`` starts a pass over the test split (also when
     already evaluating: the counts start again). Each test sample is routed once, nothing
     is trained and no selection is counted. The pass interleaves the tasks (the split is
-    stored task by task; ``env.unwrapped.engine.eval_order`` is the fixed order), so any
+    stored task by task; ``env.unwrapped.eval_order`` is the fixed order), so any
     prefix of a pass scores every task in proportion. When the last test sample is routed
     the episode ends and ``env.unwrapped.eval_pass_complete`` is True; a further
     ``reset()`` in eval mode raises ``RuntimeError`` instead of wrapping around and
@@ -149,6 +150,15 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
          "complete": bool}                # the whole test split has been routed
 
     (``"loss"``/``"loss_per_task"``, mean squared error, for regression).
+
+    ## Block training
+    The env trains the trunk and the function blocks itself (Algorithm 2, step 3). What a
+    training script logs is read from documented properties of ``env.unwrapped`` (the
+    same on :class:`~routing_env.batched_env.BatchedRoutingEnv`): ``block_lr`` (the
+    rate the blocks train with now), ``block_updates``, ``skipped_updates``,
+    ``samples_routed`` (training samples routed to the end), ``epochs_completed``,
+    ``epoch_progress``, ``eval_order`` and ``block_optimizer`` (the torch optimizer, for a
+    schedule of one's own); see :class:`~routing_env.engine.BlockTrainingStatus`.
 
     ## Copies and checkpoints
     ``copy.deepcopy(env)`` and ``pickle`` work at any point and the copy continues
@@ -450,8 +460,18 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
             self._router = None
             self.agent_selection = self.dispatcher
         else:
-            self._router = self.routers[self.engine.task] if self.router_config == "per_task" else "router_0"
-            self.agent_selection = self._router
+            router = self.router_of_task(self.engine.task)
+            assert router is not None  # not dispatched: the task names its router
+            self._router = self.agent_selection = router
+
+    def router_of_task(self, task: int) -> str | None:
+        """The router that routes every sample of ``task``: ``router_<task>`` (``per_task``),
+        ``router_0`` (``single``), or None (``dispatched``: the dispatcher picks one per sample)."""
+        if self.router_config == "per_task":
+            return self.routers[task]
+        if self.router_config == "single":
+            return self.routers[0]
+        return None
 
     # ------------------------------------------------------------- observing
     def observe(self, agent: str) -> dict[str, Any]:
@@ -468,16 +488,14 @@ class RoutingEnv(AECEnv[str, dict[str, Any], int]):
 
     def _make_obs(self, agent: str) -> dict[str, Any]:
         engine = self.engine
-        flat = engine.representation_array()
-        v = np.zeros(self.observation_width, dtype=np.float32)
-        v[: flat.size] = flat
-        mask = self._dispatch_mask if agent == self.dispatcher else engine.action_mask()
-        return {
-            "observation": v,
-            "task": engine.task,
-            "depth": 0 if agent == self.dispatcher else engine.depth,
-            "action_mask": mask.copy(),
-        }
+        dispatching = agent == self.dispatcher
+        return router_observation(
+            engine.representation_array(),
+            width=self.observation_width,
+            task=engine.task,
+            depth=0 if dispatching else engine.depth,
+            action_mask_A=self._dispatch_mask if dispatching else engine.action_mask(),
+        )
 
     # ------------------------------------------------------------------ step
     def step(self, action: int | None) -> None:

@@ -9,43 +9,9 @@ sample of the task), the others' policies fixed. The *best-response gain* is the
 difference, and their sum over agents is a NashConv-style distance to equilibrium:
 0 exactly when no agent can gain by such a deviation.
 
-Scope: what interacts with what
--------------------------------
-- ``router="per_task"`` (the paper's MARL:WPL): agent ``t`` alone routes task ``t``'s
-  samples, so with frozen blocks its return does not depend on the other agents'
-  policies at all. The best response is the best pure path of its task, the gain is
-  its optimality gap, and NashConv is the sum of the per-task gaps. (The agents
-  interact only through training the shared blocks, which freezing removes.)
-- ``router="single"``: one agent routes every task; its best response picks the best
-  path of each task (it observes the task id). NashConv is its optimality gap.
-- ``router="dispatched"``: the dispatcher's policy decides which samples each router
-  receives, so a router's value and best response are taken over the samples it is
-  dispatched, weighted by the probability of being dispatched (other agents' policies
-  fixed); the dispatcher's best response picks, per task, the router whose current
-  policy serves that task best. Here the agents do interact.
-
-Best responses are over *task-conditional pure strategies* (a path per task, a router
-per task): a policy that reads the representation ``v`` could pick a route per sample,
-and the best such "response" is an oracle that knows which route classifies each
-sample correctly, not a meaningful deviation. The collaboration reward (``rho``) is a
-shaping term and not part of the payoff.
-
-Estimator
----------
-All pure paths are enumerated (``prod`` of the actions valid at each depth: 1,000 for
-the 10x10x10 digits-MTL network) by expanding the route tree on a batch of held-out
-samples with the network's own blocks (``RoutingNetwork.apply_action``, prefixes
-shared, one block call per tree node), which gives the final reward ``R[x, p]`` of
-every sample ``x`` along every path ``p``. A policy's path probabilities come from its
-``action_probs`` at each tree node, so the expectation over routes is exact (no route
-sampling noise). The only randomness is the draw of held-out samples: each value is a
-(weighted) sample mean, reported with its standard error (``sd / sqrt(N)``, or the
-ratio-estimator linearization with dispatch weights).
-
-The best response maximizes over many estimated paths, so the plug-in gain is biased
-upwards (a winner's curse of up to about ``SE * sqrt(2 ln P)``). ``gain_heldout`` is
-cross-fitted: the best path is chosen on one half of each task's samples and scored on
-the other (and vice versa), which removes that bias (it can only err low).
+The scope (which agents interact under each router configuration), the estimator
+(exact expectations over every pure path on held-out samples) and its bias correction
+are described in ``docs/game_analysis.md``.
 
 Shape legend: ``N`` samples of a task, ``P`` paths, ``n`` depths, ``A`` actions,
 ``K`` routers.
@@ -63,7 +29,8 @@ import torch
 
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.network import RoutingNetwork
-from routing_env.recording import ActionProbabilities
+from routing_env.policy import ActionProbabilities, router_observation
+from routing_env.rewards import final_rewards
 
 __all__ = [
     "AgentAnalysis",
@@ -295,20 +262,16 @@ class GameAnalysis:
 
 # ============================================================== the network side
 def _observation(v_D: torch.Tensor, width: int, task: int, depth: int, mask_A: np.ndarray) -> dict[str, Any]:
-    """The observation the env would show for representation ``v`` (see RoutingEnv)."""
-    flat = v_D.reshape(-1).numpy()
-    obs = np.zeros(width, dtype=np.float32)
-    obs[: flat.size] = flat
-    return {"observation": obs, "task": task, "depth": depth, "action_mask": mask_A.copy()}
+    """The observation the env would show for representation ``v`` (the env's own builder)."""
+    return router_observation(v_D.numpy(), width=width, task=task, depth=depth, action_mask_A=mask_A)
 
 
 def _rewards(pred_NK: torch.Tensor, targets_N: torch.Tensor, num_classes: int) -> np.ndarray:
-    """The env's final reward of each prediction: +1/-1 (classification) or -squared error."""
+    """The env's final reward of each prediction (:func:`~routing_env.rewards.final_rewards`):
+    +1/-1 (classification, over the task's ``num_classes``) or -squared error (``num_classes`` 0)."""
     if num_classes == 0:
-        err = (pred_NK[:, 0].double() - targets_N.double()) ** 2
-        return (-err).numpy()
-    correct = pred_NK[:, :num_classes].argmax(dim=1) == targets_N
-    return np.where(correct.numpy(), 1.0, -1.0)
+        return final_rewards(loss_N=((pred_NK[:, 0].double() - targets_N.double()) ** 2).numpy())
+    return final_rewards(correct_N=(pred_NK[:, :num_classes].argmax(dim=1) == targets_N).numpy())
 
 
 class _Accumulator:
@@ -678,7 +641,7 @@ def analyze_game(
         ValueError: When a policy is missing, or on bad arguments.
     """
     raw = getattr(env, "unwrapped", env)
-    for name in ("network", "dataset", "router_config", "routers"):
+    for name in ("network", "dataset", "router_of_task", "routers"):
         if not hasattr(raw, name):
             raise TypeError(f"analyze_game needs a routing_env.RoutingEnv, got {type(raw).__name__}")
     if max_samples_per_task is not None and (
@@ -704,12 +667,10 @@ def analyze_game(
     for task in range(dataset.num_tasks):
         indices = _pick_indices(tasks_N, task, max_samples_per_task, rng)
         n = len(indices)
-        if raw.router_config == "per_task":
-            agent_policies = {routers[task]: policies[routers[task]]}
-            weights = {routers[task]: np.ones(n)}
-        elif raw.router_config == "single":
-            agent_policies = {routers[0]: policies[routers[0]]}
-            weights = {routers[0]: np.ones(n)}
+        router = raw.router_of_task(task)  # the env's mapping; None: the dispatcher decides
+        if router is not None:
+            agent_policies = {router: policies[router]}
+            weights = {router: np.ones(n)}
         else:
             assert dispatcher is not None
             dispatch_NK = _dispatch_probs(

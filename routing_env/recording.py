@@ -62,12 +62,14 @@ import warnings
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils import BaseWrapper
+
+from routing_env.policy import ActionProbabilities  # re-exported: its home was this module
 
 __all__ = [
     "COLUMNS",
@@ -89,17 +91,6 @@ _NOTE_PREFIX = "# incomplete recording: "
 _PARQUET_DROPPED = b"routing_env.dropped_rows"
 _PARQUET_MAX_ROWS = b"routing_env.max_rows"
 _PARQUET_NOTE = b"routing_env.note"
-
-
-@runtime_checkable
-class ActionProbabilities(Protocol):
-    """Anything that gives the probability of each action for an observation.
-
-    Every :class:`agents.RouterAgent` qualifies (``action_probs(obs)`` returns a float
-    array of length ``A`` summing to 1, 0 on masked actions).
-    """
-
-    def action_probs(self, obs: Mapping[str, Any]) -> np.ndarray: ...
 
 
 #: The scalar columns of a recording, in CSV order; ``prob_0 .. prob_{A-1}`` follow.

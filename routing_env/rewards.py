@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["collaboration_reward", "final_reward"]
+__all__ = ["collaboration_reward", "final_reward", "final_rewards"]
 
 
 def collaboration_reward(*, rho: float, selections_A: np.ndarray, action: int) -> float:
@@ -35,3 +35,13 @@ def final_reward(*, correct: bool | None = None, loss: float | None = None) -> f
     if loss is None:
         raise ValueError("final_reward needs either correct (classification) or loss (regression)")
     return -float(loss)
+
+
+def final_rewards(*, correct_N: np.ndarray | None = None, loss_N: np.ndarray | None = None) -> np.ndarray:
+    """:func:`final_reward` of many routes at once: float64 ``+1``/``-1`` per correct /
+    wrong classification, or ``-loss`` per regression loss (pass one of the two)."""
+    if correct_N is not None:
+        return np.where(np.asarray(correct_N, dtype=bool), 1.0, -1.0)
+    if loss_N is None:
+        raise ValueError("final_rewards needs either correct_N (classification) or loss_N (regression)")
+    return -np.asarray(loss_N, dtype=np.float64)
