@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
-from routing_env.baselines import DeviceSplit, build_baseline, make_optimizer, train_epoch
+from routing_env.baselines import DeviceSplit, build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit
 
 LOOPS = ("plain", "batched", "aec", "cross-stitch")
@@ -92,7 +92,7 @@ def env_kwargs(data: MultiTaskDataset, batch_size: int, device: torch.device) ->
 def plain_epoch_factory(data: MultiTaskDataset, batch_size: int, device: torch.device) -> Callable[[], None]:
     env = routing_env.RoutingEnv(**env_kwargs(data, batch_size, device))
     env.reset(seed=0)
-    net, opt = env.network, env.engine.optimizer
+    net, opt = env.network, env.block_optimizer
     rng = np.random.default_rng(0)
     inputs = data.train.inputs_NCHW.to(device)
     targets_all = data.train.targets_N.to(device)
@@ -133,7 +133,7 @@ def cross_stitch_epoch_factory(
     data: MultiTaskDataset, batch_size: int, device: torch.device
 ) -> Callable[[], None]:
     model = build_baseline("cross-stitch-all-fc", dataset=data, seed=0).to(device)
-    opt = make_optimizer(model, optimizer="adam", lr=1e-3)
+    opt = model_optimizer(model, optimizer="adam", lr=1e-3)
     rng = np.random.default_rng(0)
     held = DeviceSplit(dataset=data, split=data.train, device=device)  # as train_baseline.py does
 

@@ -1,7 +1,7 @@
 """Env overhead: one epoch driven through the AEC API vs a plain PyTorch loop, side by side.
 
-Both train the same routed SimpleConvNet (same initial weights, same data order, same
-minibatches, same SGD) on CIFAR-shaped synthetic inputs (3x32x32, 20 tasks of 5
+Both train the same routed SimpleConvNet (same initial weights, same
+minibatches of the same size, the same optimizer) on CIFAR-shaped synthetic inputs (3x32x32, 20 tasks of 5
 classes, like CIFAR-MTL), with the routes fixed: the agent of task t always picks block
 t. The plain loop is what one would write by hand: trunk, blocks grouped by route, loss,
 backward, step. The env loop routes every sample through ``reset``/``agent_iter``/
@@ -66,11 +66,11 @@ def env_epoch(env: RoutingEnv, samples: int) -> tuple[float, int]:
 
 def plain_epoch(env: RoutingEnv, samples: int) -> float:
     """The same epoch as a hand-written PyTorch loop over the same network and data order."""
-    engine = env.engine
-    engine.restart(0)  # same initial weights and permutation as the env run
-    net, data, opt = env.network, env.dataset, engine.optimizer
-    perm = torch.from_numpy(engine._perm[:samples].astype(np.int64))
-    B = engine.training.batch_size
+    env.reset(seed=0)  # same initial weights as the env run, and a fresh optimizer
+    net, data, opt = env.network, env.dataset, env.block_optimizer
+    # a data order of its own: which samples form a minibatch does not change its cost
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(data.train))[:samples])
+    B = env.training.batch_size
     start = time.perf_counter()
     net.train()
     for i in range(0, samples, B):

@@ -35,7 +35,7 @@ from env_overhead import cifar_shaped
 
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
-from routing_env.baselines import DeviceSplit, build_baseline, evaluate_model, make_optimizer, train_epoch
+from routing_env.baselines import DeviceSplit, build_baseline, evaluate_model, model_optimizer, train_epoch
 
 #: CIFAR-MTL's split sizes (CIFAR-100: 500 train and 100 test images per class, 100 classes).
 CIFAR_MTL_TRAIN, CIFAR_MTL_TEST = 50_000, 10_000
@@ -74,7 +74,7 @@ def time_routing(
 def time_baseline(data, device: torch.device, batch_size: int, warmup: int) -> tuple[float, float]:
     """Seconds per training sample and per evaluation sample of cross-stitch-all-fc."""
     model = build_baseline("cross-stitch-all-fc", dataset=data, seed=0).to(device)
-    opt = make_optimizer(model, optimizer="adam", lr=1e-3)
+    opt = model_optimizer(model, optimizer="adam", lr=1e-3)
     rng = np.random.default_rng(0)
     train_held = DeviceSplit(dataset=data, split=data.train, device=device)
     test_held = DeviceSplit(dataset=data, split=data.test, device=device)

@@ -61,7 +61,7 @@ def main() -> None:
     while decisions < args.decisions:
         decisions += route(chunk)
         print(
-            f"{decisions:>10,} decisions  epoch {env.engine.epoch:>3}  RSS {rss_mb():8.1f} MB  "
+            f"{decisions:>10,} decisions  epoch {env.epochs_completed:>3}  RSS {rss_mb():8.1f} MB  "
             f"{decisions / (time.perf_counter() - start):8,.0f} decisions/s",
             flush=True,
         )
@@ -69,7 +69,7 @@ def main() -> None:
     print(
         f"RSS after warm-up {start_rss:.1f} MB, at the end {end_rss:.1f} MB "
         f"(change {end_rss - start_rss:+.1f} MB) over {decisions:,} decisions, "
-        f"{env.engine.updates:,} block updates, {env.engine.epoch} epochs"
+        f"{env.block_updates:,} block updates, {env.epochs_completed} epochs"
     )
 
 

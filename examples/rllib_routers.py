@@ -36,8 +36,8 @@ from typing import Any, Literal
 import torch
 
 import routing_env
-from routing_env.datasets import load_dataset
-from routing_env.training import DatasetName, parse_args, seed_everything, subsample
+from routing_env.datasets import load_dataset, subsample
+from routing_env.experiments import DatasetName, parse_args, seed_everything
 
 
 @dataclass
@@ -181,7 +181,7 @@ def main(args: Args) -> dict[str, Any]:
         register_env(ENV_NAME, make_env)
         algo = build_config(args, env_config, agents, decisions).build_algo()
         env = routing_env_of(algo)
-        engine = env.env.unwrapped.engine
+        routing = env.env.unwrapped  # the RoutingEnv: its samples_routed counts the training samples
         print(
             f"{dataset.name}: {len(agents)} RLlib PPO routers ({args.router}), {args.num_samples} training samples, "
             f"{len(dataset.test)} test samples",
@@ -189,7 +189,7 @@ def main(args: Args) -> dict[str, Any]:
         )
         start = time.perf_counter()
         iterations = 0
-        while engine.samples_routed < args.num_samples:
+        while routing.samples_routed < args.num_samples:
             algo.train()
             iterations += 1
         train_time = time.perf_counter() - start
@@ -207,13 +207,13 @@ def main(args: Args) -> dict[str, Any]:
         "test_accuracy": result["accuracy"],
         "test_accuracy_per_task": result["accuracy_per_task"],
         "test_samples": result["samples"],
-        "train_samples": engine.samples_routed,
+        "train_samples": routing.samples_routed,
         "iterations": iterations,
         "train_time_s": train_time,
     }
     print(
         f"RLlib PPO ({args.router}): greedy test accuracy {100 * result['accuracy']:.2f}% "
-        f"on {result['samples']} test samples after {engine.samples_routed} training samples "
+        f"on {result['samples']} test samples after {routing.samples_routed} training samples "
         f"({iterations} iterations, {train_time:.0f}s training)"
     )
     return summary

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import torch
 
-from routing_env.training import DatasetName
+from routing_env.experiments import DatasetName
 
 ALGORITHMS = ("wpl", "reinforce", "qlearning")
 """Router algorithms (tabular, as the paper's per-task routers)."""
@@ -152,8 +152,8 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One routing run (a train_wpl-style run, no files): train, then route the test split greedily."""
     import routing_env
     from agents import MultiAgentRouter, evaluate, train
-    from routing_env.datasets import load_dataset
-    from routing_env.training import seed_everything, subsample
+    from routing_env.datasets import load_dataset, subsample
+    from routing_env.experiments import seed_everything
 
     torch.set_num_threads(config["torch_threads"])
     seed = config["seed"]
@@ -273,6 +273,6 @@ def main(args: Args) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    from routing_env.training import parse_args
+    from routing_env.experiments import parse_args
 
     main(parse_args(Args))

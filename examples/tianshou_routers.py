@@ -36,14 +36,14 @@ from typing import Any, Literal
 import torch
 
 import routing_env
-from routing_env.datasets import load_dataset
+from routing_env.datasets import load_dataset, subsample
+from routing_env.experiments import DatasetName, parse_args, seed_everything
 from routing_env.integrations.tianshou import (
     evaluate_policy,
     masked_actor,
     tianshou_env,
     training_step_for_each_agent,
 )
-from routing_env.training import DatasetName, parse_args, seed_everything, subsample
 
 ALGORITHM_NAMES = {"reinforce": "REINFORCE", "dqn": "DQN"}
 
@@ -263,7 +263,6 @@ def main(args: Args) -> dict[str, Any]:
     venv = DummyVectorEnv([lambda: env])
     venv.seed(args.seed)  # the one seeded reset: restarts the routing run from args.seed
     algorithm = build_algorithm(args, env)
-    engine = aec.unwrapped.engine
     decisions = aec.unwrapped.num_decisions
     total_steps = args.num_samples * decisions
     # on-policy: the buffer holds one collection step, and is emptied after each update
@@ -286,13 +285,13 @@ def main(args: Args) -> dict[str, Any]:
         "test_accuracy": result["accuracy"],
         "test_accuracy_per_task": result["accuracy_per_task"],
         "test_samples": result["samples"],
-        "train_samples": engine.samples_routed,
+        "train_samples": aec.unwrapped.samples_routed,
         "train_time_s": train_time,
         "eval_time_s": time.perf_counter() - start - train_time,
     }
     print(
         f"Tianshou {ALGORITHM_NAMES[args.algorithm]} ({args.router}): greedy test accuracy {100 * result['accuracy']:.2f}% "
-        f"on {result['samples']} test samples after {engine.samples_routed} training samples "
+        f"on {result['samples']} test samples after {aec.unwrapped.samples_routed} training samples "
         f"({train_time:.0f}s training)"
     )
     return summary

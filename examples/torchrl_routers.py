@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 import routing_env
-from routing_env.datasets import load_dataset
-from routing_env.training import DatasetName, parse_args, seed_everything, subsample
+from routing_env.datasets import load_dataset, subsample
+from routing_env.experiments import DatasetName, parse_args, seed_everything
 
 GROUP = "router"
 
@@ -258,13 +258,13 @@ def main(args: Args) -> dict[str, Any]:
         "test_accuracy": result["accuracy"],
         "test_accuracy_per_task": result["accuracy_per_task"],
         "test_samples": result["samples"],
-        "train_samples": routing.engine.samples_routed,
+        "train_samples": routing.samples_routed,
         "train_time_s": train_time,
         "eval_time_s": time.perf_counter() - start - train_time,
     }
     print(
         f"TorchRL PPO ({args.router}): greedy test accuracy {100 * result['accuracy']:.2f}% on "
-        f"{result['samples']} test samples after {routing.engine.samples_routed} training samples "
+        f"{result['samples']} test samples after {routing.samples_routed} training samples "
         f"({train_time:.0f}s training, {summary['eval_time_s']:.0f}s evaluation)"
     )
     return summary

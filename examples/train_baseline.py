@@ -41,13 +41,12 @@ from routing_env.baselines import (
     DeviceSplit,
     EpochStats,
     build_baseline,
-    decay_lr,
     evaluate_model,
-    make_optimizer,
+    model_optimizer,
     train_epoch,
 )
 from routing_env.datasets import MultiTaskDataset
-from routing_env.training import (
+from routing_env.experiments import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     DatasetOptions,
@@ -68,6 +67,7 @@ from routing_env.training import (
     tensorboard_writer,
     write_summary,
 )
+from routing_env.optim import StepDecay
 
 
 @dataclass
@@ -171,9 +171,10 @@ def train_run(run: RunFolder) -> dict[str, Any]:
 
     dataset = load_run_dataset(args)
     model = make_model(args, dataset)
-    optimizer = make_optimizer(
+    optimizer = model_optimizer(
         model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
     )
+    lr_schedule = StepDecay(every=args.lr_decay_every, factor=args.lr_decay_factor)
     # the data order: its own generator, drawn from the run seed
     data_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 2]))
 
@@ -243,7 +244,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             callback=show if progress.enabled else None,
             data=train_data,
         )
-        decay_lr(optimizer, epoch=epoch + 1, every=args.lr_decay_every, factor=args.lr_decay_factor)
+        lr_schedule.step(optimizer, epoch=epoch + 1)
         progress.clear()
         samples += stats.samples
         updates += stats.updates

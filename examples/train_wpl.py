@@ -65,7 +65,7 @@ from agents import (
     train_batched,
 )
 from routing_env.datasets import MultiTaskDataset
-from routing_env.training import (
+from routing_env.experiments import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     DatasetOptions,
@@ -86,6 +86,7 @@ from routing_env.training import (
     tensorboard_writer,
     write_summary,
 )
+from routing_env.optim import StepDecay
 
 
 @dataclass
@@ -247,9 +248,10 @@ def evaluate_policy(env: Any, router: MultiAgentRouter, *, greedy: bool) -> tupl
 
 def policy_lr(args: Args, epoch: int) -> float:
     """The WPL policy learning rate of epoch ``epoch`` (0-based) under ``--policy-lr-schedule``."""
-    if args.policy_lr_schedule == "constant" or args.lr_decay_every is None:
+    if args.policy_lr_schedule == "constant":
         return args.policy_lr
-    return args.policy_lr * args.lr_decay_factor ** (epoch // args.lr_decay_every)
+    # the blocks' schedule (the env's StepDecay), read at this epoch from the initial rate
+    return StepDecay(every=args.lr_decay_every, factor=args.lr_decay_factor).lr_at(args.policy_lr, epoch)
 
 
 def set_policy_lr(router: MultiAgentRouter, args: Args, epoch: int) -> None:
@@ -303,7 +305,6 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     env: Any = aec_env if args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
     run_epoch = train if args.aec else train_batched
     env_state = aec_env.unwrapped
-    engine = env_state.engine
 
     start_epoch, wall_before = 0, 0.0
     if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
@@ -349,7 +350,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         stats = run_epoch(
             env, router, num_samples=len(dataset.train), seed=args.seed if epoch == 0 else None, callback=show
         )
-        lr = engine.current_lr()  # the rate this epoch trained with (the env decays it lazily)
+        lr = env_state.block_lr  # the rate this epoch trained with (the env decays it lazily)
         progress.clear()
         train_per_task = [stats.accuracy_per_task.get(t, float("nan")) for t in range(dataset.num_tasks)]
 
@@ -365,8 +366,8 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         now = time.perf_counter()
         row = metrics_row(
             epoch=epoch + 1,
-            samples=engine.samples_routed,
-            updates=engine.updates,
+            samples=env_state.samples_routed,
+            updates=env_state.block_updates,
             lr=lr,
             train_accuracy=stats.accuracy,
             train_accuracy_per_task=train_per_task,

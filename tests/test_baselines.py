@@ -22,11 +22,10 @@ from routing_env.baselines import (
     decay_lr,
     default_conv_layers,
     evaluate_model,
-    make_optimizer,
+    model_optimizer,
     train_epoch,
 )
-from routing_env.datasets import MultiTaskDataset, TaskSplit
-from routing_env.training import subsample
+from routing_env.datasets import MultiTaskDataset, TaskSplit, subsample
 
 T, D, H, K = 4, 6, 5, 3
 
@@ -222,7 +221,7 @@ def test_a_sample_reads_its_own_task_column(name):
 # ----------------------------------------------------------------- training
 def test_train_epoch_counts_and_updates(small):
     model = build_baseline("task-specific-1-fc", dataset=small, seed=0)
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     seen = []
     stats = train_epoch(
         model,
@@ -241,7 +240,7 @@ def test_train_epoch_counts_and_updates(small):
 def test_training_is_deterministic_and_lowers_the_loss(small):
     def run():
         model = build_baseline("cross-stitch-all-fc", dataset=small, seed=1)
-        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
         rng = np.random.default_rng(0)
         return model, [
             train_epoch(model, optimizer, small, batch_size=32, rng=rng).loss_sum for _ in range(3)
@@ -267,7 +266,7 @@ def test_evaluate_model_leaves_the_model_unchanged(small):
 
 def test_lr_decay_follows_the_env_schedule():
     model = torch.nn.Linear(2, 2)
-    optimizer = make_optimizer(model, lr=1e-2)
+    optimizer = model_optimizer(model, lr=1e-2)
     lrs = []
     for epoch in range(1, 46):
         lrs.append(optimizer.param_groups[0]["lr"])  # the rate epoch `epoch` trains with
@@ -276,7 +275,7 @@ def test_lr_decay_follows_the_env_schedule():
     assert lrs[20] == pytest.approx(1e-3) and lrs[39] == pytest.approx(1e-3)
     assert lrs[40] == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="optimizer"):
-        make_optimizer(model, optimizer="rmsprop")  # type: ignore[arg-type]
+        model_optimizer(model, optimizer="rmsprop")  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -284,7 +283,7 @@ def test_lr_decay_follows_the_env_schedule():
 def test_task_specific_baselines_learn_digits(digits, name):
     # the majority class scores 90%; a trained task-specific model gets well above it
     model = build_baseline(name, dataset=digits, seed=0)
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     rng = np.random.default_rng(0)
     for _ in range(5):
         train_epoch(model, optimizer, digits, batch_size=64, rng=rng)
@@ -368,7 +367,7 @@ def test_a_batched_head_trains_like_the_per_task_loop(digits, name):
 
     def run(batched, **settings):
         model = build_baseline(name, dataset=tiny, seed=0, batched=batched)
-        optimizer = make_optimizer(model, **settings)
+        optimizer = model_optimizer(model, **settings)
         stats = train_epoch(model, optimizer, tiny, batch_size=4, rng=np.random.default_rng(0))
         return model, optimizer, stats
 
@@ -412,7 +411,7 @@ def test_device_split_normalizes_like_the_dataset_and_shares_cpu_tensors(small):
 def test_held_data_trains_and_tests_exactly_as_before(small):
     def run(hold):
         model = build_baseline("cross-stitch-all-fc", dataset=small, seed=0)
-        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
         rng = np.random.default_rng(0)
         train = DeviceSplit(dataset=small, split=small.train) if hold else None
         test = DeviceSplit(dataset=small, split=small.test) if hold else None
@@ -436,7 +435,7 @@ def test_held_data_trains_and_tests_exactly_as_before(small):
 
 def test_held_data_must_be_of_the_split_and_device(small):
     model = build_baseline("task-specific-1-fc", dataset=small, seed=0)
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     test = DeviceSplit(dataset=small, split=small.test)
     rng = np.random.default_rng(0)
@@ -466,7 +465,7 @@ def test_running_stats_read_every_step_change_nothing(small):
     # every step (a progress bar) gives the same figures, bit for bit, as reading them once
     def run(callback, finite_check):
         model = build_baseline("task-specific-all-fc", dataset=small, seed=0)
-        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
         stats = train_epoch(
             model,
             optimizer,
@@ -504,7 +503,7 @@ def poison_after(update, model, snapshot=None):
 
 def test_a_non_finite_loss_is_refused_before_its_update(small):
     model = build_baseline("task-specific-1-fc", dataset=small, seed=0)
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     snapshot = {}
     # the default on the CPU, where checking each loss costs nothing
     with pytest.raises(
@@ -527,7 +526,7 @@ def test_a_non_finite_loss_is_refused_before_its_update(small):
 
 def test_a_non_finite_loss_found_at_the_end_of_the_epoch_names_its_update(small):
     model = build_baseline("soft-mixture-all-fc", dataset=small, seed=0)
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     # what a GPU run does by default: no wait on the device per step, one check per epoch
     with pytest.raises(
         FloatingPointError,
@@ -585,7 +584,7 @@ def test_cuda_epoch_matches_the_cpu(small, full_float32_on_cuda, name):
     results = {}
     for device in ("cpu", "cuda"):
         model = build_baseline(name, dataset=small, seed=0).to(device)
-        optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+        optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
         train = DeviceSplit(dataset=small, split=small.train, device=device)
         test = DeviceSplit(dataset=small, split=small.test, device=device)
         rng = np.random.default_rng(0)
@@ -603,7 +602,7 @@ def test_cuda_epoch_matches_the_cpu(small, full_float32_on_cuda, name):
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_cuda_steps_never_wait_on_the_device(small, name):
     model = build_baseline(name, dataset=small, seed=0).cuda()
-    optimizer = make_optimizer(model, lr=1e-3, optimizer="adam")
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     train = DeviceSplit(dataset=small, split=small.train, device="cuda")
     test = DeviceSplit(dataset=small, split=small.test, device="cuda")
     rng = np.random.default_rng(0)

@@ -43,3 +43,33 @@ def test_the_registry_id_in_the_readme_makes_the_env(digits):
     env = pettingzoo.make("aec", routing_env.ENV_ID, dataset=digits, router="per_task")
     env.reset(seed=0)
     assert isinstance(env.unwrapped, routing_env.RoutingEnv)
+
+
+def layout_paths() -> list[str]:
+    """The paths of the README's layout table (first column; ``a.py`, `b.py`` share a folder)."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("## Layout") : text.index("## Tests")]
+    paths: list[str] = []
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cell = line.split("|")[1]
+        names = re.findall(r"`([^`]+)`", cell)
+        folder = names[0].rpartition("/")[0]
+        paths += [names[0]] + [n if "/" in n else f"{folder}/{n}" for n in names[1:]]
+    return paths
+
+
+def test_the_layout_table_matches_the_tree():
+    root = README.parent
+    paths = layout_paths()
+    assert [p for p in paths if not (root / p).exists()] == []
+    listed = {p.rstrip("/") for p in paths}
+    # every module and subpackage of the packages, and every top-level code folder, has a row
+    tree = {
+        str(p.relative_to(root))
+        for package in ("routing_env",)
+        for p in (root / package).iterdir()
+        if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())
+    } | {"agents", "examples", "examples/paper", "examples/figures", "benchmarks"}
+    assert sorted(tree - listed) == []

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from routing_env.experiments import parse_args
 from routing_env.recording import PolicyRecording, load_recording
-from routing_env.training import parse_args
 
 
 @dataclass

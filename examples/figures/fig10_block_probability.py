@@ -23,8 +23,8 @@ from typing import Literal
 import numpy as np
 from matplotlib.figure import Figure
 
+from routing_env.experiments import parse_args
 from routing_env.recording import PolicyRecording, load_recording
-from routing_env.training import parse_args
 
 
 @dataclass

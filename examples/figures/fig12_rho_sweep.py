@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
 from routing_env.datasets import MultiTaskDataset
-from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass

@@ -55,10 +55,10 @@ from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
-from routing_env.baselines import build_baseline, make_optimizer, train_epoch
+from routing_env.baselines import build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
+from routing_env.experiments import DatasetName, parse_args, seed_everything
 from routing_env.network import RoutingNetwork
-from routing_env.training import DatasetName, parse_args, seed_everything
 
 
 @dataclass
@@ -176,7 +176,7 @@ def time_routing_network(args: Args, data: MultiTaskDataset) -> float:
 
 def time_cross_stitch(args: Args, data: MultiTaskDataset) -> float:
     model = build_baseline("cross-stitch-all-fc", dataset=data, hidden_width=args.hidden_width, seed=0)
-    optimizer = make_optimizer(model, optimizer="sgd", lr=1e-2)
+    optimizer = model_optimizer(model, optimizer="sgd", lr=1e-2)
     rng = np.random.default_rng(0)
     return best_time(
         lambda: train_epoch(model, optimizer, data, batch_size=args.batch_size, rng=rng), args.repeats

@@ -47,8 +47,8 @@ from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
 from routing_env.game import analyze_game
-from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-from routing_env.training import parse_args
+from routing_env.experiments import parse_args
 
 FIGURES = Path(__file__).resolve().parent
 REC = "--recording {out}/recording.csv.gz"

@@ -39,8 +39,8 @@ import torch
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
 from routing_env.datasets import MultiTaskDataset
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
 from routing_env.recording import PolicyRecorder
-from routing_env.training import DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 
 @dataclass

@@ -84,7 +84,7 @@ from paper_runs import (
     run_name,
 )
 
-from routing_env.training import DatasetName, RunLock, parse_args
+from routing_env.experiments import DatasetName, RunLock, parse_args
 
 PAPER = Path(__file__).resolve().parent
 ROOT = PAPER.parents[1]

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from paper_runs import FIG4, PaperArgs, run_figure
 
-from routing_env.training import parse_args
+from routing_env.experiments import parse_args
 
 SCRIPT = "examples/paper/fig04_rl_algorithms.py"
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from paper_runs import FIG5, PaperArgs, run_figure
 
-from routing_env.training import parse_args
+from routing_env.experiments import parse_args
 
 SCRIPT = "examples/paper/fig05_architectures.py"
 

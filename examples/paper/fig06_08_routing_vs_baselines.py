@@ -42,7 +42,7 @@ from pathlib import Path
 
 from paper_runs import FIG6, FIG7, FIG8, Figure, PaperArgs, run_figure
 
-from routing_env.training import parse_args
+from routing_env.experiments import parse_args
 
 SCRIPT = "examples/paper/fig06_08_routing_vs_baselines.py"
 FIGURE_OF_DATASET: dict[str, Figure] = {

@@ -90,7 +90,7 @@ from agents import (
     train_batched,
 )
 from routing_env.datasets import MultiTaskDataset
-from routing_env.training import (
+from routing_env.experiments import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
@@ -116,7 +116,7 @@ from routing_env.training import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1]
-#: How the figures and Table 2 name each dataset (every :data:`~routing_env.training.DatasetName`).
+#: How the figures and Table 2 name each dataset (every :data:`~routing_env.datasets.DatasetName`).
 DATASET_LABELS = {
     "digits-mtl": "digits-MTL",
     "mnist-mtl": "MNIST-MTL",
@@ -599,7 +599,7 @@ def run_config(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> dict[
     return config
 
 
-#: The run kind (``config.json``'s ``"kind"``, see :data:`routing_env.training.RUN_KINDS`) of each runner.
+#: The run kind (``config.json``'s ``"kind"``, see :data:`routing_env.experiments.RUN_KINDS`) of each runner.
 RUN_KIND = {"wpl": "wpl", "baseline": "baseline", "agents": "paper-agents"}
 
 #: Options of a run folder's ``config.json`` that may differ from what the figure asks for
@@ -741,13 +741,11 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path, *, resum
     if checkpoint is not None:
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
-    # the learning rate and the sample and update counts: the env has no public property for them yet
-    engine = env_state.engine
     start = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         epoch_start = time.perf_counter()
         stats = run_epoch(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
-        lr = engine.current_lr()  # the rate this epoch trained with (the env decays it lazily)
+        lr = env_state.block_lr  # the rate this epoch trained with (the env decays it lazily)
         test_acc, test_per_task = train_wpl.evaluate_policy(env, router, greedy=True)
         with train_wpl.evaluation_rngs(router, seed, epoch):
             stoch_acc, stoch_per_task = train_wpl.evaluate_policy(env, router, greedy=False)
@@ -756,8 +754,8 @@ def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path, *, resum
         metrics.append(
             metrics_row(
                 epoch=epoch + 1,
-                samples=engine.samples_routed,
-                updates=engine.updates,
+                samples=env_state.samples_routed,
+                updates=env_state.block_updates,
                 lr=lr,
                 train_accuracy=stats.accuracy,
                 train_accuracy_per_task=[

@@ -44,7 +44,7 @@ import numpy as np
 from paper_runs import DATASET_LABELS, FIGURES, PAPER_TABLE2, SCRIPT_HIDDEN_WIDTH, TABLE2_EPOCHS, read_csv
 from seed_stats import MIN_SEEDS_TO_CALL, accuracy_by_seed, paired_difference, summarize
 
-from routing_env.training import DatasetName, parse_args
+from routing_env.experiments import DatasetName, parse_args
 
 BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
 

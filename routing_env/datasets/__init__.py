@@ -6,11 +6,13 @@ from routing_env.datasets.digits import digits_mtl
 from routing_env.datasets.fashion import fashion_mtl
 from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
-from routing_env.datasets.registry import DATASET_NAMES, load_dataset
+from routing_env.datasets.registry import DATASET_NAMES, DatasetName, load_dataset
 from routing_env.datasets.storage import DatasetNotFoundError
+from routing_env.datasets.subsample import subsample
 
 __all__ = [
     "DATASET_NAMES",
+    "DatasetName",
     "DatasetNotFoundError",
     "MultiTaskDataset",
     "TaskSplit",
@@ -20,4 +22,5 @@ __all__ = [
     "load_dataset",
     "min_mtl",
     "mnist_mtl",
+    "subsample",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.datasets.cifar import cifar_mtl
@@ -13,7 +13,13 @@ from routing_env.datasets.fashion import fashion_mtl
 from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
 
-__all__ = ["DATASET_NAMES", "load_dataset"]
+__all__ = ["DATASET_NAMES", "DatasetName", "load_dataset"]
+
+DatasetName = Literal["digits-mtl", "mnist-mtl", "fashion-mtl", "cifar-mtl", "min-mtl"]
+"""The names :func:`load_dataset` accepts, as a type (the scripts' ``--dataset`` choices).
+
+``fashion-mtl`` (:func:`routing_env.datasets.fashion_mtl`) is not a dataset of the paper.
+"""
 
 
 def _digits(*, root: Any, seed: int, download: bool, **options: Any) -> MultiTaskDataset:
@@ -44,8 +50,10 @@ _BUILDERS: dict[str, Callable[..., MultiTaskDataset]] = {
     "min-mtl": _min,
 }
 
-#: Names :func:`load_dataset` accepts.
-DATASET_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+#: Names :func:`load_dataset` accepts: the members of :data:`DatasetName`, in its order.
+DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
+if set(DATASET_NAMES) != set(_BUILDERS):  # pragma: no cover - a name added to one list only
+    raise RuntimeError(f"DatasetName {DATASET_NAMES} and the builders {tuple(_BUILDERS)} differ")
 
 
 def load_dataset(

@@ -46,7 +46,7 @@ from agents import (
 from agents.base import masked_argmax, observation_row, sample_from
 from agents.networks import masked_argmax_rows, sample_rows
 from routing_env import BatchObservation
-from routing_env.training import subsample
+from routing_env.datasets import subsample
 
 NUM_ACTIONS, NUM_DEPTHS, NUM_TASKS, WIDTH, NUM_ROUTERS = 5, 3, 3, 6, 4
 SCHEDULE = EpsilonSchedule(start=1.0, end=0.05, steps=40)

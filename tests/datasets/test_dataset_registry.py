@@ -20,7 +20,7 @@ from routing_env.datasets import (
     mnist_mtl,
 )
 from routing_env.datasets.storage import channel_mean_std, resolve_root
-from routing_env.training import DatasetName
+from routing_env.experiments import DatasetName
 
 
 def test_names() -> None:

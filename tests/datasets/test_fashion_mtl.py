@@ -13,7 +13,7 @@ import torch
 
 from routing_env.datasets import DatasetNotFoundError, MultiTaskDataset, fashion_mtl, mnist_mtl
 from routing_env.datasets.fashion import FASHION_CLASSES, FASHION_MNIST_FILES
-from routing_env.training import DatasetOptions, load_run_dataset, parse_args
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args
 
 #: Unbalanced test files: every test image must be in every task, whatever the class counts.
 TEST_COUNTS = (3, 1, 2, 4, 2, 1, 5, 2, 3, 1)

@@ -19,7 +19,7 @@ import routing_env
 from agents import WPL, MultiAgentRouter, evaluate_batched, train_batched
 from agents.base import TraceBatch, observation_row
 from routing_env import BatchedRoutingEnv, RoutingEnv, RoutingNetwork, fc_block
-from routing_env.training import subsample
+from routing_env.datasets import subsample
 
 from .helpers import run_episodes
 

@@ -17,8 +17,7 @@ import routing_env
 from agents import WPL, MultiAgentRouter, evaluate
 from agents.base import Trace
 from routing_env import RoutingEnv, RoutingNetwork, fc_block
-from routing_env.datasets import MultiTaskDataset, TaskSplit
-from routing_env.training import subsample
+from routing_env.datasets import MultiTaskDataset, TaskSplit, subsample
 
 from .helpers import random_choice, run_episodes
 

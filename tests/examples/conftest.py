@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from routing_env.training import global_rng_state, set_global_rng_state
+from routing_env.experiments import global_rng_state, set_global_rng_state
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

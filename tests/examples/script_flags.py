@@ -54,29 +54,23 @@ _OPTION = re.compile(r"(--?[A-Za-z0-9][\w-]*)(?:[ =](\{[^}]*\}))?")
 def help_flags(text: str) -> dict[str, list[str]]:
     """Every flag of a ``--help`` text, with the choices it offers (sorted, without ``none``).
 
-    An option entry is a line (inside tyro's box, if any) that starts with ``-`` at the
-    least indentation of such lines; its continuation lines, indented further, are help.
+    The option entries start at the ``-h, --help`` line: each is a line that starts with
+    ``-`` at that line's indentation (inside tyro's box, if any); help lines are
+    indented further. Text before it (the description) is not read.
     """
-    entries: list[tuple[int, str]] = []
-    in_options = False
-    for original in text.splitlines():
-        boxed = original.startswith(tuple(_BOX))  # tyro draws its options in boxes
-        if not boxed and original and not original[0].isspace():
-            in_options = original.rstrip().endswith(":") and "usage" not in original  # argparse's "options:"
-            continue
-        if not (boxed or in_options):
-            continue
-        body = original.lstrip(" " + _BOX)
-        if body.startswith("-"):
-            entries.append((len(original) - len(body), body.rstrip(" " + _BOX)))
-    if not entries:
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "-h, --help" in line), None)
+    if start is None:
         return {}
-    least = min(indent for indent, _ in entries)
+    indent = lines[start].index("-h, --help")
     flags: dict[str, list[str]] = {}
-    for indent, line in entries:
-        if indent != least:
+    for line in lines[start:]:
+        body = line[indent:]
+        if not body.startswith("-"):
             continue
-        head = re.split(r"\s{2,}", line, maxsplit=1)[0]  # the option part, before its help
+        if line[:indent].strip(" " + _BOX):  # something else stands before the entry column
+            continue
+        head = re.split(r"\s{2,}", body.rstrip(" " + _BOX), maxsplit=1)[0]  # the option, before its help
         for alias in head.split(", "):
             match = _OPTION.match(alias.strip())
             if match is None:
@@ -127,3 +121,58 @@ if __name__ == "__main__":
         json.dumps(all_flags(tracked_scripts()), indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
     print(f"wrote {SNAPSHOT}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (``x: int = 1`` then ``\"\"\"doc\"\"\"``),
+    read from its source (and its dataclass bases'), whitespace folded."""
+    import ast
+    import dataclasses
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
+        assert isinstance(body, ast.ClassDef)
+        for node, after in zip(body.body, body.body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def args_help(cls: type) -> str:
+    """What ``parse_args(cls, ["--help"])`` prints, box drawing removed and whitespace folded
+    (a help text wrapped over several lines reads as one)."""
+    from routing_env.experiments import parse_args
+
+    out = io.StringIO()
+    saved_columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "400"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            parse_args(cls, ["--help"])
+    finally:
+        if saved_columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved_columns
+    text = out.getvalue()
+    return " ".join("".join(" " if c in _BOX else c for c in text).split())
+
+
+def undocumented_fields(cls: type) -> list[str]:
+    """The fields of ``cls`` whose docstring is missing or not shown by ``--help``."""
+    import dataclasses
+
+    docs = field_docs(cls)
+    shown = args_help(cls)
+    return [f.name for f in dataclasses.fields(cls) if not docs.get(f.name) or docs[f.name] not in shown]

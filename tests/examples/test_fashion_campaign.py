@@ -25,7 +25,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from routing_env.training import RunInUseError, parse_args
+from routing_env.experiments import RunInUseError, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from routing_env.training import global_rng_state, set_global_rng_state
+from routing_env.experiments import global_rng_state, set_global_rng_state
 
 
 @pytest.fixture(autouse=True)

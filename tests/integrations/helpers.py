@@ -51,8 +51,7 @@ def uniform_router_accuracy(*, num_samples: int, max_test_samples: int | None, s
     training samples through an env with :data:`FAST_BLOCKS` (the same budget as a
     learning test; sampled routes, since a uniform router has no greedy route)."""
     import routing_env
-    from routing_env.datasets import digits_mtl
-    from routing_env.training import subsample
+    from routing_env.datasets import digits_mtl, subsample
 
     dataset = subsample(digits_mtl(), max_train=None, max_test=max_test_samples, seed=0)
     env = routing_env.env(dataset=dataset, router="per_task", **FAST_BLOCKS)

@@ -118,7 +118,7 @@ def test_training_step_flag_reaches_every_agent_policy(example, digits):
 
 
 def test_evaluate_policy_routes_the_test_split_and_returns_to_training(example, digits):
-    from routing_env.training import subsample
+    from routing_env.datasets import subsample
 
     dataset = subsample(digits, max_train=None, max_test=50, seed=0)
     env = tianshou_env(routing_env.env(dataset=dataset, router="per_task", **SMALL))

@@ -14,8 +14,8 @@ from torchrl.envs import PettingZooWrapper  # noqa: E402
 from torchrl.envs.utils import check_env_specs  # noqa: E402
 
 import routing_env  # noqa: E402
+from routing_env.datasets import subsample
 from routing_env.integrations.torchrl import evaluate_policy, routing_env_of, torchrl_env  # noqa: E402
-from routing_env.training import subsample  # noqa: E402
 
 from .helpers import load_example  # noqa: E402
 

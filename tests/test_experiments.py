@@ -1,4 +1,4 @@
-"""routing_env.training: the CLI generator, subsets, run folders, metrics and checkpoints."""
+"""routing_env.experiments: the command line, subsets, run folders, metrics and checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,18 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.training import (
+from routing_env.datasets import subsample
+from routing_env.experiments import (
     LOCK_FILE,
     MetricsCSV,
     Progress,
     RunInUseError,
     RunLock,
-    build_parser,
     check_checkpoint,
     check_run_kind,
     claim_run_dir,
     create_run_dir,
-    field_docs,
     global_rng_state,
     load_checkpoint,
     metric_columns,
@@ -40,11 +40,12 @@ from routing_env.training import (
     run_kind,
     save_checkpoint,
     set_global_rng_state,
-    subsample,
     summary_table,
     tensorboard_writer,
     write_config,
 )
+
+from .examples.script_flags import args_help
 
 
 @dataclass
@@ -69,31 +70,39 @@ class Options:
 
 
 # ----------------------------------------------------------------- command line
-def test_field_docs_reads_the_docstring_under_each_field():
-    assert field_docs(Options) == {
-        "name": "a name",
-        "count": "how many",
-        "rate": "a rate, or none",
-        "mode": "the mode",
-        "flag": "a flag",
-    }
-
-
 def test_parse_args_types_and_defaults():
     assert parse_args(Options, []) == Options()
     parsed = parse_args(Options, ["--name", "y", "--count=5", "--rate", "0.5", "--mode", "slow", "--no-flag"])
     assert parsed == Options(name="y", count=5, rate=0.5, mode="slow", flag=False)
     assert parse_args(Options, ["--rate", "none"]).rate is None
-    assert "a rate, or none" in build_parser(Options).format_help()
+    assert parse_args(Options, ["--rate=None"]).rate is None
+    assert parse_args(Options, ["--rate", "0.25"]).rate == 0.25
+    assert parse_args(Options, ["--flag"]).flag is True
+    assert "a rate, or none" in args_help(Options)
+
+
+@dataclass
+class WithOptionalText:
+    """Optional strings and choices take ``none`` as well."""
+
+    label: str | None = "x"
+    """a label"""
+    kind: Literal["a", "b"] | None = "a"
+    """a kind"""
+
+
+def test_none_means_none_for_optional_strings_and_choices():
+    assert parse_args(WithOptionalText, ["--label", "none", "--kind=NONE"]) == WithOptionalText(None, None)
+    assert parse_args(WithOptionalText, ["--label", "nonesuch"]).label == "nonesuch"
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--count", "many"], "--count expects int"),
+        (["--count", "many"], "--count"),
         (["--mode", "medium"], "invalid choice"),
         (["--count", "-1"], "--count must be >= 0"),
-        (["--unknown", "1"], "unrecognized arguments"),
+        (["--unknown", "1"], "Unrecognized options"),
     ],
 )
 def test_parse_args_rejects_bad_values(argv, message, capsys):
@@ -103,16 +112,18 @@ def test_parse_args_rejects_bad_values(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_build_parser_needs_a_dataclass():
+def test_parse_args_needs_a_dataclass():
     with pytest.raises(TypeError, match="dataclass"):
-        build_parser(dict)
+        parse_args(dict, [])
 
-    @dataclass
-    class Bad:
-        values: list[int] | None = None
 
-    with pytest.raises(TypeError, match="values"):
-        build_parser(Bad)
+def test_the_old_module_still_imports_with_a_warning():
+    import importlib
+
+    sys.modules.pop("routing_env.training", None)
+    with pytest.warns(DeprecationWarning, match="routing_env.experiments"):
+        old = importlib.import_module("routing_env.training")
+    assert old.parse_args is parse_args and old.subsample is subsample
 
 
 # ----------------------------------------------------------------- subsets
@@ -222,7 +233,7 @@ def test_a_killed_run_does_not_leave_its_folder_locked(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from routing_env.training import RunLock; "
+            "import sys, time; from routing_env.experiments import RunLock; "
             f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -388,16 +399,20 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_draws_only_on_terminals():
+def test_progress_draws_a_bar_on_terminals_and_logs_plain_lines_elsewhere(monkeypatch):
     quiet = io.StringIO()
-    Progress(stream=quiet).update("epoch 1", 5, 10, 0.0, "acc 0.5", force=True)
-    assert quiet.getvalue() == ""
+    started = time.perf_counter()
+    log = Progress(stream=quiet, log_interval_s=60.0)
+    log.update("epoch 1", 5, 10, started, "acc 0.5", force=True)
+    assert quiet.getvalue() == ""  # a short epoch logs nothing
+    log.update("epoch 1", 6, 10, started - 61.0, "acc 0.6")
+    assert quiet.getvalue().startswith("epoch 1: 6/10 samples, ") and quiet.getvalue().endswith("acc 0.6\n")
+    Progress(stream=io.StringIO(), enabled=False).update("epoch 1", 6, 10, started - 61.0, "x")
     term = FakeTerminal()
     bar = Progress(stream=term, min_interval_s=0.0)
-    bar.update("epoch 1", 5, 10, 0.0, "acc 0.5")
-    assert (
-        term.getvalue().startswith("\repoch 1 [##########..........] 5/10") and "acc 0.5" in term.getvalue()
-    )
+    bar.update("epoch 1", 5, 10, started, "acc 0.5")
+    drawn = term.getvalue()
+    assert "epoch 1" in drawn and "5/10" in drawn and "50%" in drawn and "acc 0.5" in drawn
     bar.clear()
     assert term.getvalue().endswith("\r")
 
@@ -421,7 +436,7 @@ def test_tensorboard_writer_is_optional(tmp_path, monkeypatch, capsys):
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error_and_left_intact(tmp_path):
     import torch
 
-    from routing_env.training import load_checkpoint, save_checkpoint
+    from routing_env.experiments import load_checkpoint, save_checkpoint
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"weights": torch.arange(1000.0)})

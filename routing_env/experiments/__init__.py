@@ -1,0 +1,107 @@
+"""Experiment tooling of the example scripts: command line, run folders, checkpoints, metrics.
+
+Nothing here trains anything, and the environment does not import it:
+``examples/train_wpl.py`` and ``examples/train_baseline.py`` hold the training loops and
+import these pieces, one module per concern:
+
+- :mod:`~routing_env.experiments.cli`: :func:`parse_args` (a tyro command line from a
+  dataclass, each field's docstring its ``--help``), :class:`DatasetOptions` and
+  :func:`load_run_dataset`.
+- :mod:`~routing_env.experiments.runs`: :func:`open_run` (a new run's folder claimed
+  atomically, or a run to resume checked in full), :class:`RunLock`, ``config.json``.
+- :mod:`~routing_env.experiments.checkpoints`: :func:`save_checkpoint` /
+  :func:`load_checkpoint` (atomic, ``weights_only=True``) and the global generators' state.
+- :mod:`~routing_env.experiments.metrics`: :class:`MetricsCSV`, :func:`metrics_row`,
+  :func:`summary_table`, :func:`tensorboard_writer`.
+- :mod:`~routing_env.experiments.progress`: :class:`Progress` (tqdm).
+- :mod:`~routing_env.experiments.devices`: :func:`resolve_device`.
+
+The per-task subsets of quick runs are :func:`routing_env.datasets.subsample`.
+"""
+
+from routing_env.datasets.registry import DatasetName
+from routing_env.datasets.subsample import subsample
+from routing_env.experiments.checkpoints import (
+    CHECKPOINT_FILE,
+    global_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    set_global_rng_state,
+)
+from routing_env.experiments.cli import DatasetOptions, load_run_dataset, parse_args, parse_per_class
+from routing_env.experiments.devices import resolve_device
+from routing_env.experiments.metrics import (
+    METRICS_FILE,
+    MetricsCSV,
+    metric_columns,
+    metrics_row,
+    summary_table,
+    tensorboard_writer,
+)
+from routing_env.experiments.progress import Progress
+from routing_env.experiments.runs import (
+    CONFIG_FILE,
+    DEFAULT_EPOCHS,
+    LOCK_FILE,
+    RESUMABLE_OPTIONS,
+    RUN_KINDS,
+    SUMMARY_FILE,
+    RunFolder,
+    RunInUseError,
+    RunLock,
+    check_checkpoint,
+    check_run_kind,
+    claim_run_dir,
+    create_run_dir,
+    open_run,
+    read_config,
+    resolve_run_args,
+    resume_args,
+    run_kind,
+    write_config,
+    write_summary,
+)
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "DEFAULT_EPOCHS",
+    "LOCK_FILE",
+    "METRICS_FILE",
+    "RESUMABLE_OPTIONS",
+    "RUN_KINDS",
+    "SUMMARY_FILE",
+    "DatasetName",
+    "DatasetOptions",
+    "MetricsCSV",
+    "Progress",
+    "RunFolder",
+    "RunInUseError",
+    "RunLock",
+    "check_checkpoint",
+    "check_run_kind",
+    "claim_run_dir",
+    "create_run_dir",
+    "global_rng_state",
+    "load_checkpoint",
+    "load_run_dataset",
+    "metric_columns",
+    "metrics_row",
+    "open_run",
+    "parse_args",
+    "parse_per_class",
+    "read_config",
+    "resolve_device",
+    "resolve_run_args",
+    "resume_args",
+    "run_kind",
+    "save_checkpoint",
+    "seed_everything",
+    "set_global_rng_state",
+    "subsample",
+    "summary_table",
+    "tensorboard_writer",
+    "write_config",
+    "write_summary",
+]

@@ -1,0 +1,126 @@
+"""The training scripts' command line: a typed ``Args`` dataclass parsed by tyro.
+
+:func:`parse_args` turns a dataclass into a command line (CleanRL's ``Args`` style):
+field ``num_epochs: int = 3`` becomes ``--num-epochs``, a ``bool`` field ``--flag`` /
+``--no-flag``, a ``Literal`` field offers its choices, an ``X | None`` field also takes
+``none``, and the docstring under each field is its ``--help`` text.
+:class:`DatasetOptions` are the dataset options every script shares, and
+:func:`load_run_dataset` loads what they ask for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import tyro
+
+from routing_env.datasets.base import MultiTaskDataset
+from routing_env.datasets.registry import DatasetName, load_dataset
+from routing_env.datasets.subsample import subsample
+
+__all__ = ["DatasetName", "DatasetOptions", "load_run_dataset", "parse_args", "parse_per_class"]
+
+T = TypeVar("T")
+
+
+def _optional_flags(cls: type) -> set[str]:
+    """The flags of ``cls``'s fields whose type admits None."""
+    hints = typing.get_type_hints(cls)
+    flags = set()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
+            flags.add("--" + f.name.replace("_", "-"))
+    return flags
+
+
+def _none_as_tyro_reads_it(argv: Sequence[str], optional: set[str]) -> list[str]:
+    """``--flag none`` (any case) as ``--flag None``: the scripts have always taken ``none``,
+    tyro reads only ``None`` (and a ``str | None`` field would keep the word ``none``)."""
+    out = list(argv)
+    for i, token in enumerate(out):
+        name, eq, value = token.partition("=")
+        if eq and name in optional and value.lower() == "none":
+            out[i] = f"{name}=None"
+        elif not eq and i > 0 and out[i - 1] in optional and token.lower() == "none":
+            out[i] = "None"
+    return out
+
+
+def parse_args(cls: type[T], argv: Sequence[str] | None = None, *, description: str | None = None) -> T:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into an instance of the dataclass ``cls``.
+
+    The command line is tyro's (``tyro.cli``); the description defaults to the class
+    docstring. Errors in the values (wrong type, a choice not offered, a ``ValueError``
+    raised by the dataclass's ``__post_init__``) exit with status 2 and a message.
+
+    Raises:
+        TypeError: When ``cls`` is not a dataclass type.
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"parse_args needs a dataclass type, got {cls!r}")
+    args = sys.argv[1:] if argv is None else argv
+    return tyro.cli(cls, args=_none_as_tyro_reads_it(args, _optional_flags(cls)), description=description)
+
+
+def parse_per_class(text: str) -> tuple[int, int]:
+    """``"550,50"`` as ``(550, 50)``: MIN-MTL's training and test images per class.
+
+    Raises:
+        ValueError: When ``text`` is not two positive ints separated by a comma.
+    """
+    try:
+        train, test = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected 'TRAIN,TEST' images per class, e.g. '550,50', got {text!r}") from None
+    if train < 1 or test < 1:
+        raise ValueError(f"images per class must be positive, got {text!r}")
+    return train, test
+
+
+@dataclasses.dataclass
+class DatasetOptions:
+    """The dataset options every training script takes; :func:`load_run_dataset` reads them.
+
+    A script's ``Args`` dataclass subclasses this (and may redefine a field to change its
+    default or help text), so the options have the same names, types and defaults everywhere.
+    """
+
+    dataset: DatasetName = "digits-mtl"
+    """multi-task dataset; digits-mtl ships with scikit-learn (offline), the others are read from --data-root"""
+    data_root: str | None = None
+    """folder holding the datasets (torchvision layout); default $ROUTING_ENV_DATA, else ~/.cache/routing_env"""
+    download: bool = False
+    """download MNIST / CIFAR-100 into --data-root if missing"""
+    data_seed: int = 0
+    """seed of the dataset's train/test construction and of the subsets below (kept fixed across run seeds)"""
+    max_train_samples: int | None = None
+    """train on a per-task stratified subset of at most this many samples (none: all)"""
+    max_test_samples: int | None = None
+    """evaluate on a per-task stratified subset of at most this many test samples (none: all)"""
+    min_per_class: str | None = None
+    """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
+
+
+def load_run_dataset(args: DatasetOptions) -> MultiTaskDataset:
+    """The dataset a training script's ``args`` ask for, subsampled as they say.
+
+    Reads the fields of :class:`DatasetOptions`; ``min_per_class`` (``"TRAIN,TEST"``
+    images per class) applies to MIN-MTL only: the paper's 800 + 50 need more images
+    than the 600 per class of the standard mini-ImageNet files, which take e.g. ``"550,50"``.
+    """
+    options: dict[str, Any] = {}
+    per_class = args.min_per_class
+    if per_class is not None and args.dataset == "min-mtl":
+        options["per_class"] = parse_per_class(per_class) if isinstance(per_class, str) else tuple(per_class)
+    dataset = load_dataset(
+        args.dataset, root=args.data_root, seed=args.data_seed, download=args.download, **options
+    )
+    return subsample(
+        dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
+    )

@@ -1,0 +1,206 @@
+"""Per-epoch metrics of a run (``metrics.csv``), a plain-text summary table, TensorBoard.
+
+:func:`metric_columns` and :func:`metrics_row` give one row of per-task train and test
+accuracy per epoch, in one format for routing runs and baselines; :class:`MetricsCSV`
+appends the rows, flushing each one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routing_env.experiments._files import temp_file
+
+__all__ = [
+    "METRICS_FILE",
+    "MetricsCSV",
+    "metric_columns",
+    "metrics_row",
+    "summary_table",
+    "tensorboard_writer",
+]
+
+#: A run folder's metrics file.
+METRICS_FILE = "metrics.csv"
+
+
+def metric_columns(num_tasks: int) -> list[str]:
+    """The columns of ``metrics.csv``: one row per epoch, overall then per-task accuracies.
+
+    ``test_accuracy`` is the greedy policy's (argmax route) accuracy on the test split,
+    ``test_accuracy_stochastic`` the sampled policy's (empty for baselines, which have
+    no policy); ``train_accuracy`` counts the predictions made while training during the
+    epoch. Times are in seconds; ``wall_time_s`` adds up over resumed sessions.
+    """
+    columns = [
+        "epoch",
+        "samples",
+        "updates",
+        "lr",
+        "train_accuracy",
+        "test_accuracy",
+        "test_accuracy_stochastic",
+    ]
+    for kind in ("train_accuracy", "test_accuracy", "test_accuracy_stochastic"):
+        columns += [f"{kind}_task_{t}" for t in range(num_tasks)]
+    return columns + ["epoch_time_s", "wall_time_s"]
+
+
+def metrics_row(
+    *,
+    epoch: int,
+    samples: int,
+    updates: int,
+    lr: float,
+    train_accuracy_per_task: Sequence[float],
+    train_accuracy: float,
+    test_accuracy_per_task: Sequence[float],
+    test_accuracy: float,
+    test_accuracy_stochastic_per_task: Sequence[float] | None = None,
+    test_accuracy_stochastic: float | None = None,
+    epoch_time_s: float,
+    wall_time_s: float,
+) -> dict[str, Any]:
+    """One row of :func:`metric_columns` (missing stochastic accuracies are left empty)."""
+    num_tasks = len(test_accuracy_per_task)
+    if len(train_accuracy_per_task) != num_tasks:
+        raise ValueError(
+            f"{len(train_accuracy_per_task)} train accuracies but {num_tasks} test accuracies; expected one per task"
+        )
+    stochastic = (
+        list(test_accuracy_stochastic_per_task)
+        if test_accuracy_stochastic_per_task is not None
+        else [None] * num_tasks
+    )
+    row: dict[str, Any] = {
+        "epoch": epoch,
+        "samples": samples,
+        "updates": updates,
+        "lr": lr,
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "test_accuracy_stochastic": test_accuracy_stochastic,
+    }
+    for kind, values in (
+        ("train_accuracy", train_accuracy_per_task),
+        ("test_accuracy", test_accuracy_per_task),
+        ("test_accuracy_stochastic", stochastic),
+    ):
+        for t, value in enumerate(values):
+            row[f"{kind}_task_{t}"] = value
+    row["epoch_time_s"] = epoch_time_s
+    row["wall_time_s"] = wall_time_s
+    return row
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))  # round-trips exactly
+    return str(value)
+
+
+class MetricsCSV:
+    """Appends rows to ``path`` (a CSV with a fixed header), flushing each row.
+
+    Args:
+        path: The CSV file; created with its header if missing.
+        columns: The header. An existing file must have the same one.
+
+    Raises:
+        ValueError: When an existing file has another header, or a row misses a column.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.columns = list(columns)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open(newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            if header != self.columns:
+                raise ValueError(f"{self.path} has columns {header[:4]}..., expected {self.columns[:4]}...")
+        else:
+            with self.path.open("w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerow(self.columns)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        missing = [c for c in self.columns if c not in row]
+        if missing:
+            raise ValueError(f"metrics row misses columns {missing}")
+        with self.path.open("a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow([_format(row[c]) for c in self.columns])
+
+    def rows(self) -> list[dict[str, str]]:
+        """Every row written so far, as strings."""
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def keep_epochs(self, last_epoch: int) -> None:
+        """Drop the rows after ``last_epoch`` (written after the checkpoint a run resumes from)."""
+        rows = [r for r in self.rows() if int(r["epoch"]) <= last_epoch]
+        lines = [self.columns] + [[r[c] for c in self.columns] for r in rows]
+        fd, tmp = temp_file(self.path)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(lines)
+        os.replace(tmp, self.path)
+
+
+def summary_table(row_names: Sequence[str], columns: Mapping[str, Sequence[Any]], *, title: str = "") -> str:
+    """A plain-text table: one row per name, one column per entry of ``columns``.
+
+    Floats are printed as percentages with 2 decimals, None as ``-``.
+    """
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        if isinstance(value, (float, np.floating)):
+            return f"{100 * float(value):.2f}"
+        return str(value)
+
+    header = ["", *columns]
+    body = [[name, *(cell(values[i]) for values in columns.values())] for i, name in enumerate(row_names)]
+    widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
+    lines = [title] if title else []
+    lines.append(
+        "  ".join(
+            h.ljust(w) if j == 0 else h.rjust(w) for j, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    )
+    lines.append("  ".join("-" * w for w in widths))
+    for r in body:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True) -> Any:
+    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None.
+
+    None when ``enabled`` is False or TensorBoard is not installed (a one-line note
+    naming the extra to install is printed to stderr in that case).
+    """
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print(
+            "note: TensorBoard is not installed, logging to metrics.csv only "
+            "(pip install 'routing-env[tensorboard]' to enable it)",
+            file=sys.stderr,
+        )
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
