@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from routing_env.array_path import ArrayPath
+
 __all__ = [
     "PASS",
     "RoutingNetwork",
@@ -150,9 +152,7 @@ class RoutingNetwork(nn.Module):
             self._actions = [(*pool, *padding, PASS)] * (len(layers) - 1) + [tuple(layer_blocks[-1])]
         self._block_stateful = [_has_mode_dependent_layers(b) for b in self.blocks]
         self._block_list = list(self.blocks)  # plain-list indexing: this is on the per-decision path
-        self._array_chains: dict[int, _ArrayChain | None] = {}
-        self._array_stamp = 0
-        self._array_hooks = _global_hooks_present()
+        self._array_path = ArrayPath(self._block_list)
         self._infer_shapes()
 
     # ------------------------------------------------------------------ shapes
@@ -262,39 +262,22 @@ class RoutingNetwork(nn.Module):
         The engine calls this before every minibatch; call it yourself after changing a
         block's modules or parameters between two calls of :meth:`apply_action_array`.
         """
-        self._array_stamp += 1
-        self._array_hooks = _global_hooks_present()
+        self._array_path.refresh()
 
     def apply_action_array(self, depth: int, action: int, v_D: np.ndarray) -> np.ndarray | None:
         """:meth:`apply_action` for one flat float32 CPU representation, run with NumPy.
 
-        The per-decision observation path of the env: a block made only of ``nn.Linear``,
-        ``nn.ReLU``, ``nn.Identity``, ``nn.Flatten`` and dropout layers (the default fc
-        blocks) is evaluated on NumPy views of its own parameters, which skips the
-        dispatch cost of several small torch calls per decision. Returns None when the
-        block has another layer, hooks, or non-float32/non-CPU parameters; then use
-        :meth:`apply_action`. Results match torch's to float32 rounding.
+        The per-decision observation path of the AEC env (:mod:`routing_env.array_path`):
+        a block made only of ``nn.Linear``, ``nn.ReLU``, ``nn.Identity``, ``nn.Flatten``
+        and dropout layers (the default fc blocks) is evaluated on NumPy views of its own
+        parameters. Returns None when the block has another layer, hooks (or hooks may be
+        present), or non-float32/non-CPU parameters; then use :meth:`apply_action`.
+        Results match torch's to float32 rounding.
         """
         target = self._actions[depth][action]
         if target == PASS:
             return v_D
-        if self._array_hooks:
-            return None
-        chain = self._array_chains.get(target)  # type: ignore[arg-type]
-        if chain is None or chain.stamp != self._array_stamp:
-            chain = self._array_chain(target)  # type: ignore[arg-type]
-            if chain is None:
-                return None
-        return chain(v_D)
-
-    def _array_chain(self, target: int) -> _ArrayChain | None:
-        chain = self._array_chains.get(target)
-        if chain is None or not chain.still_valid():
-            chain = _ArrayChain.build(self._block_list[target])
-        if chain is not None:
-            chain.stamp = self._array_stamp
-        self._array_chains[target] = chain
-        return chain
+        return self._array_path(target, v_D)  # type: ignore[arg-type]
 
     def forward_routes(self, trunk_out_N: torch.Tensor, routes_Nn: torch.Tensor) -> torch.Tensor:
         """Run a batch of trunk outputs along their routes; return predictions ``N x K``.
@@ -433,108 +416,6 @@ def _output_shape(block: nn.Module, shape: Shape) -> Shape | None:
     if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != 2:
         return None
     return tuple(out.shape[1:])
-
-
-class _ArrayChain:
-    """A block of Linear/ReLU layers as NumPy operations on views of its parameters.
-
-    The views share memory with the parameters, so optimizer steps (in place) are seen
-    at once; :meth:`still_valid` notices parameters that were replaced (new storage),
-    and hooks that were added, and the network then rebuilds or drops the chain.
-    """
-
-    _PASSTHROUGH = (nn.Identity, nn.Flatten, nn.Dropout, nn.AlphaDropout)
-
-    def __init__(
-        self,
-        modules: list[nn.Module],
-        ops: list[tuple[np.ndarray | None, np.ndarray | None, bool]],
-    ) -> None:
-        self.modules = modules
-        self.ops = ops  # (weight, bias, relu after); weight None: relu alone
-        self.snapshot = [self._state(m) for m in modules]
-        self.stamp = -1
-
-    @staticmethod
-    def _state(module: nn.Module) -> tuple[list[object], list[int]]:
-        """The module's children and parameters (identity) and the parameters' storage."""
-        members: list[object] = [*module._modules.values(), *module._parameters.values()]
-        pointers = [p.data_ptr() for p in module._parameters.values() if p is not None]
-        return members, pointers
-
-    @classmethod
-    def build(cls, block: nn.Module) -> _ArrayChain | None:
-        modules = list(block.modules())
-        ops: list[tuple[np.ndarray | None, np.ndarray | None, bool]] = []
-        for m in modules:
-            if _has_hooks(m):
-                return None
-            kind = type(m)
-            if kind is nn.Sequential:
-                continue
-            if kind is nn.Linear:
-                assert isinstance(m, nn.Linear)
-                params = [m.weight] if m.bias is None else [m.weight, m.bias]
-                if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in params):
-                    return None
-                bias = None if m.bias is None else m.bias.detach().numpy()
-                ops.append((m.weight.detach().numpy(), bias, False))
-            elif kind is nn.ReLU:
-                if ops and ops[-1][0] is not None and not ops[-1][2]:
-                    ops[-1] = (ops[-1][0], ops[-1][1], True)  # fuse into the linear before
-                else:
-                    ops.append((None, None, True))
-            elif kind in cls._PASSTHROUGH:  # Flatten: a flat vector; dropout: observations use eval mode
-                continue
-            else:
-                return None
-        # modules() lists a Sequential before its children, depth first: the order they run in
-        return cls(modules, ops)
-
-    def still_valid(self) -> bool:
-        """Same child modules, same parameter objects and storage, and still no hooks."""
-        for module, (members, pointers) in zip(self.modules, self.snapshot, strict=True):
-            if _has_hooks(module):
-                return False
-            now_members, now_pointers = self._state(module)
-            if len(now_members) != len(members) or any(
-                a is not b for a, b in zip(now_members, members, strict=True)
-            ):
-                return False
-            if now_pointers != pointers:
-                return False
-        return True
-
-    def __call__(self, v_D: np.ndarray) -> np.ndarray:
-        for weight, bias, relu in self.ops:
-            if weight is not None:
-                v_D = weight @ v_D
-                if bias is not None:
-                    v_D += bias
-                if relu:
-                    np.maximum(v_D, 0, out=v_D)
-            else:
-                v_D = np.maximum(v_D, 0)
-        return v_D
-
-
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or getattr(module, "_forward_hooks_with_kwargs", None)
-        or getattr(module, "_forward_pre_hooks_with_kwargs", None)
-    )
-
-
-def _global_hooks_present() -> bool:
-    from torch.nn.modules import module as torch_module
-
-    return bool(
-        torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-        or getattr(torch_module, "_global_forward_hooks_always_called", None)
-    )
 
 
 _MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.InstanceNorm1d)
