@@ -222,22 +222,8 @@ class BatchedRoutingEnv(BlockTrainingStatus):
             RuntimeError: In eval mode once the test split has been routed.
         """
         env = self.aec_env
-        if options is not None and not isinstance(options, Mapping):
-            raise TypeError(f"options must be a dict such as {{'mode': 'eval'}} or None, got {options!r}")
-        env._check_option_keys(options or {})
-        mode = (options or {}).get("mode")
-        if mode is not None and mode not in ("train", "eval"):
-            raise ValueError(f"options['mode'] must be 'train' or 'eval', got {mode!r}")
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
-            self.engine.restart(int(seed))
-        elif not self.engine.started:
-            self.engine.restart(int(np.random.SeedSequence().generate_state(1)[0]))
-        self.engine.abandon_sample()
+        env._start_reset(seed, options)
         env.agents, env._episode_over = [], True  # an AEC episode in flight ends here
-        if mode == "eval" or (mode is not None and mode != self.engine.mode):
-            self.engine.set_mode(mode)
         self._batch = None
         self._batch = self.engine.begin_batch()
         self._dispatching = self.dispatcher is not None

@@ -499,9 +499,14 @@ class RoutingEngine:
         self._sample = None
 
     @property
-    def routing(self) -> bool:
-        """True while a sample is being routed."""
+    def sample_in_flight(self) -> bool:
+        """True while a sample is being routed (between :meth:`begin_sample` and its last decision)."""
         return self._sample is not None
+
+    @property
+    def routing(self) -> bool:
+        """The former name of :attr:`sample_in_flight` (``routing`` also names layered/recurrent routing)."""
+        return self.sample_in_flight
 
     def action_mask(self) -> np.ndarray:
         """Valid actions for the current sample at its current depth (shared array)."""
@@ -1242,7 +1247,12 @@ class RoutingEngine:
         (``reset()`` before its last decision) is not scored, so ``evaluation()["samples"]``
         can then be smaller than the test split.
         """
-        return self.mode == "eval" and not self.routing and self._routed is None and not self.has_next_sample
+        return (
+            self.mode == "eval"
+            and not self.sample_in_flight
+            and self._routed is None
+            and not self.has_next_sample
+        )
 
     @property
     def has_next_sample(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import warnings
 from collections.abc import Mapping
@@ -184,6 +185,9 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
       uses, with which routers learn on every dataset here) or ``"paper"`` (the paper's
       SGD at 1e-2, divided by 10 every 20 epochs, batch 64). ``env.unwrapped.training``
       is the resulting :class:`~routing_env.engine.TrainingConfig`.
+    - ``training``: a whole :class:`~routing_env.engine.TrainingConfig` instead of a preset
+      (e.g. ``TrainingConfig.paper(lr=5e-3)``); the keywords below, when given, still
+      replace its fields.
     - ``batch_size``, ``lr``, ``optimizer`` (``"adam"``/``"sgd"``), ``momentum`` (SGD only),
       ``weight_decay``, ``lr_decay_every`` (epochs; None: constant), ``lr_decay_factor``:
       block training; each one given replaces the preset's value.
@@ -218,6 +222,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         samples_per_episode: int = 1,
         collaboration_reward: float = 0.0,
         preset: Literal["default", "paper"] = "default",
+        training: TrainingConfig | None = None,
         batch_size: int = FROM_PRESET,
         lr: float = FROM_PRESET,
         optimizer: Literal["sgd", "adam"] = FROM_PRESET,
@@ -273,6 +278,13 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
             reinitialize = False
         if not isinstance(preset, str) or preset not in TrainingConfig.PRESETS:
             raise ValueError(f"preset must be one of {list(TrainingConfig.PRESETS)}, got {preset!r}")
+        if training is not None and not isinstance(training, TrainingConfig):
+            raise TypeError(f"training must be a TrainingConfig or None, got {type(training).__name__}")
+        if training is not None and preset != "default":
+            raise ValueError(
+                f"pass either training=TrainingConfig(...) or preset={preset!r}, not both "
+                "(TrainingConfig.preset(name, ...) builds a preset's config)"
+            )
         given = {
             "batch_size": batch_size,
             "lr": lr,
@@ -284,7 +296,11 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
             "on_nonfinite": on_nonfinite,
             "eval_batch_size": eval_batch_size,
         }
-        training = TrainingConfig.preset(preset, **{k: v for k, v in given.items() if v is not FROM_PRESET})
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not FROM_PRESET}
+        if training is None:
+            training = TrainingConfig.preset(preset, **changes)
+        elif changes:  # keywords given with a config replace its fields
+            training = dataclasses.replace(training, **changes)
         self.engine = RoutingEngine(
             dataset=dataset,
             network=network,
@@ -370,7 +386,10 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
     RESET_OPTIONS = ("mode",)
     """The keys ``reset(options=...)`` understands."""
 
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+    def _start_reset(self, seed: int | None, options: Mapping[str, Any] | None) -> None:
+        """What ``reset`` does on the engine, shared with :class:`~routing_env.batched_env.BatchedRoutingEnv`:
+        check the seed and options, start a new run on a seed (or at the first reset), drop an
+        unfinished sample, and switch mode as ``options`` ask."""
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
                 f"options must be a dict such as {{'mode': 'eval'}} or None, got {type(options).__name__} "
@@ -390,6 +409,9 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
             self.engine.abandon_sample()  # an unfinished sample of the last episode
         if mode == "eval" or (mode is not None and mode != self.engine.mode):
             self.engine.set_mode(mode)  # {"mode": "eval"} always starts a new pass over the test split
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        self._start_reset(seed, options)
         # every agent is listed from reset on (TorchRL reads every agent's reward and info)
         agents = self.possible_agents
         self.agents = list(agents)
@@ -477,7 +499,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
     def observe(self, agent: str) -> dict[str, Any]:
         if agent not in self.observation_spaces:
             raise ValueError(f"unknown agent {agent!r}; this env's agents are {self.possible_agents}")
-        if agent == self.agent_selection and not self._episode_over and self.engine.routing:
+        if agent == self.agent_selection and not self._episode_over and self.engine.sample_in_flight:
             if self._decision_obs is None:
                 self._decision_obs = self._make_obs(agent)
                 self._last_obs[agent] = self._decision_obs
@@ -678,7 +700,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         e = self.engine
         if not e.started:
             text = "no run started; call reset()"
-        elif not e.routing:
+        elif not e.sample_in_flight:
             text = f"epoch {e.epoch}, {e.updates} block updates; no sample is being routed"
         else:
             text = (
@@ -701,7 +723,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         """
         state = np.zeros(self.state_space.shape, dtype=np.float32)
         e = self.engine
-        if not e.started or not e.routing:
+        if not e.started or not e.sample_in_flight:
             return state
         flat = e.representation_array()
         state[: flat.size] = flat

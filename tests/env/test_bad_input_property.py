@@ -42,7 +42,7 @@ def snapshot(env):
     return (
         {k: v.clone() for k, v in env.network.state_dict().items()},
         e.selections_nA.copy(),
-        (e.depth if e.routing else None, e.updates, e.samples_routed, e.epoch),
+        (e.depth if e.sample_in_flight else None, e.updates, e.samples_routed, e.epoch),
         (env.agent_selection, list(env.agents), dict(env._cumulative_rewards), dict(env.terminations)),
         e.np_random.bit_generator.state,
         torch.get_rng_state(),

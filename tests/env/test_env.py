@@ -429,6 +429,24 @@ def test_default_block_training_is_train_wpls_and_the_papers_is_a_preset(digits)
         TrainingConfig.paper(learning_rate=0.1)
 
 
+def test_a_whole_training_config_is_accepted_and_keywords_still_replace_its_fields(digits):
+    config = TrainingConfig.paper(lr=5e-3, eval_batch_size=128)
+    env = RoutingEnv(dataset=digits, training=config)
+    assert env.training == config
+    env.reset(seed=0)
+    assert isinstance(env.block_optimizer, torch.optim.SGD) and env.block_lr == 5e-3
+    assert RoutingEnv(dataset=digits, training=config, batch_size=16).training == TrainingConfig.paper(
+        lr=5e-3, eval_batch_size=128, batch_size=16
+    )
+    # the same run as the keywords that spell the config out
+    spelled = RoutingEnv(dataset=digits, preset="paper", lr=5e-3, eval_batch_size=128)
+    assert spelled.training == env.training
+    with pytest.raises(ValueError, match="not both"):
+        RoutingEnv(dataset=digits, training=config, preset="paper")
+    with pytest.raises(TypeError, match="TrainingConfig"):
+        RoutingEnv(dataset=digits, training={"lr": 0.1})  # type: ignore[arg-type]
+
+
 def test_blocks_train_when_the_caller_steps_under_no_grad(digits):
     """TorchRL's collectors step envs under torch.no_grad(); the env trains its blocks anyway."""
     envs = {}
