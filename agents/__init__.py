@@ -15,7 +15,7 @@ Every agent implements :class:`RouterAgent` (``act``/``action_probs`` to act,
     from agents import MultiAgentRouter, WPL, evaluate, train
 
     env = routing_env.env(router="per_task")
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     train(env, router, num_samples=10_000, seed=0)
     print(evaluate(env, router, num_samples=3590).accuracy)
 
@@ -24,7 +24,7 @@ minibatch) is driven by :func:`train_batched` and :func:`evaluate_batched` with 
 learners (:meth:`RouterAgent.act_batch`, :meth:`RouterAgent.learn_batch`)::
 
     benv = routing_env.batched_env(router="per_task")
-    router = MultiAgentRouter.from_env(benv, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(benv, router_factory=WPL, seed=0)
     train_batched(benv, router, num_samples=10_000, seed=0)
     print(evaluate_batched(benv, router).accuracy)          # the whole test split
 """

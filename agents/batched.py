@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import RouterAgent, TraceBatch, select_rows
-from agents.multi import RunStats, _check_num_samples, is_dispatcher
+from agents.multi import RunStats, _check_num_samples, is_dispatcher, learn_flag
 
 __all__ = ["evaluate_batched", "run_batch_episode", "train_batched"]
 
@@ -29,25 +29,28 @@ def run_batch_episode(
     env: Any,
     router: Mapping[str, RouterAgent],
     *,
-    train: bool = True,
+    learn: bool = True,
     greedy: bool = False,
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
+    train: bool | None = None,
 ) -> RunStats:
-    """Route one minibatch with ``router`` (acting, and learning when ``train``).
+    """Route one minibatch with ``router`` (acting, and learning when ``learn``).
 
     Args:
         env: A batched routing env (``reset`` returns a batched observation, ``step``
             returns ``(observation, rewards, done, info)``).
         router: The learner of every agent id of ``env.possible_agents``.
-        train: Hand each learner its traces when the minibatch is routed.
+        learn: Hand each learner its traces when the minibatch is routed.
         greedy: Act greedily instead of sampling.
         seed: Passed to ``env.reset`` (a seed starts a new run).
         options: Passed to ``env.reset`` (e.g. ``{"mode": "eval"}``).
+        train: The former name of ``learn``, kept for code that passes it (warns).
 
     Returns:
         The minibatch's :class:`~agents.multi.RunStats`.
     """
+    learn = learn_flag(learn, train)
     agent_ids = list(env.possible_agents)
     obs = env.reset(seed=seed, options=dict(options) if options is not None else None)
     steps: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []  # (obs, agent_B, actions, rewards)
@@ -61,7 +64,7 @@ def run_batch_episode(
         obs = next_obs
 
     stats = _batch_stats(info)
-    if train:
+    if learn:
         final_B = np.asarray(info["final_reward"], dtype=np.float64)
         for group in _trace_groups(steps):
             observations = [step[0] for step in group]
@@ -172,7 +175,7 @@ def train_batched(
     first = True
     while total.num_samples < num_samples:
         episode = run_batch_episode(
-            env, router, train=True, seed=seed if first else None, options=first_options if first else None
+            env, router, learn=True, seed=seed if first else None, options=first_options if first else None
         )
         first = False
         total.merge(episode)
@@ -204,7 +207,7 @@ def evaluate_batched(
         if num_samples is not None and total.num_samples >= num_samples:
             break
         episode = run_batch_episode(
-            env, router, train=False, greedy=greedy, options=first_options if first else None
+            env, router, learn=False, greedy=greedy, options=first_options if first else None
         )
         first = False
         total.merge(episode)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,15 @@ def _takes_device(factory: AgentFactory) -> bool:
     )
 
 
+def _renamed(old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+    """The value of a renamed keyword: ``new``'s, or ``old``'s where only that one is given."""
+    if old_value is not None and new_value is not None:
+        raise TypeError(f"pass {new}= only ({old}= is its former name), not both")
+    if new_value is not None:
+        return new_value
+    return default if old_value is None else old_value
+
+
 class MultiAgentRouter(Mapping[str, RouterAgent]):
     """The learners of every agent of an environment, by agent id.
 
@@ -98,22 +108,25 @@ class MultiAgentRouter(Mapping[str, RouterAgent]):
         cls,
         env: AECEnv,
         *,
-        router: AgentFactory = WPL,
-        dispatcher: AgentFactory = Dispatcher,
+        router_factory: AgentFactory | None = None,
+        dispatcher_factory: AgentFactory | None = None,
         seed: int | None = None,
         device: str | torch.device | None = None,
+        router: AgentFactory | None = None,
+        dispatcher: AgentFactory | None = None,
     ) -> MultiAgentRouter:
         """One learner per agent of ``env.possible_agents``, built from the env's spaces.
 
-        Per-task and single configurations get a ``router`` learner for each
+        Per-task and single configurations get a ``router_factory`` learner for each
         ``router_*`` agent; the dispatched configuration additionally gets a
-        ``dispatcher`` learner for ``dispatcher_0``.
+        ``dispatcher_factory`` learner for ``dispatcher_0``.
 
         Args:
             env: The (possibly wrapped) AEC environment, or a
                 :class:`routing_env.BatchedRoutingEnv`.
-            router: Factory of the router learners.
-            dispatcher: Factory of the dispatcher learner.
+            router_factory: Factory of the router learners (default :class:`~agents.WPL`).
+            dispatcher_factory: Factory of the dispatcher learner (default
+                :class:`~agents.Dispatcher`).
             seed: Root seed; each agent gets an independent generator spawned from
                 it (None: fresh entropy).
             device: Torch device of the learners that have one (the MLP agents:
@@ -123,7 +136,15 @@ class MultiAgentRouter(Mapping[str, RouterAgent]):
                 parameter (a ``functools.partial`` that binds ``device`` itself keeps its
                 own), and to no other (``WPL``, or a factory taking only ``**kwargs``).
                 None: the factories' own default.
+            router, dispatcher: The former names of ``router_factory`` and
+                ``dispatcher_factory`` (``router`` also names the env's configuration
+                and this mapping), kept for code that passes them.
+
+        Raises:
+            TypeError: When a factory is given under both names.
         """
+        router = _renamed("router", router, "router_factory", router_factory, WPL)
+        dispatcher = _renamed("dispatcher", dispatcher, "dispatcher_factory", dispatcher_factory, Dispatcher)
         agents = list(env.possible_agents)
         children = np.random.SeedSequence(seed).spawn(len(agents))
 
@@ -259,28 +280,44 @@ def _copy_obs(obs: Observation) -> dict[str, Any]:
     return {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in obs.items()}
 
 
+def learn_flag(learn: bool, train: bool | None) -> bool:
+    """``learn``, or the deprecated keyword ``train`` where a caller still passes it."""
+    if train is None:
+        return learn
+    warnings.warn(
+        "the keyword train= of run_episode / run_batch_episode is now learn=",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bool(train)
+
+
 def run_episode(
     env: AECEnv,
     router: Mapping[str, RouterAgent],
     *,
-    train: bool = True,
+    learn: bool = True,
     greedy: bool = False,
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
+    train: bool | None = None,
 ) -> RunStats:
     """Run one episode of the AEC loop, acting with (and optionally training) ``router``.
 
     Args:
         env: The AEC environment (wrapped or not).
         router: The learner of every agent id the env selects.
-        train: Call ``learn`` on every finished trace.
+        learn: Call ``learn`` on every finished trace.
         greedy: Act greedily (``greedy_action``) instead of sampling.
         seed: Passed to ``env.reset``; on the routing env a seed starts a new run.
         options: Passed to ``env.reset`` (e.g. ``{"mode": "eval"}``).
+        train: The former name of ``learn`` (it clashed with :func:`train`), kept for
+            code that passes it; it warns ``DeprecationWarning``.
 
     Returns:
         The episode's :class:`RunStats`.
     """
+    learn = learn_flag(learn, train)
     env.reset(seed=seed, options=dict(options) if options is not None else None)
     stats = RunStats(episodes=1)
     buffers: dict[str, _TraceBuffer] = {}
@@ -290,7 +327,7 @@ def run_episode(
         trace = buffer.trace(truncated=truncated)
         if not is_dispatcher(agent_id):
             stats._record_sample(trace)
-        if train:
+        if learn:
             router[agent_id].learn(trace)
             stats.traces_learned += 1
 
@@ -352,7 +389,7 @@ def train(
     first = True
     while total.num_samples < num_samples:
         episode = run_episode(
-            env, router, train=True, seed=seed if first else None, options=first_options if first else None
+            env, router, learn=True, seed=seed if first else None, options=first_options if first else None
         )
         first = False
         total.merge(episode)
@@ -393,7 +430,7 @@ def evaluate(
     first = True
     while total.num_samples < num_samples:
         episode = run_episode(
-            env, router, train=False, greedy=greedy, options=first_options if first else None
+            env, router, learn=False, greedy=greedy, options=first_options if first else None
         )
         first = False
         total.merge(episode)

@@ -118,7 +118,7 @@ def routing_epoch_factory(
 ) -> Callable[[], None]:
     kwargs = env_kwargs(data, batch_size, device)
     env = routing_env.batched_env(**kwargs) if batched else routing_env.env(**kwargs)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     run = train_batched if batched else train
     first = [True]
 

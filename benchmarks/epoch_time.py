@@ -53,7 +53,7 @@ def time_routing(
     (the batched path, or the per-sample AEC path)."""
     kwargs = dict(dataset=data, batch_size=batch_size, optimizer="adam", lr=1e-3, device=str(device))
     env = routing_env.batched_env(**kwargs) if batched else routing_env.env(**kwargs)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     run = train_batched if batched else train
     run(env, router, num_samples=warmup, seed=0)  # first kernels, allocator, caches
     sync(device)

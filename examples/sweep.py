@@ -174,7 +174,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         batch_size=config["batch_size"],
     )
     factory = router_factory(config["algorithm"], policy_lr=config["policy_lr"], epsilon=config["epsilon"])
-    router = MultiAgentRouter.from_env(env, router=factory, seed=seed)
+    router = MultiAgentRouter.from_env(env, router_factory=factory, seed=seed)
     stats = train(env, router, num_samples=config["num_samples"], seed=seed)
     evaluate(env, router, num_samples=len(dataset.test), greedy=True)
     return {

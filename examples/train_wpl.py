@@ -210,7 +210,7 @@ def make_router(args: Args, env: Any) -> MultiAgentRouter:
         baseline=args.wpl_baseline,
         min_prob=args.min_prob,
     )
-    return MultiAgentRouter.from_env(env, router=wpl, seed=args.seed)
+    return MultiAgentRouter.from_env(env, router_factory=wpl, seed=args.seed)
 
 
 @contextmanager

@@ -262,7 +262,7 @@ def test_payoffs_match_the_networks_forward(digits, routing):
 
 def test_top_route_value_matches_the_envs_greedy_evaluation(digits):
     env = small_env(digits)
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.3), seed=0)
     train(env, router, num_samples=600, seed=0)
     result = analyze_game(env, router)
     evaluate(env, router, num_samples=len(digits.test))  # greedy: the argmax of each depth

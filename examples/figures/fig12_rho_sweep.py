@@ -98,7 +98,9 @@ def run(args: Args, dataset: MultiTaskDataset, rho: float, seed: int) -> list[di
         lr=args.lr,
         lr_decay_every=args.lr_decay_every,
     )
-    router = MultiAgentRouter.from_env(aec_env, router=functools.partial(WPL, lr=args.policy_lr), seed=seed)
+    router = MultiAgentRouter.from_env(
+        aec_env, router_factory=functools.partial(WPL, lr=args.policy_lr), seed=seed
+    )
     # the batched path plays the same game on the AEC env's engine
     env = None if args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
     rows = []

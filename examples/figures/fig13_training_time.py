@@ -143,7 +143,7 @@ def time_routing_rl(args: Args, data: MultiTaskDataset, *, aec: bool) -> float:
     if not aec:  # the same game on the same engine, one minibatch per step
         env = routing_env.BatchedRoutingEnv(env=env)
     run_epoch = train if aec else train_batched
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.3), seed=0)
     seeds = iter([0])  # the warm-up epoch starts the run; each timed one routes the next whole epoch
     return best_time(
         lambda: run_epoch(env, router, num_samples=len(data.train), seed=next(seeds, None)), args.repeats

@@ -157,7 +157,9 @@ def main(args: Args) -> Path:
         lr=args.lr,
         lr_decay_every=args.lr_decay_every,
     )
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=args.seed)
+    router = MultiAgentRouter.from_env(
+        env, router_factory=functools.partial(WPL, lr=args.policy_lr), seed=args.seed
+    )
     # the batched path plays the same game on the AEC env's engine; the analyses read the network
     trainer: Any = env if args.aec else routing_env.BatchedRoutingEnv(env=env)
     run_epoch = train if args.aec else train_batched

@@ -88,7 +88,9 @@ def make_env_and_router(args: Args, dataset: MultiTaskDataset) -> tuple[Any, Mul
         lr=args.lr,
         lr_decay_every=args.lr_decay_every,
     )
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=args.policy_lr), seed=args.seed)
+    router = MultiAgentRouter.from_env(
+        env, router_factory=functools.partial(WPL, lr=args.policy_lr), seed=args.seed
+    )
     return env, router
 
 

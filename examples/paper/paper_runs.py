@@ -671,8 +671,8 @@ def make_router(model: Model, args: PaperArgs, env: Any, *, seed: int, device: s
         raise ValueError(f"model {model.name} names no learner")
     return MultiAgentRouter.from_env(
         env,
-        router=learner_factory(model.learner, args),
-        dispatcher=functools.partial(Dispatcher, lr=args.reinforce_lr),
+        router_factory=learner_factory(model.learner, args),
+        dispatcher_factory=functools.partial(Dispatcher, lr=args.reinforce_lr),
         seed=seed,
         device=device,
     )

@@ -454,7 +454,10 @@ def test_train_batched_runs_every_agent_type_on_digits(small_digits, monkeypatch
         dataset=small_digits, router=config, routing=routing or "layered", **SMALL_NETWORK
     )
     router = MultiAgentRouter.from_env(
-        benv, router=END_TO_END[name], dispatcher=functools.partial(Dispatcher, lr=1e-2), seed=0
+        benv,
+        router_factory=END_TO_END[name],
+        dispatcher_factory=functools.partial(Dispatcher, lr=1e-2),
+        seed=0,
     )
     reads = []
     original = benv.engine.batch_representation
@@ -517,7 +520,10 @@ def test_a_batched_run_is_the_run_of_the_default_row_by_row_methods(small_digits
     for default in (False, True):
         benv = routing_env.batched_env(dataset=small_digits, router=config, **SMALL_NETWORK)
         router = MultiAgentRouter.from_env(
-            benv, router=END_TO_END[name], dispatcher=functools.partial(Dispatcher, lr=1e-2), seed=0
+            benv,
+            router_factory=END_TO_END[name],
+            dispatcher_factory=functools.partial(Dispatcher, lr=1e-2),
+            seed=0,
         )
         if default:
             for learner in router.values():

@@ -29,7 +29,7 @@ def test_the_dispatcher_learns_to_send_each_task_to_its_router(fake_routing_env)
         router="dispatched",
     )
     router = MultiAgentRouter.from_env(
-        env, router=WPL, dispatcher=functools.partial(Dispatcher, lr=1e-2), seed=0
+        env, router_factory=WPL, dispatcher_factory=functools.partial(Dispatcher, lr=1e-2), seed=0
     )
     assert isinstance(router["dispatcher_0"], Dispatcher)
     assert evaluate(env, router, num_samples=40).accuracy < 0.9  # one router for both tasks

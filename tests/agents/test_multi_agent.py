@@ -52,7 +52,7 @@ class Spy(RouterAgent):
 
 
 def spy_router(env):
-    return MultiAgentRouter.from_env(env, router=Spy, dispatcher=Spy, seed=0)
+    return MultiAgentRouter.from_env(env, router_factory=Spy, dispatcher_factory=Spy, seed=0)
 
 
 def all_traces(router, agents=None):
@@ -132,7 +132,7 @@ def test_same_seeds_same_training(fake_routing_env):
     states = []
     for _ in range(2):
         env = fake_routing_env(correct=coin, samples_per_episode=2)
-        router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.1), seed=5)
+        router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.1), seed=5)
         train(env, router, num_samples=40, seed=5)
         states.append(router.state_dict())
     for agent_id in states[0]:
@@ -141,7 +141,7 @@ def test_same_seeds_same_training(fake_routing_env):
 
 def test_agents_get_independent_generators(fake_routing_env):
     env = fake_routing_env(correct=coin, num_tasks=2)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     env.reset(seed=0)
     o = env.observe(env.agent_selection)
     draws = [[router[a].act(o) for _ in range(20)] for a in ("router_0", "router_1")]
@@ -150,9 +150,9 @@ def test_agents_get_independent_generators(fake_routing_env):
 
 def test_container_state_round_trip_and_checks(fake_routing_env):
     env = fake_routing_env(correct=coin, num_tasks=2)
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.2), seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.2), seed=0)
     train(env, router, num_samples=30, seed=0)
-    clone = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.2), seed=1)
+    clone = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.2), seed=1)
     clone.load_state_dict(router.state_dict())
     np.testing.assert_array_equal(clone["router_1"].policy, router["router_1"].policy)
     with pytest.raises(ValueError, match="agents"):
@@ -175,12 +175,18 @@ def test_from_env_passes_the_device_to_the_factories_that_take_one(fake_routing_
 
     # a plain function and a partial of an MLP agent get it; WPL and a **kwargs-only Spy do not
     router = MultiAgentRouter.from_env(
-        env, router=spy_with_device, dispatcher=functools.partial(Dispatcher, lr=0.1), seed=0, device="meta"
+        env,
+        router_factory=spy_with_device,
+        dispatcher_factory=functools.partial(Dispatcher, lr=0.1),
+        seed=0,
+        device="meta",
     )
     assert seen == ["meta", "meta"]
     assert router["dispatcher_0"].device == torch.device("meta")
     for factory in (WPL, Spy, functools.partial(WPL, lr=0.2)):
-        router = MultiAgentRouter.from_env(env, router=factory, dispatcher=Spy, seed=0, device="meta")
+        router = MultiAgentRouter.from_env(
+            env, router_factory=factory, dispatcher_factory=Spy, seed=0, device="meta"
+        )
         assert isinstance(router["router_0"], RouterAgent)
     # every MLP agent, and the table ones, which accept (and ignore) a device
     for factory in (
@@ -188,13 +194,13 @@ def test_from_env_passes_the_device_to_the_factories_that_take_one(fake_routing_
         functools.partial(QLearning, representation="mlp"),
         functools.partial(QLearning, representation="table"),
     ):
-        router = MultiAgentRouter.from_env(env, router=factory, seed=0, device=torch.device("meta"))
+        router = MultiAgentRouter.from_env(env, router_factory=factory, seed=0, device=torch.device("meta"))
         assert {learner.device for learner in router.values()} == {torch.device("meta")}
     # a partial that binds its own device keeps it; None passes nothing (the factories' default)
     own = functools.partial(Reinforce, representation="mlp", device="cpu")
-    router = MultiAgentRouter.from_env(env, router=own, seed=0, device="meta")
+    router = MultiAgentRouter.from_env(env, router_factory=own, seed=0, device="meta")
     assert router["router_0"].device == torch.device("cpu") and router["dispatcher_0"].device.type == "meta"
-    router = MultiAgentRouter.from_env(env, router=spy_with_device, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=spy_with_device, seed=0)
     assert seen[-2:] == ["cpu", "cpu"]
 
 
@@ -214,7 +220,7 @@ def small_env_kwargs():
 )
 def test_from_env_builds_one_learner_per_routing_env_agent(config, expected, small_env_kwargs):
     env = routing_env.env(router=config, **small_env_kwargs)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     assert list(router) == expected
     for agent_id, learner in router.items():
         assert isinstance(learner, Dispatcher if agent_id.startswith("dispatcher") else WPL)
@@ -259,7 +265,7 @@ def test_routing_env_dispatched_traces(small_env_kwargs):
 def test_routing_env_evaluation_matches_the_env_report(small_env_kwargs):
     env = routing_env.env(router="per_task", **small_env_kwargs)
     router = MultiAgentRouter.from_env(
-        env, router=functools.partial(Reinforce, representation="table"), seed=0
+        env, router_factory=functools.partial(Reinforce, representation="table"), seed=0
     )
     train(env, router, num_samples=50, seed=0)
     stats = evaluate(env, router, num_samples=200)
@@ -269,3 +275,17 @@ def test_routing_env_evaluation_matches_the_env_report(small_env_kwargs):
     # and training resumes in train mode
     after = train(env, router, num_samples=5)
     assert after.num_samples == 5
+
+
+def test_the_former_keyword_names_still_work(fake_routing_env):
+    env = fake_routing_env(correct=coin, num_tasks=2)
+    old = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.1), seed=0)
+    new = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.1), seed=0)
+    assert [type(old[a]) for a in old] == [type(new[a]) for a in new] == [WPL, WPL]
+    with pytest.raises(TypeError, match="router_factory= only"):
+        MultiAgentRouter.from_env(env, router=WPL, router_factory=WPL)
+    # run_episode(train=...) is run_episode(learn=...), with a warning
+    with pytest.warns(DeprecationWarning, match="learn="):
+        stats = run_episode(env, old, train=False, seed=0)
+    assert stats.traces_learned == 0
+    assert run_episode(env, new, learn=True, seed=0).traces_learned > 0

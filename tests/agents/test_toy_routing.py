@@ -49,7 +49,7 @@ LEARNERS = {
 def test_learns_the_best_route_of_each_task(name, fake_routing_env):
     factory, layer_sizes, budget = LEARNERS[name]
     env = fake_routing_env(correct=closer_is_better, num_tasks=2, layer_sizes=layer_sizes)
-    router = MultiAgentRouter.from_env(env, router=factory, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=factory, seed=0)
     before = evaluate(env, router, num_samples=50)
     assert before.accuracy < 0.9  # the greedy policy does not start on both best routes
     train(env, router, num_samples=budget, seed=0)
@@ -67,7 +67,7 @@ def test_the_per_action_average_does_not_find_it(fake_routing_env):
     for baseline in ("action", "depth"):
         env = fake_routing_env(correct=closer_is_better, num_tasks=2, layer_sizes=(3, 2))
         wpl = functools.partial(WPL, lr=0.1, baseline=baseline, return_average_rate=0.01)
-        router = MultiAgentRouter.from_env(env, router=wpl, seed=0)
+        router = MultiAgentRouter.from_env(env, router_factory=wpl, seed=0)
         train(env, router, num_samples=1500, seed=0)
         accuracy[baseline] = evaluate(env, router, num_samples=50).accuracy
     # the same budget and rates: the default finds both best routes, the per-action one does

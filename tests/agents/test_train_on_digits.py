@@ -76,7 +76,10 @@ def test_trains_end_to_end_on_digits(config, algorithm):
     router_config, _, routing = config.partition("-")
     env = routing_env.env(router=router_config, routing=routing or "layered", **SMALL_NETWORK)
     router = MultiAgentRouter.from_env(
-        env, router=ALGORITHMS[algorithm], dispatcher=functools.partial(Dispatcher, lr=1e-2), seed=0
+        env,
+        router_factory=ALGORITHMS[algorithm],
+        dispatcher_factory=functools.partial(Dispatcher, lr=1e-2),
+        seed=0,
     )
     before = {agent_id: learned_arrays(learner) for agent_id, learner in router.items()}
     stats = train(env, router, num_samples=300, seed=0)
@@ -122,7 +125,7 @@ def test_per_task_wpl_beats_a_uniformly_random_router():
         ("uniform", UniformRouter, False),
     ]:
         env = routing_env.env(router="per_task", optimizer="adam", lr=1e-3)
-        router = MultiAgentRouter.from_env(env, router=factory, seed=0)
+        router = MultiAgentRouter.from_env(env, router_factory=factory, seed=0)
         train(env, router, num_samples=budget, seed=0)
         accuracy[name] = evaluate(env, router, num_samples=test_size, greedy=greedy).accuracy
     assert accuracy["uniform"] < 0.91
@@ -174,7 +177,7 @@ def test_wpl_learns_to_route_each_task_to_its_expert_in_the_env(digits, path):
     for sign in (1.0, -1.0):
         kwargs = dict(dataset=digits, network=_expert_network(digits), optimizer="sgd", lr=1e-9)
         env = routing_env.batched_env(**kwargs) if path == "batched" else routing_env.env(**kwargs)
-        router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
+        router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.3), seed=0)
         for learner in router.values():
             learner.lr = sign * 0.3  # the control: WPL's update with its sign flipped
         epochs = 3 if path == "batched" else 1

@@ -35,7 +35,7 @@ def play(env, router, episodes):
     """Play ``episodes`` rounds; return the probability of action 0 of both agents per round."""
     history = np.empty((episodes, 2))
     for k in range(episodes):
-        run_episode(env, router, train=True)
+        run_episode(env, router, learn=True)
         history[k] = [router[a].policy[0, 0] for a in ("router_0", "router_1")]
     return history
 
@@ -46,7 +46,7 @@ def test_wpl_converges_to_the_pure_nash_equilibrium(matrix_game_env, baseline):
     # the "action" reading needs a slower average to keep a gradient (see agents/wpl.py)
     rate = None if baseline == "depth" else 0.001
     wpl = functools.partial(WPL, lr=0.01, baseline=baseline, return_average_rate=rate)
-    router = MultiAgentRouter.from_env(env, router=wpl, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=wpl, seed=0)
     history = play(env, router, 8000)
     p0, p1 = history[-1]
     assert p0 > 0.95  # player 0 plays its dominant action 0
@@ -58,7 +58,7 @@ def test_wpl_damps_the_oscillation_on_matching_pennies(matrix_game_env):
     distances = {}
     for weighted in (True, False):
         wpl = functools.partial(WPL, lr=0.02, weighted=weighted)
-        router = MultiAgentRouter.from_env(env, router=wpl, seed=1)
+        router = MultiAgentRouter.from_env(env, router_factory=wpl, seed=1)
         history = play(env, router, 12000)
         tail = history[-4000:]
         distances[weighted] = np.abs(tail - 0.5).max(axis=1).mean()

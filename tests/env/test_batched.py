@@ -180,7 +180,7 @@ def test_observations_are_the_aec_observations(small):
 
 def test_tabular_agents_never_make_the_env_compute_representations(small, monkeypatch):
     benv = routing_env.batched_env(dataset=small, batch_size=32)
-    router = MultiAgentRouter.from_env(benv, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(benv, router_factory=WPL, seed=0)
     calls = []
     original = benv.engine.batch_representation
     monkeypatch.setattr(benv.engine, "batch_representation", lambda *a: calls.append(1) or original(*a))
@@ -351,7 +351,7 @@ def test_the_aec_env_and_the_batched_env_share_one_run(small):
 # ----------------------------------------------------------------- WPL on the batched path
 def test_wpl_act_batch_is_act_row_by_row(small):
     benv = routing_env.batched_env(dataset=small, batch_size=64, routing="recurrent")
-    router = MultiAgentRouter.from_env(benv, router=functools.partial(WPL, lr=0.3), seed=0)
+    router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3), seed=0)
     train_batched(benv, router, num_samples=128, seed=0)  # rows have learned their masks
     obs = benv.reset()
     for greedy in (False, True):
@@ -406,7 +406,7 @@ def test_batched_wpl_learns_digits_like_the_aec_path(digits):
     results = {}
     for kind in ("batched", "aec"):
         env = routing_env.batched_env(**kwargs) if kind == "batched" else routing_env.env(**kwargs)
-        router = MultiAgentRouter.from_env(env, router=wpl, seed=0)
+        router = MultiAgentRouter.from_env(env, router_factory=wpl, seed=0)
         from agents import evaluate, train
 
         for epoch in range(8):
@@ -437,7 +437,7 @@ def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
         benv = routing_env.batched_env(
             dataset=small, batch_size=32, routing=routing, collaboration_reward=rho
         )
-        router = MultiAgentRouter.from_env(benv, router=functools.partial(WPL, lr=0.3), seed=0)
+        router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3), seed=0)
         stats = train_batched(benv, router, num_samples=len(small.train), seed=0)
         evaluate_batched(benv, router, greedy=False)
         monkeypatch.undo()

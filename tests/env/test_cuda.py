@@ -59,7 +59,7 @@ def test_env_on_cuda_gives_the_cpu_run(digits, routing):
 
 def test_wpl_trains_and_evaluates_on_cuda(digits):
     env = make_env(digits, "cuda")
-    router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.3), seed=0)
     stats = train(env, router, num_samples=1500, seed=0)
     assert stats.num_samples >= 1500
     result = evaluate(env, router, num_samples=len(digits.test))
@@ -71,7 +71,7 @@ def test_game_analysis_on_cuda_matches_cpu(digits):
     results = {}
     for device in ("cpu", "cuda"):
         env = make_env(digits, device)
-        router = MultiAgentRouter.from_env(env, router=functools.partial(WPL, lr=0.3), seed=0)
+        router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.3), seed=0)
         train(env, router, num_samples=300, seed=0)
         results[device] = analyze_game(env, router, max_samples_per_task=10)
     cpu, gpu = results["cpu"].summary(), results["cuda"].summary()

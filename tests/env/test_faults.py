@@ -40,7 +40,7 @@ def test_eval_mode_again_starts_a_new_pass_with_fresh_counts(small):
     """train_wpl evaluates greedily, then sampled, both with {"mode": "eval"}: the second
     figure must count the second pass only (it averaged both before)."""
     env = routing_env.env(dataset=small)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     env.reset(seed=0)
     evaluate(env, router, num_samples=len(small.test), greedy=True)
     first = env.unwrapped.evaluation()
@@ -83,7 +83,7 @@ def test_an_episode_of_several_samples_ends_with_the_test_split(small):
 
 def test_evaluate_past_the_end_is_refused_not_double_counted(small):
     env = routing_env.env(dataset=small)
-    router = MultiAgentRouter.from_env(env, router=WPL, seed=0)
+    router = MultiAgentRouter.from_env(env, router_factory=WPL, seed=0)
     env.reset(seed=0)
     with pytest.raises(RuntimeError, match="evaluation pass is complete"):
         evaluate(env, router, num_samples=2 * len(small.test) + len(small.test) // 2)

@@ -55,7 +55,7 @@ def uniform_router_accuracy(*, num_samples: int, max_test_samples: int | None, s
 
     dataset = subsample(digits_mtl(), max_train=None, max_test=max_test_samples, seed=0)
     env = routing_env.env(dataset=dataset, router="per_task", **FAST_BLOCKS)
-    router = MultiAgentRouter.from_env(env, router=UniformRouter, seed=seed)
+    router = MultiAgentRouter.from_env(env, router_factory=UniformRouter, seed=seed)
     train(env, router, num_samples=num_samples, seed=seed)
     evaluate(env, router, num_samples=len(dataset.test), greedy=False)
     return env.unwrapped.evaluation()["accuracy"]
