@@ -23,8 +23,20 @@ from routing_env.datasets.storage import channel_mean_std, resolve_root
 from routing_env.experiments import DatasetName
 
 
-def test_names() -> None:
-    assert DATASET_NAMES == ("digits-mtl", "mnist-mtl", "fashion-mtl", "cifar-mtl", "min-mtl")
+def test_every_name_loads_the_dataset_it_names(
+    tmp_path: Path, write_mnist, write_fashion_mnist, write_cifar100, write_min
+) -> None:
+    write_mnist(tmp_path)
+    write_fashion_mnist(tmp_path, seed=1)
+    write_cifar100(tmp_path)
+    write_min(tmp_path, "pickle", num_classes=50, per_class=2)
+    small = {"mnist-mtl": (5, 2), "fashion-mtl": (5, None), "min-mtl": (1, 1)}
+    tasks = {"digits-mtl": 10, "mnist-mtl": 10, "fashion-mtl": 10, "cifar-mtl": 20, "min-mtl": 10}
+    assert set(DATASET_NAMES) == set(tasks)  # the paper's four and Fashion-MTL, no other
+    for name in DATASET_NAMES:
+        options = {"per_class": small[name]} if name in small else {}
+        dataset = load_dataset(name, root=tmp_path, **options)
+        assert dataset.name == name and dataset.num_tasks == tasks[name]
 
 
 def test_the_scripts_offer_every_dataset() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from routing_env.experiments import load_run_dataset, parse_args
-from routing_env.recording import load_recording
+from routing_env.recording import PolicyRecording, load_recording
 
 from .script_flags import undocumented_fields
 
@@ -112,12 +112,57 @@ def test_fig10(recording_csv, tmp_path):
         fig10.plot(rec, block=99, depth=0)
 
 
-def test_fig11(recording_csv, tmp_path):
+def drawn_routes(fig11: ModuleType, recording, *, at: int | None, window: int) -> list[list[int]]:
+    """The block of each task's line at each depth, read back from the drawn figure."""
+    ax = fig11.plot(recording, at=at, window=window).axes[0]
+    T = len(recording.routing_map(at=at, window=window)[0])
+    width = max(T, recording.num_actions)
+    block_x = np.linspace(0, width - 1, recording.num_actions)
+    lines = ax.get_lines()
+    assert len(lines) == T  # one path per task
+    return [[int(np.abs(block_x - x).argmin()) for x in line.get_xdata()[1:]] for line in lines]
+
+
+def test_fig11(recording_csv, tmp_path, capsys):
     fig11 = load("fig11_routing_map")
-    assert_png(fig11.main(fig11.Args(recording=str(recording_csv), output=str(tmp_path / "f11.png"))))
-    assert_png(
-        fig11.main(fig11.Args(recording=str(recording_csv), output=str(tmp_path / "a.png"), at=100, window=3))
-    )
+    recording = load_recording(recording_csv)
+    maps = {}
+    for at, window in ((None, 1), (100, 3)):
+        blocks, _ = recording.routing_map(at=at, window=window)
+        maps[at] = blocks
+        expected = [[b for b in row if b >= 0] for row in blocks.tolist()]
+        # each task's line passes through the blocks of its routing map, depth by depth
+        assert drawn_routes(fig11, recording, at=at, window=window) == expected
+        ax = fig11.plot(recording, at=at, window=window).axes[0]
+        counts = [t.get_text().strip() for t in ax.texts if "depth" in t.get_text()]
+        assert counts == [
+            f"depth {d}: {len({b for b in blocks[:, d].tolist() if b >= 0})} blocks"
+            for d in range(blocks.shape[1])
+        ]
+        assert ("end of the recording" if at is None else f"sample {at}") in ax.get_title()
+        capsys.readouterr()
+        assert_png(
+            fig11.main(
+                fig11.Args(recording=str(recording_csv), output=str(tmp_path / "f.png"), at=at, window=window)
+            )
+        )
+        err = capsys.readouterr().err
+        for t, route in enumerate(blocks.tolist()):
+            assert f"task {t}: blocks {route}  probabilities" in err
+    # a hand-made recording whose map is known: task 0 always picks block 2, task 1 block 0
+    decisions = [(s, t, d, a) for s in range(4) for t, a in ((0, 2), (1, 0)) for d in range(2)]
+    sample, task, depth, action = (np.array(c, dtype=np.int64) for c in zip(*decisions, strict=True))
+    zeros = np.zeros(len(decisions))
+    known = PolicyRecording(
+        agent_names=("router_0", "router_1"),
+        columns={
+            "sample": sample, "agent": task, "agent_sample": sample, "task": task, "depth": depth,
+            "action": action, "reward": zeros, "collaboration_reward": zeros, "final_reward": zeros,
+            "correct": np.full(len(decisions), -1),
+        },
+        probs_RA=np.eye(3, dtype=np.float32)[action],
+    )  # fmt: skip
+    assert drawn_routes(fig11, known, at=None, window=2) == [[2, 2], [0, 0]]
 
 
 @pytest.mark.parametrize("aec", [False, True], ids=["batched", "aec"])
