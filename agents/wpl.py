@@ -60,6 +60,7 @@ never taken.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -146,7 +147,9 @@ class WPL(RouterAgent):
             on digits-MTL 0.1 to 0.3 find task-specific routes within a few epochs.
         gamma: Discount of the immediate rewards, in ``[0, 1]``.
         return_average_rate: Rate ``beta`` of the historical average return, in
-            ``(0, 1]``; None uses ``lr`` as the paper does.
+            ``(0, 1]``; None uses ``lr`` as the paper does. At 1 the average equals the
+            last return, so ``R - TR`` is 0 for every decision and the policy never
+            moves (a warning says so): with ``lr = 1`` pass a smaller rate.
         baseline: ``"depth"`` (default): one historical average return per depth,
             over all actions, so ``R - TR`` estimates ``Q(a) - V`` as in Abdallah &
             Lesser's WPL. ``"action"``: one average per ``(depth, action)``, updated
@@ -190,6 +193,14 @@ class WPL(RouterAgent):
         self.return_average_rate = check_probability("return_average_rate", beta)
         if self.return_average_rate == 0.0:
             raise ValueError("return_average_rate must be > 0")
+        if self.return_average_rate == 1.0:
+            warnings.warn(
+                "WPL with return_average_rate 1 (the default when lr = 1: the paper sets beta = lr) "
+                "never learns: the historical average return equals the last return, so "
+                "R - TR = 0 for every decision; pass return_average_rate < 1 (e.g. 0.1)",
+                UserWarning,
+                stacklevel=2,
+            )
         if baseline not in ("depth", "action"):
             raise ValueError(f"baseline must be 'depth' or 'action', got {baseline!r}")
         self.baseline = baseline

@@ -54,8 +54,8 @@ from matplotlib.figure import Figure
 import routing_env
 from agents import WPL, MultiAgentRouter, RunStats, evaluate_batched, train_batched
 from routing_env.datasets import MultiTaskDataset
+from routing_env.experiments import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
 from routing_env.game import analyze_game
-from routing_env.training import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
 
 #: The block training of each ``--optimizers`` value: (optimizer, lr, decay every N epochs).
 BLOCK_TRAINING = {"sgd": ("sgd", 1e-2, 20), "adam": ("adam", 1e-3, 10)}
@@ -78,7 +78,8 @@ class Args(DatasetOptions):
     baselines: str = "depth,action"
     """comma-separated WPL average-return baselines (depth: ours; action: Algorithm 3 read literally)"""
     policy_lrs: str = "0.03,0.1,0.3,1"
-    """comma-separated WPL policy learning rates"""
+    """comma-separated WPL policy learning rates (at 1 the paper's beta = lr makes WPL's step 0: those
+    cells keep the uniform policy, a control)"""
     schedules: str = "constant"
     """comma-separated policy-rate schedules (constant, blocks); blocks equals constant within the first epochs (the blocks' rate decays every 10 or 20 epochs), so the default runs constant only"""
     optimizers: str = "sgd,adam"
@@ -175,7 +176,7 @@ def set_policy_lr(router: MultiAgentRouter, cell: dict[str, Any], env: Any) -> N
     """The policy rate of the ``blocks`` schedule: the block rate's decay applied to it."""
     if cell["schedule"] == "blocks":
         _, lr, _ = BLOCK_TRAINING[cell["optimizer"]]
-        rate = cell["policy_lr"] * env.engine.current_lr() / lr
+        rate = cell["policy_lr"] * env.block_lr / lr
         for learner in router.values():
             learner.lr = rate
 
@@ -412,7 +413,9 @@ def main(args: Args) -> Path:
         )
     rows = read_rows(path)
     plot_grid(rows, args.samples / dataset.num_tasks).savefig(out / "purity_sweep.png", dpi=100)
-    paper_cell = {**PAPER_CELL, "policy_lr": max(float(v) for v in args.policy_lrs.split(","))}
+    # the largest rate that learns: at lr 1 the paper's beta = lr makes WPL's step 0 (see WPL)
+    rates = [float(v) for v in args.policy_lrs.split(",")]
+    paper_cell = {**PAPER_CELL, "policy_lr": max([r for r in rates if r < 1] or [0.3])}
     views = {
         "closest to the paper:\nrho 0.3, per-action baseline,\nSGD 1e-2, policy lr "
         f"{paper_cell['policy_lr']:g} (blocks' schedule)": first_samples_view(args, dataset, paper_cell),

@@ -169,6 +169,21 @@ def test_a_slower_return_average(spaces, obs):
 
 
 # ------------------------------------------------------------------ masks
+@pytest.mark.parametrize("baseline", ["depth", "action"])
+def test_a_return_average_rate_of_one_never_learns_and_warns(spaces, obs, baseline):
+    # beta = lr (the paper's coupling) at lr = 1: TR becomes R before Delta = R - TR is taken
+    with pytest.warns(UserWarning, match="never learns"):
+        agent = make_wpl(spaces, lr=1.0, baseline=baseline)
+    o = obs(mask=[1, 1, 1])
+    for action, final in [(0, 1.0), (1, -1.0), (2, 1.0), (0, -1.0)]:
+        agent.learn(Trace(observations=[o], actions=[action], rewards=[0.0], final_reward=final))
+    np.testing.assert_allclose(agent.policy[0], [1 / 3] * 3)
+    # a smaller return average rate with the same lr learns
+    moving = make_wpl(spaces, lr=1.0, return_average_rate=0.1, baseline=baseline)
+    moving.learn(Trace(observations=[o], actions=[0], rewards=[0.0], final_reward=1.0))
+    assert moving.policy[0][0] > 1 / 3
+
+
 def test_rows_start_uniform_over_the_allowed_actions(spaces, obs):
     agent = make_wpl(spaces, num_actions=4, num_depths=2)
     np.testing.assert_allclose(agent.action_probs(obs(depth=0, mask=[1, 1, 0, 0])), [0.5, 0.5, 0, 0])
