@@ -159,6 +159,11 @@ class WPL(RouterAgent):
             least this (0 disables it, the paper's choice); at most ``1/A``.
         weighted: False drops the ``pi``/``1 - pi`` weights, leaving the plain
             projected policy gradient (an ablation for policy-dynamics studies).
+        weighting: ``"appendix"`` (default): appendix 7.4 and Abdallah & Lesser, a
+            positive ``Delta`` weighted by ``1 - pi(a)``, a negative one by ``pi(a)``.
+            ``"algorithm3"``: Algorithm 3 as printed, the other way round, which makes
+            the simplex boundary absorbing (policies lock into pure ones); offered to
+            study which of the two produces the paper's Fig. 9 (see the module docstring).
         seed: Seed or Generator for sampling actions.
         num_depths: Overrides the number of depths read from the observation space.
 
@@ -178,6 +183,7 @@ class WPL(RouterAgent):
         baseline: Literal["depth", "action"] = "depth",
         min_prob: float = 0.0,
         weighted: bool = True,
+        weighting: Literal["appendix", "algorithm3"] = "appendix",
         seed: SeedLike = None,
         num_depths: int | None = None,
     ) -> None:
@@ -205,6 +211,9 @@ class WPL(RouterAgent):
             raise ValueError(f"baseline must be 'depth' or 'action', got {baseline!r}")
         self.baseline = baseline
         self.weighted = bool(weighted)
+        if weighting not in ("appendix", "algorithm3"):
+            raise ValueError(f"weighting must be 'appendix' or 'algorithm3', got {weighting!r}")
+        self.weighting = weighting
         self.min_prob = check_probability("min_prob", min_prob)
         if self.min_prob * self.num_actions > 1.0:
             raise ValueError(
@@ -280,7 +289,10 @@ class WPL(RouterAgent):
         p = float(row[action])
         # Abdallah & Lesser's weighting (see the module docstring for the sign)
         if self.weighted:
-            delta *= p if delta < 0 else 1.0 - p
+            if self.weighting == "appendix":
+                delta *= p if delta < 0 else 1.0 - p
+            else:  # Algorithm 3 as printed
+                delta *= 1.0 - p if delta < 0 else p
         moved = p + self.lr * delta
         row[action] = moved  # row is a view of the table: changed in place
         if self.min_prob == 0.0 and 0.0 <= moved <= 1.0:
@@ -387,6 +399,7 @@ class WPL(RouterAgent):
             self.return_average_rate,
             self.baseline,
             self.weighted,
+            self.weighting,
             self.min_prob,
             self.gamma,
             self.num_actions,
@@ -505,8 +518,10 @@ class WPL(RouterAgent):
             row_mA = policy_KnA[K, d]
             m_index = np.arange(len(K))
             p = row_mA[m_index, a]
-            if first.weighted:
+            if first.weighted and first.weighting == "appendix":
                 delta = delta * np.where(delta < 0, p, 1.0 - p)
+            elif first.weighted:  # Algorithm 3 as printed
+                delta = delta * np.where(delta < 0, 1.0 - p, p)
             moved = p + lr * delta
             row_mA[m_index, a] = moved
             total = row_mA.sum(axis=1)

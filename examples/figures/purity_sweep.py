@@ -17,6 +17,9 @@ path for every combination of
   grid runs ``constant`` only, and says so;
 - ``--optimizers``: the block training, ``sgd`` (the paper's: SGD at 1e-2, /10 every 20
   epochs) or ``adam`` (ours: Adam at 1e-3, /10 every 10 epochs);
+- ``--weightings``: the sign of WPL's gradient weighting, ``appendix`` (appendix 7.4 and
+  Abdallah & Lesser, our WPL) or ``algorithm3`` (Algorithm 3 as printed, which makes the
+  simplex boundary absorbing; see :class:`agents.WPL`);
 
 with ``--seeds`` seeds each, for ``--samples`` training samples per run, and records per
 run: the samples of its own task each agent had routed when it first became pure (its
@@ -60,9 +63,22 @@ from routing_env.game import analyze_game
 #: The block training of each ``--optimizers`` value: (optimizer, lr, decay every N epochs).
 BLOCK_TRAINING = {"sgd": ("sgd", 1e-2, 20), "adam": ("adam", 1e-3, 10)}
 #: The cell closest to the paper's setting and ours (for the first-samples view).
-PAPER_CELL = {"rho": 0.3, "baseline": "action", "optimizer": "sgd", "schedule": "blocks"}
-OURS_CELL = {"rho": 0.0, "baseline": "depth", "optimizer": "adam", "schedule": "constant", "policy_lr": 0.3}
-KEY = ("rho", "baseline", "policy_lr", "schedule", "optimizer", "seed")
+PAPER_CELL = {
+    "rho": 0.3,
+    "baseline": "action",
+    "optimizer": "sgd",
+    "schedule": "blocks",
+    "weighting": "algorithm3",
+}
+OURS_CELL = {
+    "rho": 0.0,
+    "baseline": "depth",
+    "optimizer": "adam",
+    "schedule": "constant",
+    "policy_lr": 0.3,
+    "weighting": "appendix",
+}
+KEY = ("rho", "baseline", "policy_lr", "schedule", "optimizer", "weighting", "seed")
 
 
 @dataclass
@@ -84,6 +100,9 @@ class Args(DatasetOptions):
     """comma-separated policy-rate schedules (constant, blocks); blocks equals constant within the first epochs (the blocks' rate decays every 10 or 20 epochs), so the default runs constant only"""
     optimizers: str = "sgd,adam"
     """comma-separated block trainings: sgd (the paper's SGD 1e-2) and adam (ours, Adam 1e-3)"""
+    weightings: str = "appendix,algorithm3"
+    """comma-separated WPL weightings: appendix (appendix 7.4, ours) and algorithm3 (Algorithm 3 as
+    printed: the boundary of the simplex absorbs)"""
     seeds: int = 3
     """runs per cell (seeds 0..N-1)"""
     samples: int = 20_000
@@ -135,13 +154,14 @@ class Args(DatasetOptions):
         if any(lr <= 0 for lr in lrs):
             raise ValueError(f"--policy-lrs must be positive, got {self.policy_lrs!r}")
         return [
-            {"rho": r, "baseline": b, "policy_lr": lr, "schedule": s, "optimizer": o}
-            for r, b, lr, s, o in itertools.product(
+            {"rho": r, "baseline": b, "policy_lr": lr, "schedule": s, "optimizer": o, "weighting": w}
+            for r, b, lr, s, o, w in itertools.product(
                 rhos,
                 words("baselines", self.baselines, ("depth", "action")),
                 lrs,
                 words("schedules", self.schedules, ("constant", "blocks")),
                 words("optimizers", self.optimizers, tuple(BLOCK_TRAINING)),
+                words("weightings", self.weightings, ("appendix", "algorithm3")),
             )
         ]
 
@@ -168,7 +188,9 @@ def make_run(args: Args, dataset: MultiTaskDataset, cell: dict[str, Any], seed: 
         lr_decay_every=decay_every,
         batch_size=args.batch_size,
     )
-    wpl = functools.partial(WPL, lr=cell["policy_lr"], baseline=cell["baseline"])
+    wpl = functools.partial(
+        WPL, lr=cell["policy_lr"], baseline=cell["baseline"], weighting=cell.get("weighting", "appendix")
+    )
     return env, MultiAgentRouter.from_env(env, router=wpl, seed=seed)
 
 
@@ -267,6 +289,20 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def add_weighting_column(path: Path) -> None:
+    """A CSV written before ``--weightings`` existed: its runs used the appendix weighting."""
+    rows = read_rows(path)
+    if not rows or "weighting" in rows[0]:
+        return
+    header = list(rows[0])
+    header.insert(header.index("optimizer") + 1, "weighting")
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows({**r, "weighting": "appendix"} for r in rows)
+    print(f"{path}: added the weighting column (appendix: its runs predate --weightings)", file=sys.stderr)
+
+
 def done_keys(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
     return {tuple(str(_norm(r[k])) for k in KEY) for r in rows}
 
@@ -293,13 +329,22 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 
 def _label(cell: dict[str, Any], keys: tuple[str, ...]) -> str:
-    short = {"rho": "rho", "baseline": "", "policy_lr": "lr", "schedule": "", "optimizer": ""}
+    short = {
+        "rho": "rho",
+        "baseline": "",
+        "policy_lr": "lr",
+        "schedule": "",
+        "optimizer": "",
+        "weighting": "",
+    }
     return " ".join(f"{short[k]}{_norm(cell[k]):g}" if short[k] else str(cell[k]) for k in keys)
 
 
 def plot_grid(rows: list[dict[str, str]], samples_per_task: float) -> Figure:
     """Heat maps over the grid: median samples per task to purity, and greedy accuracy."""
-    row_keys = ("rho", "baseline")
+    row_keys = (
+        ("weighting", "rho", "baseline") if len({r["weighting"] for r in rows}) > 1 else ("rho", "baseline")
+    )
     col_keys = tuple(k for k in ("policy_lr", "optimizer", "schedule") if len({r[k] for r in rows}) > 1) or (
         "policy_lr",
     )
@@ -386,6 +431,7 @@ def main(args: Args) -> Path:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "purity_sweep.csv"
+    add_weighting_column(path)
     done = done_keys(read_rows(path))
     cells = args.grid()
     todo = [
@@ -416,9 +462,14 @@ def main(args: Args) -> Path:
     # the largest rate that learns: at lr 1 the paper's beta = lr makes WPL's step 0 (see WPL)
     rates = [float(v) for v in args.policy_lrs.split(",")]
     paper_cell = {**PAPER_CELL, "policy_lr": max([r for r in rates if r < 1] or [0.3])}
+    paper_setting = f"rho 0.3, per-action baseline,\nSGD 1e-2, policy lr {paper_cell['policy_lr']:g}"
     views = {
-        "closest to the paper:\nrho 0.3, per-action baseline,\nSGD 1e-2, policy lr "
-        f"{paper_cell['policy_lr']:g} (blocks' schedule)": first_samples_view(args, dataset, paper_cell),
+        f"closest to the paper:\n{paper_setting},\nAlgorithm 3's weighting as printed": first_samples_view(
+            args, dataset, paper_cell
+        ),
+        f"the paper's setting with\nappendix 7.4's weighting:\n{paper_setting}": first_samples_view(
+            args, dataset, {**paper_cell, "weighting": "appendix"}
+        ),
         "ours:\nrho 0, per-depth baseline,\nAdam 1e-3, policy lr 0.3": first_samples_view(
             args, dataset, OURS_CELL
         ),

@@ -105,6 +105,21 @@ def test_the_weight_is_one_minus_pi_for_positive_and_pi_for_negative_gradients(
     np.testing.assert_allclose(agent.policy[0], moved / moved.sum())
 
 
+@pytest.mark.parametrize("final_reward, weight", [(1.0, 0.8), (-1.0, 0.2)])
+def test_algorithm3_as_printed_weights_the_other_way_round(spaces, obs, final_reward, weight):
+    """weighting="algorithm3": at pi(a) = 0.8 a positive gradient is scaled by 0.8 and a
+    negative one by 1 - 0.8 = 0.2 (Algorithm 3 as printed, not appendix 7.4)."""
+    agent = make_wpl(spaces, num_actions=2, lr=0.1, weighting="algorithm3")
+    o = obs(mask=[1, 1])
+    agent.act(o)
+    agent.policy_nA[0] = [0.8, 0.2]
+    agent.learn(Trace(observations=[o], actions=[0], rewards=[0.0], final_reward=final_reward))
+    moved = np.array([0.8 + 0.1 * 0.9 * final_reward * weight, 0.2])
+    np.testing.assert_allclose(agent.policy[0], moved / moved.sum())
+    with pytest.raises(ValueError, match="weighting"):
+        make_wpl(spaces, weighting="printed")
+
+
 def test_the_unweighted_ablation_drops_the_weights(spaces, obs):
     agent = make_wpl(spaces, num_actions=2, lr=0.1, weighted=False)
     o = obs(mask=[1, 1])

@@ -424,9 +424,12 @@ def test_batched_wpl_learns_digits_like_the_aec_path(digits):
     assert abs(results["batched"] - results["aec"]) < 0.015
 
 
-@pytest.mark.parametrize("routing, rho", [("layered", 0.0), ("recurrent", 0.3)])
+@pytest.mark.parametrize(
+    "routing, rho, weighting",
+    [("layered", 0.0, "appendix"), ("recurrent", 0.3, "appendix"), ("layered", 0.3, "algorithm3")],
+)
 def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
-    small, monkeypatch, routing, rho
+    small, monkeypatch, routing, rho, weighting
 ):
     """WPL.act_group/learn_group handle all agents at once; they must give the numbers of
     each agent's act_batch/learn_batch on its own rows (bit for bit, generators included)."""
@@ -437,7 +440,7 @@ def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
         benv = routing_env.batched_env(
             dataset=small, batch_size=32, routing=routing, collaboration_reward=rho
         )
-        router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3), seed=0)
+        router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3, weighting=weighting), seed=0)
         stats = train_batched(benv, router, num_samples=len(small.train), seed=0)
         evaluate_batched(benv, router, greedy=False)
         monkeypatch.undo()

@@ -35,6 +35,7 @@ TINY = dict(
     baselines="depth",
     policy_lrs="0.3",
     optimizers="adam",
+    weightings="appendix",
     game_points=1,
     game_samples=2,
     first_samples=10,
@@ -66,6 +67,23 @@ def test_a_tiny_sweep_writes_one_row_per_run_and_resumes(sweep, tmp_path):
     sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0,0.3,1"}))
     again = rows(tmp_path / "purity_sweep.csv")
     assert again[:2] == written and [r["rho"] for r in again[2:]] == ["1.0"]
+    assert {r["weighting"] for r in again} == {"appendix"}
+
+
+def test_a_csv_from_before_the_weighting_column_is_migrated_and_resumed(sweep, tmp_path):
+    args = sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0"})
+    sweep.main(args)
+    path = tmp_path / "purity_sweep.csv"
+    written = rows(path)
+    with open(path, "w", newline="") as fh:  # the same run, written without the column
+        old = csv.DictWriter(fh, fieldnames=[k for k in written[0] if k != "weighting"])
+        old.writeheader()
+        old.writerows({k: v for k, v in r.items() if k != "weighting"} for r in written)
+    # the algorithm3 cell is the only run left to train; the old row reads as appendix
+    sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0", "weightings": "appendix,algorithm3"}))
+    again = rows(path)
+    assert again[0] == written[0]
+    assert [(r["weighting"], r["rho"]) for r in again] == [("appendix", "0.0"), ("algorithm3", "0.0")]
 
 
 def test_purity_is_the_largest_probability_at_every_depth(sweep):
