@@ -25,7 +25,7 @@ from routing_env.aggregation import AGGREGATORS, make_aggregator
 from routing_env.datasets import MultiTaskDataset, TaskSplit, subsample
 
 from .helpers import run_episodes
-from .test_batched import FixedRoutes, drive_batched
+from .test_batched import CONFIGS, FixedRoutes, aec_rewards, drive_batched
 
 needs_torchjd = pytest.mark.skipif(
     importlib.util.find_spec("torchjd") is None, reason="needs torchjd: pip install 'routing-env[mtl]'"
@@ -137,6 +137,23 @@ def test_task_rows_sum_to_the_mean_gradient(small, monkeypatch):
     unused = [i for i, p in enumerate(pcgrad.engine.network.parameters()) if p.grad is None]
     assert unused and all(mean_grads[i] is None for i in unused)
     assert len(unused) + len(jac.params) == len(mean_grads)
+
+
+@needs_torchjd
+@pytest.mark.parametrize("router, routing", CONFIGS, ids=[f"{r}-{g}" for r, g in CONFIGS])
+def test_pcgrad_trains_every_configuration_the_same_on_both_paths(small, router, routing):
+    kwargs = dict(dataset=small, router=router, routing=routing, batch_size=16, aggregator="pcgrad")
+    aec = RoutingEnv(**kwargs)
+    policy = FixedRoutes(small.num_tasks, aec.num_decisions, aec.num_actions, len(aec.routers))
+    n = 3 * 16
+    log = run_episodes(aec, n, policy.aec, seed=5)
+    benv = routing_env.batched_env(**kwargs)
+    assert drive_batched(benv, policy, n, seed=5) == aec_rewards(log)
+    assert aec.engine.updates == benv.engine.updates == 3
+    assert differing(weights(aec), weights(benv)) == []
+    mean = routing_env.batched_env(**{**kwargs, "aggregator": "mean"})
+    drive_batched(mean, policy, n, seed=5)
+    assert differing(weights(mean), weights(benv)) != []  # the aggregator was applied
 
 
 # ------------------------------------------------------------------------------- conflicts
@@ -266,3 +283,32 @@ def test_a_missing_solver_names_the_extra(monkeypatch):
         with pytest.raises(ImportError, match=r"quadprog.*pip install 'routing-env\[mtl\]'"):
             make_aggregator(name)
     assert make_aggregator("pcgrad") is not None  # PCGrad needs no solver
+
+
+# ------------------------------------------------------------------------------- CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "aggregator", [pytest.param("pcgrad", marks=needs_torchjd), pytest.param("upgrad", marks=needs_quadprog)]
+)
+def test_an_aggregator_on_cuda_gives_the_cpu_run_and_resumes(small, aggregator, tmp_path):
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 as on CPU
+    try:
+        policy = FixedRoutes(small.num_tasks, 3, 10, 10)
+        runs = {}
+        for device in ("cpu", "cuda"):
+            benv = routing_env.batched_env(dataset=small, batch_size=16, aggregator=aggregator, device=device)
+            drive_batched(benv, policy, 48, seed=6)
+            runs[device] = benv
+        cpu, gpu = weights(runs["cpu"]), weights(runs["cuda"])
+        for key in cpu:
+            torch.testing.assert_close(gpu[key].cpu(), cpu[key], rtol=1e-4, atol=1e-5)
+        path = tmp_path / "ckpt.pt"
+        torch.save(runs["cuda"].state_dict(), path)
+        drive_batched(runs["cuda"], policy, 32)
+        resumed = routing_env.batched_env(dataset=small, batch_size=16, aggregator=aggregator, device="cuda")
+        resumed.load_state_dict(torch.load(path, weights_only=True))
+        drive_batched(resumed, policy, 32)
+        assert differing(weights(runs["cuda"]), weights(resumed)) == []
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
