@@ -64,6 +64,7 @@ from agents import (
     train,
     train_batched,
 )
+from routing_env.aggregation import AggregatorName
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import (
     CHECKPOINT_FILE,
@@ -112,6 +113,8 @@ class Args(DatasetOptions):
     """multiply the block learning rate by --lr-decay-factor every this many epochs (none: constant; the paper: 20)"""
     lr_decay_factor: float = 0.1
     """factor of each learning-rate decay (the paper: divide by 10 every 20 epochs)"""
+    aggregator: AggregatorName = "mean"
+    """how a minibatch trains the trunk and blocks: mean (its mean loss, the paper) or a torchjd aggregator of its per-task losses on the parameters samples of several tasks went through (pcgrad: Yu et al. 2020; pip install 'routing-env[mtl]'; the rule: routing_env/aggregation.py). Runs written before this option used mean"""
 
     # --- routing network
     routing: Literal["layered", "recurrent"] = "layered"
@@ -194,6 +197,7 @@ def make_env(args: Args, dataset: MultiTaskDataset) -> Any:
         weight_decay=args.weight_decay,
         lr_decay_every=args.lr_decay_every,
         lr_decay_factor=args.lr_decay_factor,
+        aggregator=args.aggregator,
         conv_layers=args.conv_layers,
         hidden_width=args.hidden_width,
         blocks_per_layer=args.blocks_per_layer,
@@ -281,7 +285,11 @@ def main(args: Args) -> dict[str, Any]:
     """
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     with open_run(
-        args, kind="wpl", name=name, checkpoint_keys=CHECKPOINT_KEYS, legacy_options={"aec": True}
+        args,
+        kind="wpl",
+        name=name,
+        checkpoint_keys=CHECKPOINT_KEYS,
+        legacy_options={"aec": True, "aggregator": "mean"},
     ) as run:
         return train_run(run)
 

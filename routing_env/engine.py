@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from routing_env.aggregation import AggregatorName, check_aggregator, make_aggregator, task_jacobian
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import RoutingNetwork
 from routing_env.optim import StepDecay, make_optimizer
@@ -71,6 +72,15 @@ class TrainingConfig:
             minibatch, and one step of the batched path). Accuracies do not depend on it
             (nothing is trained and batch norm uses its running statistics), except that
             on the batched path it decides which generator draw a sampled route takes.
+        aggregator: How the minibatch's loss trains the trunk and blocks: ``"mean"`` (the
+            paper: one backward pass of the mean loss) or a torchjd aggregator of the
+            per-task losses (``"pcgrad"``, ``"upgrad"``, ``"dualproj"``, ``"mgda"``,
+            ``"imtl-g"``, ``"aligned-mtl"``, ``"config"``; ``pip install 'routing-env[mtl]'``).
+            Task ``t``'s row is the gradient of ``(n_t/B)`` x its mean loss (the rows sum
+            to the mean path's gradient); the aggregator combines them on the parameters
+            that samples of two or more tasks went through (the trunk, shared blocks), and
+            a block used by one task gets that task's gradient. See
+            :mod:`routing_env.aggregation` for the rule and the scale.
     """
 
     batch_size: int = 64
@@ -82,6 +92,7 @@ class TrainingConfig:
     lr_decay_factor: float = 0.1
     on_nonfinite: Literal["raise", "skip"] = "raise"
     eval_batch_size: int = 512
+    aggregator: AggregatorName = "mean"
 
     PRESETS: ClassVar[tuple[str, ...]] = ("default", "paper")
     """The names :meth:`preset` knows."""
@@ -136,6 +147,7 @@ class TrainingConfig:
         self.lr_schedule  # noqa: B018 - validates lr_decay_every and lr_decay_factor
         if self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
+        check_aggregator(self.aggregator)
 
     @property
     def lr_schedule(self) -> StepDecay:
@@ -386,6 +398,7 @@ class RoutingEngine:
         else:
             self._class_mask_TK = None
         self.eval_order = interleaved_order(dataset.test.tasks_N.numpy())
+        self._aggregator = make_aggregator(training.aggregator)  # None: the mean loss
         self._started = False
 
     # ------------------------------------------------------------------ runs
@@ -430,6 +443,8 @@ class RoutingEngine:
         self.network.train()
         self._cursor = 0
         self._perm = self.np_random.permutation(len(self.dataset.train))
+        # seeds of an aggregator's random draws (PCGrad's order), apart from the data stream
+        self._aggregator_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(17,)))
         self._batch: _Minibatch | None = None
         self._sample: int | None = None  # position in the minibatch of the sample being routed
         self._routed: RoutedBatch | None = None  # the minibatch of the batched path
@@ -753,10 +768,16 @@ class RoutingEngine:
         """One optimizer step on the loss of routed training samples (Algorithm 2, step 3)."""
         split = self.dataset.train
         targets = split.targets_N[indices_N].to(self.device)
+        reduction = "mean" if self._aggregator is None else "none"
         if self.regression:
-            loss = F.mse_loss(pred_NK.view(-1), targets.float())
+            loss = F.mse_loss(pred_NK.view(-1), targets.float(), reduction=reduction)
         else:
-            loss = F.cross_entropy(self._masked_logits(pred_NK, split.tasks_N[indices_N]), targets)
+            loss = F.cross_entropy(
+                self._masked_logits(pred_NK, split.tasks_N[indices_N]), targets, reduction=reduction
+            )
+        loss_N = loss
+        if self._aggregator is not None:
+            loss = loss_N.mean()
         if not torch.isfinite(loss):
             message = (
                 f"non-finite training loss ({loss.item()}) at block update {self.updates + 1} "
@@ -769,10 +790,32 @@ class RoutingEngine:
             self.skipped_updates += 1
             return False
         self.optimizer.zero_grad(set_to_none=True)  # unused blocks keep grad None: untouched
-        loss.backward()
+        if self._aggregator is None:
+            loss.backward()
+        else:
+            self._aggregated_backward(loss_N, indices_N, routes_Nn)
         self.optimizer.step()
         self.updates += 1
         return True
+
+    def _aggregated_backward(
+        self, loss_N: torch.Tensor, indices_N: torch.Tensor, routes_Nn: torch.Tensor
+    ) -> None:
+        """Set the gradients from the per-task losses combined by the aggregator
+        (:mod:`routing_env.aggregation`); task ids and routes are read on the host."""
+        assert self._aggregator is not None
+        jacobian = task_jacobian(
+            network=self.network,
+            loss_N=loss_N,
+            tasks_N=self.dataset.train.tasks_N[indices_N].numpy(),
+            routes_Nn=routes_Nn.cpu().numpy(),
+        )
+        # PCGrad draws its projection order from torch's CPU generator: seeded per step
+        # from the engine's own stream, and restored, so that no other stream moves
+        seed = int(self._aggregator_rng.integers(2**63))
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            jacobian.apply(self._aggregator)
 
     def _first_nonfinite(self, trunk_out_N: torch.Tensor, routes_Nn: torch.Tensor) -> str:
         """Name where a minibatch first turns non-finite: the trunk or a block at a depth."""
@@ -1069,7 +1112,7 @@ class RoutingEngine:
                 "the engine can be saved only between training minibatches (e.g. at the end of an "
                 "epoch, in train mode); finish the pending minibatch first"
             )
-        return {
+        state = {
             "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "selections_nA": torch.from_numpy(self.selections_nA.copy()),
@@ -1083,6 +1126,9 @@ class RoutingEngine:
             },
             "np_random": self.np_random.bit_generator.state,
         }
+        if self._aggregator is not None:  # the mean path's state is as it was before aggregators
+            state["aggregator_rng"] = self._aggregator_rng.bit_generator.state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (starting the engine if it was not).
@@ -1106,15 +1152,19 @@ class RoutingEngine:
         network_backup = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
         optimizer_backup = copy.deepcopy(self.optimizer.state_dict())
         rng_backup = self.np_random.bit_generator.state
+        aggregator_rng_backup = self._aggregator_rng.bit_generator.state
         try:
             self.network.load_state_dict(state["network"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.np_random.bit_generator.state = state["np_random"]
+            if "aggregator_rng" in state:  # absent from a state saved with aggregator="mean"
+                self._aggregator_rng.bit_generator.state = state["aggregator_rng"]
             counters = {k: int(state["counters"][k]) for k in self._COUNTERS}
         except Exception as err:
             self.network.load_state_dict(network_backup)
             self.optimizer.load_state_dict(optimizer_backup)
             self.np_random.bit_generator.state = rng_backup
+            self._aggregator_rng.bit_generator.state = aggregator_rng_backup
             raise ValueError(
                 f"the engine state could not be loaded ({type(err).__name__}: {err}); nothing was changed"
             ) from err

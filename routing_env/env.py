@@ -13,6 +13,7 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils import wrappers
 
+from routing_env.aggregation import AggregatorName
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.engine import BlockTrainingStatus, RoutingEngine, TrainingConfig
 from routing_env.network import RoutingNetwork, build_default_network
@@ -196,6 +197,10 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
     - ``eval_batch_size``: test samples drawn at a time in evaluation (default 512); the
       results do not depend on it, except which draws a sampled route takes on the
       batched path.
+    - ``aggregator``: ``"mean"`` (default: the minibatch's mean loss) or a torchjd aggregator
+      of its per-task losses on the parameters shared by several tasks (``"pcgrad"``,
+      ``"upgrad"``, ...; :data:`routing_env.aggregation.AGGREGATORS`, needs
+      ``pip install 'routing-env[mtl]'``); see :mod:`routing_env.aggregation`.
     - ``device``: torch device of the network.
     - ``render_mode``: None, ``"ansi"`` (``render()`` returns a text line on the sample
       being routed) or ``"human"`` (``render()`` prints that line).
@@ -232,6 +237,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         lr_decay_factor: float = FROM_PRESET,
         on_nonfinite: Literal["raise", "skip"] = FROM_PRESET,
         eval_batch_size: int = FROM_PRESET,
+        aggregator: AggregatorName = FROM_PRESET,
         conv_layers: int | None = None,
         filters: int = 32,
         hidden_width: int = 128,
@@ -295,6 +301,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
             "lr_decay_factor": lr_decay_factor,
             "on_nonfinite": on_nonfinite,
             "eval_batch_size": eval_batch_size,
+            "aggregator": aggregator,
         }
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not FROM_PRESET}
         if training is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -436,3 +437,45 @@ def test_a_run_written_before_the_batched_path_resumes_in_the_aec_path(train_wpl
     b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
     for key in ("env", "agents"):
         assert_same_state(a[key], b[key], key)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchjd") is None, reason="needs pip install 'routing-env[mtl]'"
+)
+def test_a_pcgrad_run_records_its_aggregator_and_resumes_bit_identically(train_wpl, tmp_path):
+    common = dict(TINY, max_train_samples=128, batch_size=32, aggregator="pcgrad", output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="resumed", **common))
+    config = json.loads((tmp_path / "resumed" / "config.json").read_text())["config"]
+    assert config["aggregator"] == "pcgrad"
+    train_wpl.main(
+        train_wpl.Args(epochs=2, resume=str(tmp_path / "resumed"), progress=False, tensorboard=False)
+    )
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert "aggregator_rng" in a["env"]["engine"]
+    for key in ("env", "agents", "rng"):
+        assert_same_state(a[key], b[key], key)
+    # another aggregator on resume is refused: it would not continue the run
+    with pytest.raises(ValueError, match="--aggregator 'upgrad'"):
+        train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "resumed"), aggregator="upgrad"))
+
+
+def test_a_run_written_before_the_aggregator_option_resumes_with_mean(train_wpl, tmp_path):
+    common = dict(TINY, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["aggregator"]
+    path.write_text(json.dumps(saved))
+    checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    del checkpoint["config"]["aggregator"]
+    save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    for key in ("env", "agents"):
+        assert_same_state(a[key], b[key], key)
+    with pytest.raises(ValueError, match="--aggregator 'pcgrad' \\(the run used 'mean'\\)"):
+        train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), aggregator="pcgrad"))
