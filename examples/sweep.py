@@ -35,6 +35,7 @@ from typing import Any, Literal
 import torch
 
 from routing_env.experiments import DatasetName
+from routing_env.extras import missing_extra
 
 ALGORITHMS = ("wpl", "reinforce", "qlearning")
 """Router algorithms (tabular, as the paper's per-task routers)."""
@@ -228,7 +229,8 @@ def main(args: Args) -> list[dict[str, Any]]:
         import ray
         from ray import tune
     except ImportError:
-        sys.exit("examples/sweep.py needs Ray Tune: pip install 'routing-env[tune]'")
+        missing = missing_extra(feature="examples/sweep.py", extra="tune", package="Ray Tune")
+        sys.exit(str(missing))
 
     output = Path(args.output).resolve()
     storage = Path(args.storage).resolve() if args.storage else output.parent / "ray_results"

@@ -69,6 +69,7 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils import BaseWrapper
 
+from routing_env.extras import missing_extra
 from routing_env.policy import ActionProbabilities  # re-exported: its home was this module
 
 __all__ = [
@@ -314,7 +315,7 @@ class PolicyRecording:
         Parquet file carries it in its metadata (``routing_env.note``).
 
         Raises:
-            ImportError: For Parquet when pyarrow is not installed.
+            ImportError: For Parquet when pyarrow is not installed (naming the extra ``parquet``).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -344,8 +345,8 @@ class PolicyRecording:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as err:
-            raise ImportError(
-                "writing Parquet needs pyarrow: pip install pyarrow (or export to a .csv path)"
+            raise missing_extra(
+                feature="writing Parquet", extra="parquet", package="pyarrow", instead="export to a .csv path"
             ) from err
         data: dict[str, Any] = {c: self[c] if c == "agent" else self.columns[c] for c in COLUMNS}
         data["agent"] = data["agent"].astype(str)
@@ -376,7 +377,7 @@ class PolicyRecording:
             try:
                 import pyarrow.parquet as pq
             except ImportError as err:
-                raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from err
+                raise missing_extra(feature="reading Parquet", extra="parquet", package="pyarrow") from err
             arrow = pq.read_table(path)
             meta = arrow.schema.metadata or {}
             note = meta[_PARQUET_NOTE].decode() if _PARQUET_NOTE in meta else ""

@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from routing_env.experiments import parse_args
+from routing_env.extras import missing_extra
 from routing_env.recording import PolicyRecording, load_recording
+
+try:
+    from matplotlib.figure import Figure
+except ImportError as err:
+    raise missing_extra(
+        feature="examples/figures/fig10_block_probability.py", extra="plots", package="matplotlib"
+    ) from err
 
 
 @dataclass

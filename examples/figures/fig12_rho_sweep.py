@@ -35,12 +35,19 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.extras import missing_extra
+
+try:
+    from matplotlib.figure import Figure
+except ImportError as err:
+    raise missing_extra(
+        feature="examples/figures/fig12_rho_sweep.py", extra="plots", package="matplotlib"
+    ) from err
 
 
 @dataclass

@@ -51,14 +51,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
 from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.extras import missing_extra
 from routing_env.network import RoutingNetwork
+
+try:
+    from matplotlib.figure import Figure
+except ImportError as err:
+    raise missing_extra(
+        feature="examples/figures/fig13_training_time.py", extra="plots", package="matplotlib"
+    ) from err
 
 
 @dataclass

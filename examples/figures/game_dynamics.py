@@ -43,12 +43,19 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.extras import missing_extra
 from routing_env.game import analyze_game
+
+try:
+    from matplotlib.figure import Figure
+except ImportError as err:
+    raise missing_extra(
+        feature="examples/figures/game_dynamics.py", extra="plots", package="matplotlib"
+    ) from err
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from routing_env.experiments._files import temp_file
+from routing_env.extras import install_command
 
 __all__ = [
     "METRICS_FILE",
@@ -199,7 +200,7 @@ def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True)
     except ImportError:
         print(
             "note: TensorBoard is not installed, logging to metrics.csv only "
-            "(pip install 'routing-env[tensorboard]' to enable it)",
+            f"({install_command('tensorboard')} to enable it)",
             file=sys.stderr,
         )
         return None
