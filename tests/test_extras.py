@@ -75,23 +75,31 @@ def test_tensorboard_missing_is_a_note_naming_the_extra(tmp_path, monkeypatch, c
     assert "pip install 'routing-env[tensorboard]'" in capsys.readouterr().err
 
 
-FIGURES = [
-    "fig09_policy_heatmaps",
-    "fig10_block_probability",
-    "fig11_routing_map",
-    "fig12_rho_sweep",
-    "fig13_training_time",
-    "game_dynamics",
-]
+def scripts_using_matplotlib() -> list:
+    """Every example script outside examples/paper/ that imports matplotlib."""
+    found = []
+    for path in sorted(EXAMPLES.glob("**/*.py")):
+        relative = path.relative_to(EXAMPLES).as_posix()
+        if relative.startswith("paper/") or "import matplotlib" not in path.read_text().replace(
+            "from matplotlib", "import matplotlib"
+        ):
+            continue
+        marks = ()
+        if relative == "figures/purity_sweep.py":  # being rewritten elsewhere; it gets the guard there
+            marks = pytest.mark.xfail(
+                strict=True, reason="purity_sweep.py's matplotlib import has no guard yet"
+            )
+        found.append(pytest.param(relative, marks=marks, id=relative))
+    return found
 
 
-@pytest.mark.parametrize("name", FIGURES)
-def test_a_figure_script_without_matplotlib_names_the_plots_extra(name, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(
-        ImportError, match=rf"examples/figures/{name}\.py needs matplotlib.*routing-env\[plots\]"
-    ):
-        load_script(f"figures/{name}.py", f"extras_test_{name}")
+@pytest.mark.parametrize("relative", scripts_using_matplotlib())
+def test_a_script_without_matplotlib_names_the_plots_extra(relative, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)
+    name = relative.replace("/", "_").removesuffix(".py")
+    with pytest.raises(ImportError, match=rf"examples/{relative} needs matplotlib.*routing-env\[plots\]"):
+        load_script(relative, f"extras_test_{name}")
 
 
 @pytest.mark.parametrize(
