@@ -38,7 +38,6 @@ number of tasks). Defaults take about a minute:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import sys
@@ -56,7 +55,7 @@ import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
-from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.experiments import DatasetName, parse_args, seed_everything, write_rows
 from routing_env.extras import missing_extra
 from routing_env.network import RoutingNetwork
 
@@ -266,11 +265,7 @@ def main(args: Args) -> Path:
         growth = growth_per_block([r["num_tasks"] for r in mine], per_task)
         print(f"{model}: per-task time grows {100 * growth:+.1f}% per added block", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out.with_suffix(".csv"), rows)
     plot(rows).savefig(out, dpi=100)
     print(f"wrote {out} and {out.with_suffix('.csv')}", file=sys.stderr)
     return out

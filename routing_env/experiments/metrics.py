@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "metrics_row",
     "summary_table",
     "tensorboard_writer",
+    "write_rows",
 ]
 
 #: A run folder's metrics file.
@@ -185,6 +186,35 @@ def summary_table(row_names: Sequence[str], columns: Mapping[str, Sequence[Any]]
             )
         )
     return "\n".join(lines)
+
+
+def write_rows(
+    path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None
+) -> Path:
+    """Write ``rows`` as a CSV table with a header (the scripts' result tables), creating the folder.
+
+    Args:
+        path: The CSV file (replaced).
+        rows: One mapping per line.
+        columns: The header, in order: keys of a row outside it are left out, missing
+            ones written empty. Default: the first row's keys (every row must then have
+            only those).
+
+    Raises:
+        ValueError: When there are no rows and no ``columns`` to make a header of, or
+            (``columns`` not given) a row has a key the first one lacks.
+    """
+    path = Path(path)
+    if columns is None and not rows:
+        raise ValueError(f"no rows to write to {path} and no columns given for the header")
+    header = list(rows[0]) if columns is None else list(columns)
+    extras: Literal["raise", "ignore"] = "raise" if columns is None else "ignore"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, restval="", extrasaction=extras)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True) -> Any:
