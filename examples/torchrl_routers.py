@@ -43,6 +43,7 @@ import routing_env
 from routing_env.datasets import load_dataset, subsample
 from routing_env.experiments import DatasetName, parse_args, seed_everything
 from routing_env.extras import missing_extra
+from routing_env.optim import make_optimizer
 
 GROUP = "router"
 
@@ -224,7 +225,7 @@ def main(args: Args) -> dict[str, Any]:
     routing = aec.unwrapped
     policy, value = build_modules(args, env)
     loss = build_loss(args, policy, value)
-    optimizer = torch.optim.Adam(loss.parameters(), lr=args.policy_lr)
+    optimizer = make_optimizer(loss.parameters(), name="adam", lr=args.policy_lr)
     decisions = routing.num_decisions
     collector = Collector(
         env,

@@ -58,6 +58,7 @@ from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
 from routing_env.experiments import DatasetName, parse_args, seed_everything, write_rows
 from routing_env.extras import missing_extra
 from routing_env.network import RoutingNetwork
+from routing_env.optim import make_optimizer
 
 try:
     from matplotlib.figure import Figure
@@ -160,7 +161,7 @@ def time_routing_network(args: Args, data: MultiTaskDataset) -> float:
     env = routing_env.RoutingEnv(dataset=data, hidden_width=args.hidden_width)
     env.reset(seed=0)
     network: RoutingNetwork = env.network
-    optimizer = torch.optim.SGD(network.parameters(), lr=1e-2)
+    optimizer = make_optimizer(network.parameters(), name="sgd", lr=1e-2)
     rng = np.random.default_rng(0)
     split = data.train
     n, T = network.num_decisions, data.num_tasks
