@@ -7,7 +7,10 @@ package, so that the version bounds of the extra apply.
 
 from __future__ import annotations
 
-__all__ = ["install_command", "missing_extra"]
+import importlib
+from types import ModuleType
+
+__all__ = ["import_extra", "install_command", "missing_extra"]
 
 
 def install_command(extra: str) -> str:
@@ -32,3 +35,26 @@ def missing_extra(*, feature: str, extra: str, package: str, instead: str | None
         f"{feature} needs {package}, which is not installed; "
         f"install the extra with: {install_command(extra)}{alternative}"
     )
+
+
+def import_extra(
+    module: str, *, feature: str, extra: str, package: str, instead: str | None = None
+) -> ModuleType:
+    """``module`` imported (as ``import module`` would), or :func:`missing_extra`'s error when it is not installed.
+
+    Example: ``pq = import_extra("pyarrow.parquet", feature="writing Parquet", extra="parquet",
+    package="pyarrow")``.
+
+    Raises:
+        ImportError: Naming ``feature``, ``package`` and the pip command of ``extra``
+            (chained to the original error).
+    """
+    try:
+        # each parent package first, as an import statement does (so a parent that is
+        # missing is noticed even when the submodule is already loaded)
+        parts = module.split(".")
+        for i in range(1, len(parts)):
+            importlib.import_module(".".join(parts[:i]))
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise missing_extra(feature=feature, extra=extra, package=package, instead=instead) from err

@@ -69,7 +69,7 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils import BaseWrapper
 
-from routing_env.extras import missing_extra
+from routing_env.extras import import_extra
 from routing_env.policy import ActionProbabilities  # re-exported: its home was this module
 
 __all__ = [
@@ -341,13 +341,14 @@ class PolicyRecording:
         return path
 
     def _export_parquet(self, path: Path) -> None:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise missing_extra(
-                feature="writing Parquet", extra="parquet", package="pyarrow", instead="export to a .csv path"
-            ) from err
+        pq = import_extra(
+            "pyarrow.parquet",
+            feature="writing Parquet",
+            extra="parquet",
+            package="pyarrow",
+            instead="export to a .csv path",
+        )
+        pa = import_extra("pyarrow", feature="writing Parquet", extra="parquet", package="pyarrow")
         data: dict[str, Any] = {c: self[c] if c == "agent" else self.columns[c] for c in COLUMNS}
         data["agent"] = data["agent"].astype(str)
         data.update({f"prob_{a}": self.probs_RA[:, a] for a in range(self.num_actions)})
@@ -374,10 +375,9 @@ class PolicyRecording:
         if not path.exists():
             raise FileNotFoundError(f"no recording at {path}")
         if path.suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError as err:
-                raise missing_extra(feature="reading Parquet", extra="parquet", package="pyarrow") from err
+            pq = import_extra(
+                "pyarrow.parquet", feature="reading Parquet", extra="parquet", package="pyarrow"
+            )
             arrow = pq.read_table(path)
             meta = arrow.schema.metadata or {}
             note = meta[_PARQUET_NOTE].decode() if _PARQUET_NOTE in meta else ""

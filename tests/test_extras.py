@@ -16,7 +16,7 @@ import routing_env
 from agents import MultiAgentRouter, train
 from routing_env.datasets import digits_mtl
 from routing_env.experiments.metrics import tensorboard_writer
-from routing_env.extras import install_command, missing_extra
+from routing_env.extras import import_extra, install_command, missing_extra
 from routing_env.recording import PolicyRecorder, load_recording
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -42,6 +42,20 @@ def test_the_message_names_the_extra_and_the_package():
         "install the extra with: pip install 'routing-env[parquet]' (or use CSV)"
     )
     assert install_command("plots") == "pip install 'routing-env[plots]'"
+
+
+def test_import_extra_returns_the_module_or_names_the_extra(monkeypatch):
+    assert import_extra("json", feature="f", extra="x", package="p") is sys.modules["json"]
+    monkeypatch.setitem(sys.modules, "some_optional_lib", None)
+    with pytest.raises(
+        ImportError, match=r"^f needs p, which is not installed; .*'routing-env\[x\]'$"
+    ) as err:
+        import_extra("some_optional_lib", feature="f", extra="x", package="p")
+    assert isinstance(err.value.__cause__, ImportError)  # the original error is kept
+    # a missing parent package counts even when the submodule was imported before
+    monkeypatch.setitem(sys.modules, "json", None)
+    with pytest.raises(ImportError, match="f needs p"):
+        import_extra("json.decoder", feature="f", extra="x", package="p")
 
 
 def test_parquet_without_pyarrow_names_the_parquet_extra(digits, tmp_path, monkeypatch):

@@ -24,15 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from routing_env.experiments import parse_args
-from routing_env.extras import missing_extra
+from routing_env.extras import import_extra
 from routing_env.recording import PolicyRecording, load_recording
 
-try:
-    from matplotlib.figure import Figure
-except ImportError as err:
-    raise missing_extra(
-        feature="examples/figures/fig11_routing_map.py", extra="plots", package="matplotlib"
-    ) from err
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass

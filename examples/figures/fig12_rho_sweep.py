@@ -39,14 +39,9 @@ import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything, write_rows
-from routing_env.extras import missing_extra
+from routing_env.extras import import_extra
 
-try:
-    from matplotlib.figure import Figure
-except ImportError as err:
-    raise missing_extra(
-        feature="examples/figures/fig12_rho_sweep.py", extra="plots", package="matplotlib"
-    ) from err
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass

@@ -56,16 +56,11 @@ from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
 from routing_env.experiments import DatasetName, parse_args, seed_everything, write_rows
-from routing_env.extras import missing_extra
+from routing_env.extras import import_extra
 from routing_env.network import RoutingNetwork
 from routing_env.optim import make_optimizer
 
-try:
-    from matplotlib.figure import Figure
-except ImportError as err:
-    raise missing_extra(
-        feature="examples/figures/fig13_training_time.py", extra="plots", package="matplotlib"
-    ) from err
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass

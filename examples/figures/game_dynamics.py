@@ -46,15 +46,10 @@ import torch
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything, write_rows
-from routing_env.extras import missing_extra
+from routing_env.extras import import_extra
 from routing_env.game import analyze_game
 
-try:
-    from matplotlib.figure import Figure
-except ImportError as err:
-    raise missing_extra(
-        feature="examples/figures/game_dynamics.py", extra="plots", package="matplotlib"
-    ) from err
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass
