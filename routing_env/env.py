@@ -216,7 +216,8 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
       keys (``correct`` is -1 instead of None where nothing was judged, ``eval`` replaces
       the string ``mode``); ``state()``; ``render_mode="human"``; evaluation interleaves
       the tasks and ends with the test split; the default block training is Adam 1e-3
-      (the paper's SGD is ``preset="paper"``).
+      (the paper's SGD is ``preset="paper"``); a dataset from ``load_dataset`` pickles by
+      reference (see Copies and checkpoints).
     """
 
     metadata = {"name": "routing_v0", "render_modes": ["ansi", "human"], "is_parallelizable": False}
