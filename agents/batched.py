@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import RouterAgent, TraceBatch, select_rows
-from agents.multi import RunStats, _check_num_samples, is_dispatcher, learn_flag
+from agents.multi import RunStats, _check_num_samples, _train_loop, is_dispatcher, learn_flag
 
 __all__ = ["evaluate_batched", "run_batch_episode", "train_batched"]
 
@@ -169,19 +169,9 @@ def train_batched(
     whole minibatches are routed, so with ``num_samples`` a multiple of the batch size
     (or a whole epoch) exactly that many are.
     """
-    _check_num_samples(num_samples)
-    total = RunStats()
-    first_options: Mapping[str, Any] | None = {"mode": "train"} if options is None else options
-    first = True
-    while total.num_samples < num_samples:
-        episode = run_batch_episode(
-            env, router, learn=True, seed=seed if first else None, options=first_options if first else None
-        )
-        first = False
-        total.merge(episode)
-        if callback is not None:
-            callback(episode, total)
-    return total
+    return _train_loop(
+        run_batch_episode, env, router, num_samples=num_samples, seed=seed, options=options, callback=callback
+    )
 
 
 def evaluate_batched(

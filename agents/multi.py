@@ -383,12 +383,29 @@ def train(
     Raises:
         ValueError: When ``num_samples`` is not a positive int.
     """
+    return _train_loop(
+        run_episode, env, router, num_samples=num_samples, seed=seed, options=options, callback=callback
+    )
+
+
+def _train_loop(
+    run_one: Callable[..., RunStats],
+    env: Any,
+    router: Mapping[str, RouterAgent],
+    *,
+    num_samples: int,
+    seed: int | None,
+    options: Mapping[str, Any] | None,
+    callback: Callable[[RunStats, RunStats], None] | None,
+) -> RunStats:
+    """The loop of :func:`train` and :func:`agents.batched.train_batched`, which differ in
+    ``run_one`` (:func:`run_episode` or :func:`agents.batched.run_batch_episode`)."""
     _check_num_samples(num_samples)
     total = RunStats()
     first_options: Mapping[str, Any] | None = {"mode": "train"} if options is None else options
     first = True
     while total.num_samples < num_samples:
-        episode = run_episode(
+        episode = run_one(
             env, router, learn=True, seed=seed if first else None, options=first_options if first else None
         )
         first = False

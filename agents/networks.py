@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Observation
+from agents.base import Observation, TraceBatch
 
 __all__ = [
     "DeviceLike",
@@ -56,6 +56,7 @@ __all__ = [
     "masked_fill_logits",
     "sample_rows",
     "torch_generator",
+    "trace_inputs",
 ]
 
 Representation = Literal["table", "mlp"]
@@ -239,6 +240,37 @@ def check_trace_actions(actions_bn: np.ndarray, mask_bnA: np.ndarray) -> np.ndar
             f"trace {i} holds action {int(actions[i, j])} at decision {j}, which its observation masks"
         )
     return actions
+
+
+def trace_inputs(
+    traces: TraceBatch, *, num_actions: int, num_depths: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The depths, masks and actions of a trace batch, all checked before anything learns.
+
+    :func:`batch_inputs` of each decision's batched observation, stacked so that decision
+    ``j`` of trace ``i`` is at ``[i, j]``, and the actions checked against those masks by
+    :func:`check_trace_actions`. Never reads ``obs["observation"]``.
+
+    Returns:
+        ``(depth_bn, mask_bnA, actions_bn)``: int64 depths, a boolean ``b x n x A`` mask
+        and int64 actions.
+
+    Raises:
+        ValueError: As :func:`batch_inputs` and :func:`check_trace_actions`, naming the
+            first bad row, trace or decision.
+        TypeError: When the actions are not integers.
+    """
+    b = len(traces)
+    columns = [
+        batch_inputs(obs, num_actions=num_actions, num_depths=num_depths) for obs in traces.observations
+    ]
+    if columns:
+        depth_bn = np.stack([depth_B for depth_B, _ in columns], axis=1)
+        mask_bnA = np.stack([mask_BA for _, mask_BA in columns], axis=1)
+    else:  # traces without decisions
+        depth_bn = np.zeros((b, 0), dtype=np.int64)
+        mask_bnA = np.zeros((b, 0, num_actions), dtype=bool)
+    return depth_bn, mask_bnA, check_trace_actions(traces.actions, mask_bnA)
 
 
 def sample_rows(probs_BA: np.ndarray, u_B: np.ndarray) -> np.ndarray:

@@ -52,13 +52,13 @@ from agents.networks import (
     batch_features,
     batch_inputs,
     check_device,
-    check_trace_actions,
     cpu_state,
     features,
     make_network,
     masked_argmax_rows,
     sample_rows,
     torch_generator,
+    trace_inputs,
 )
 from routing_env.optim import make_optimizer
 
@@ -294,13 +294,9 @@ class QLearning(RouterAgent):
         b, n = len(traces), traces.num_decisions
         if b == 0 or n == 0:
             return {}
-        columns = [
-            batch_inputs(obs, num_actions=self.num_actions, num_depths=self.num_depths)
-            for obs in traces.observations
-        ]
-        depth_bn = np.stack([depth_B for depth_B, _ in columns], axis=1)
-        mask_bnA = np.stack([mask_BA for _, mask_BA in columns], axis=1)
-        actions_bn = check_trace_actions(traces.actions, mask_bnA)
+        depth_bn, mask_bnA, actions_bn = trace_inputs(
+            traces, num_actions=self.num_actions, num_depths=self.num_depths
+        )
         if self.q_net is None:
             stats = self._learn_table_batch(traces, depth_bn, mask_bnA, actions_bn)
         else:

@@ -42,7 +42,6 @@ from agents.networks import (
     batch_inputs,
     check_device,
     check_tasks,
-    check_trace_actions,
     cpu_state,
     features,
     make_network,
@@ -50,6 +49,7 @@ from agents.networks import (
     masked_fill_logits,
     sample_rows,
     torch_generator,
+    trace_inputs,
 )
 from routing_env.optim import make_optimizer
 
@@ -260,10 +260,9 @@ class Reinforce(RouterAgent):
         b, n = len(traces), traces.num_decisions
         if b == 0 or n == 0:
             return {}
-        columns = [self._batch_inputs(obs) for obs in traces.observations]
-        depth_bn = np.stack([depth_B for depth_B, _ in columns], axis=1)
-        mask_bnA = np.stack([mask_BA for _, mask_BA in columns], axis=1)
-        actions_bn = check_trace_actions(traces.actions, mask_bnA)
+        depth_bn, mask_bnA, actions_bn = trace_inputs(
+            traces, num_actions=self.num_actions, num_depths=self.num_depths
+        )
         x_bnF = None  # the features of decision j of trace i at [i, j]; a table needs none
         x_columns = [self._batch_features(obs) for obs in traces.observations]
         if self.representation != "table":

@@ -78,6 +78,7 @@ from agents.base import (
     check_state_array,
     masked_argmax,
 )
+from agents.networks import batch_inputs, trace_inputs
 
 __all__ = ["WPL", "floor_projection", "simplex_projection"]
 
@@ -308,15 +309,7 @@ class WPL(RouterAgent):
     # ------------------------------------------------------------- batched path
     def _batch_inputs(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         """Depths and boolean masks of a batched observation, checked as a whole."""
-        depth_B = np.asarray(obs["depth"], dtype=np.int64).reshape(-1)
-        mask_BA = np.asarray(obs["action_mask"]) != 0
-        if mask_BA.shape != (len(depth_B), self.num_actions):
-            raise ValueError(
-                f"the action masks have shape {mask_BA.shape}, expected ({len(depth_B)}, {self.num_actions})"
-            )
-        if len(depth_B) and (depth_B.min() < 0 or depth_B.max() >= self.num_depths):
-            raise ValueError(f"depths {np.unique(depth_B).tolist()} are out of range [0, {self.num_depths})")
-        return depth_B, mask_BA
+        return batch_inputs(obs, num_actions=self.num_actions, num_depths=self.num_depths)
 
     def act_batch(self, obs: Observation, *, greedy: bool = False) -> np.ndarray:
         """:meth:`act` on every row at once (same actions, same generator draws, row order).
@@ -366,31 +359,26 @@ class WPL(RouterAgent):
         if len(traces) == 0:
             return {}
         returns_bn = traces.returns(self.gamma)
-        columns = [self._batch_inputs(obs) for obs in traces.observations]
-        b, n = traces.actions.shape
-        bad = [
-            (i, j)
-            for j, (_, mask_BA) in enumerate(columns)
-            for i in np.flatnonzero(~mask_BA[np.arange(b), traces.actions[:, j]])
-        ]
-        if bad:
-            raise ValueError(
-                f"trace {bad[0][0]} holds action {int(traces.actions[bad[0]])}, which its observation masks"
-            )
+        depth_bn, mask_bnA, actions_bn = trace_inputs(
+            traces, num_actions=self.num_actions, num_depths=self.num_depths
+        )
+        b, n = actions_bn.shape
         deltas = np.empty((b, n))
-        actions = traces.actions.tolist()
+        actions = actions_bn.tolist()
         returns = returns_bn.tolist()
-        depths = [depth_B.tolist() for depth_B, _ in columns]
+        depths = depth_bn.T.tolist()
         # masks are passed only where they could teach the row a new action
         masks: list[Any] = [
-            None if not (mask_BA & ~self.allowed_nA[depth_B]).any() else mask_BA
-            for depth_B, mask_BA in columns
+            None if not (mask_bnA[:, j] & ~self.allowed_nA[depth_bn[:, j]]).any() else mask_bnA[:, j]
+            for j in range(n)
         ]
         for i in range(b):
             for j in range(n):
                 mask = None if masks[j] is None else masks[j][i]
                 deltas[i, j] = self._update(depths[j][i], mask, actions[i][j], returns[i][j])
-        return {"mean_gradient": float(deltas.mean())}
+        # the mean over the traces of learn()'s per-trace means, to the last bit
+        per_trace = deltas.mean(axis=1) if n else np.zeros(b)
+        return {"mean_gradient": float(np.mean(per_trace))}
 
     # ------------------------------------------- several agents at once (batched path)
     def _hyper(self) -> tuple[Any, ...]:
@@ -469,17 +457,14 @@ class WPL(RouterAgent):
             return
         wpl: list[WPL] = list(learners)  # type: ignore[arg-type]
         first = wpl[0]
-        columns = [first._batch_inputs(obs) for obs in traces.observations]
-        b, n = traces.actions.shape
-        rows = np.arange(b)
-        for j, (depth_B, mask_BA) in enumerate(columns):
-            if not mask_BA[rows, traces.actions[:, j]].all():
-                i = int(np.flatnonzero(~mask_BA[rows, traces.actions[:, j]])[0])
-                raise ValueError(
-                    f"trace {i} holds action {int(traces.actions[i, j])}, which its observation masks"
-                )
-            allowed = np.stack([x.allowed_nA for x in wpl])[owner_B, depth_B]
-            if (mask_BA & ~allowed).any():  # a row would learn new actions: exactly one by one
+        depth_bn, mask_bnA, actions_bn = trace_inputs(
+            traces, num_actions=first.num_actions, num_depths=first.num_depths
+        )
+        b, n = actions_bn.shape
+        allowed_KnA = np.stack([x.allowed_nA for x in wpl])
+        for j in range(n):
+            if (mask_bnA[:, j] & ~allowed_KnA[owner_B, depth_bn[:, j]]).any():
+                # a row would learn new actions: exactly one by one
                 super().learn_group(learners, traces, owner_B)
                 return
         policy_KnA = np.stack([x.policy_nA for x in wpl])
@@ -493,7 +478,6 @@ class WPL(RouterAgent):
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank_B[order] = np.arange(b) - np.repeat(starts, counts)
         by_rank = [np.flatnonzero(rank_B == r) for r in range(int(rank_B.max()) + 1)]
-        depth_bn = np.stack([depth_B for depth_B, _ in columns], axis=1)
         # a row's decisions touch different table rows when its depths differ (always in the
         # routing env: decision j is at depth j), so all of them go in one vectorized update
         distinct = n == 1 or bool((np.diff(np.sort(depth_bn, axis=1), axis=1) != 0).all())
@@ -506,7 +490,7 @@ class WPL(RouterAgent):
         for rows_m, cols_m in steps:
             K = owner_B[rows_m]
             d = depth_bn[rows_m, cols_m]
-            a = traces.actions[rows_m, cols_m]
+            a = actions_bn[rows_m, cols_m]
             ret = returns_bn[rows_m, cols_m]
             if first.baseline == "action":
                 avg = (1.0 - beta) * average[K, d, a] + beta * ret

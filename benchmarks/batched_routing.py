@@ -28,7 +28,6 @@ cross-stitch (GPU: <= 1.3x)::
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import DeviceSplit, build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit
+from routing_env.experiments import write_rows
 
 LOOPS = ("plain", "batched", "aec", "cross-stitch")
 SHAPES = {
@@ -230,11 +230,7 @@ def main() -> None:
                 if "batched" in best and "cross-stitch" in best:
                     print(f"{'':<37}batched / cross-stitch: {best['batched'] / best['cross-stitch']:.2f}x")
     if args.csv is not None:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.csv, rows)
         print(f"wrote {args.csv}")
 
 

@@ -38,6 +38,7 @@ import torch
 import routing_env
 from routing_env.datasets import load_dataset, subsample
 from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.extras import missing_extra
 
 
 @dataclass
@@ -145,7 +146,8 @@ def main(args: Args) -> dict[str, Any]:
 
         from routing_env.integrations.rllib import evaluate_modules, rllib_env, routing_env_of
     except ImportError:
-        sys.exit("examples/rllib_routers.py needs RLlib: pip install 'routing-env[rllib]'")
+        missing = missing_extra(feature="examples/rllib_routers.py", extra="rllib", package="RLlib")
+        sys.exit(str(missing))
 
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)

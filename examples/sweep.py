@@ -23,7 +23,6 @@ Ray Tune keeps its trial folders under ``--storage`` (default: beside ``--output
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 import sys
@@ -34,7 +33,8 @@ from typing import Any, Literal
 
 import torch
 
-from routing_env.experiments import DatasetName
+from routing_env.experiments import DatasetName, write_rows
+from routing_env.extras import missing_extra
 
 ALGORITHMS = ("wpl", "reinforce", "qlearning")
 """Router algorithms (tabular, as the paper's per-task routers)."""
@@ -212,23 +212,14 @@ def param_space(args: Args) -> dict[str, Any]:
     }
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
-    return path
-
-
 def main(args: Args) -> list[dict[str, Any]]:
     """Run the grid with Ray Tune; write and return one row per trial (sorted by config)."""
     try:
         import ray
         from ray import tune
     except ImportError:
-        sys.exit("examples/sweep.py needs Ray Tune: pip install 'routing-env[tune]'")
+        missing = missing_extra(feature="examples/sweep.py", extra="tune", package="Ray Tune")
+        sys.exit(str(missing))
 
     output = Path(args.output).resolve()
     storage = Path(args.storage).resolve() if args.storage else output.parent / "ray_results"
@@ -262,7 +253,7 @@ def main(args: Args) -> list[dict[str, Any]]:
             }
         )
     rows.sort(key=lambda r: (r["algorithm"], r["lr"], r["rho"], r["seed"]))
-    write_csv(output, rows)
+    write_rows(output, rows, columns=CSV_COLUMNS)
     for row in rows:
         print(
             f"{row['algorithm']:>10}  lr {row['lr']:<8g} rho {row['rho']:<4g} seed {row['seed']}: "

@@ -38,6 +38,7 @@ import torch
 import routing_env
 from routing_env.datasets import load_dataset, subsample
 from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.extras import missing_extra
 from routing_env.integrations.tianshou import (
     evaluate_policy,
     masked_actor,
@@ -236,7 +237,10 @@ def main(args: Args) -> dict[str, Any]:
         from tianshou.data import Collector, VectorReplayBuffer
         from tianshou.env import DummyVectorEnv
     except ImportError:
-        sys.exit("examples/tianshou_routers.py needs Tianshou 2.x: pip install 'routing-env[tianshou]'")
+        missing = missing_extra(
+            feature="examples/tianshou_routers.py", extra="tianshou", package="Tianshou 2.x"
+        )
+        sys.exit(str(missing))
 
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)

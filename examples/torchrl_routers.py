@@ -42,6 +42,8 @@ from torch import nn
 import routing_env
 from routing_env.datasets import load_dataset, subsample
 from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.extras import missing_extra
+from routing_env.optim import make_optimizer
 
 GROUP = "router"
 
@@ -203,7 +205,8 @@ def main(args: Args) -> dict[str, Any]:
 
         from routing_env.integrations.torchrl import evaluate_policy, torchrl_env
     except ImportError:
-        sys.exit("examples/torchrl_routers.py needs TorchRL: pip install 'routing-env[torchrl]'")
+        missing = missing_extra(feature="examples/torchrl_routers.py", extra="torchrl", package="TorchRL")
+        sys.exit(str(missing))
 
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
@@ -222,7 +225,7 @@ def main(args: Args) -> dict[str, Any]:
     routing = aec.unwrapped
     policy, value = build_modules(args, env)
     loss = build_loss(args, policy, value)
-    optimizer = torch.optim.Adam(loss.parameters(), lr=args.policy_lr)
+    optimizer = make_optimizer(loss.parameters(), name="adam", lr=args.policy_lr)
     decisions = routing.num_decisions
     collector = Collector(
         env,

@@ -38,6 +38,7 @@ __all__ = [
     "RoutingEngine",
     "StepOutcome",
     "TrainingConfig",
+    "deepcopy_sharing",
     "interleaved_order",
 ]
 
@@ -340,6 +341,21 @@ class RoutedBatch:
         return clone
 
 
+def deepcopy_sharing(obj: Any, memo: dict[int, Any], shared: tuple[Any, ...]) -> Any:
+    """``copy.deepcopy(obj)`` with the objects in ``shared`` kept, not copied.
+
+    For the env and the engine, whose deep copies share the (read-only) dataset: nothing
+    writes to a dataset's tensors, so a copy of the data would only cost memory. An
+    object the caller's deepcopy already copied stays that copy.
+    """
+    for item in shared:
+        memo.setdefault(id(item), item)
+    clone = object.__new__(type(obj))
+    memo[id(obj)] = clone
+    clone.__dict__.update(copy.deepcopy(obj.__dict__, memo))
+    return clone
+
+
 class RoutingEngine:
     """Routes samples of a dataset through a routing network and trains its blocks.
 
@@ -400,6 +416,12 @@ class RoutingEngine:
         self.eval_order = interleaved_order(dataset.test.tasks_N.numpy())
         self._aggregator = make_aggregator(training.aggregator)  # None: the mean loss
         self._started = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RoutingEngine:
+        # the copy shares the dataset (pickling it stores a reference where it can: see
+        # MultiTaskDataset); the trained state (network, optimizer, RNG, counters, a
+        # minibatch in flight) is copied as usual
+        return deepcopy_sharing(self, memo, (self.dataset,))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ runs
     def _reset_weights(self, seed: int) -> None:

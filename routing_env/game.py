@@ -463,27 +463,8 @@ def _router_analysis(agent: str, games: Sequence[TaskGame], eps: float) -> Agent
         top.append(dist.top_route_value_N)
     if not weights:
         return None
-    w = np.concatenate(weights)
-    value, value_se = _weighted_mean_se(np.concatenate(values), w)
-    br, br_se = _weighted_mean_se(np.concatenate(brs), w)
-    gain, gain_se = _weighted_mean_se(np.concatenate(diffs), w)
-    mp = float((w * np.concatenate(max_prob)).sum() / w.sum())
-    return AgentAnalysis(
-        agent=agent,
-        weight=float(w.sum()),
-        value=value,
-        value_se=value_se,
-        best_response_value=br,
-        best_response_se=br_se,
-        gain=gain,
-        gain_se=gain_se,
-        gain_heldout=float((w * np.concatenate(heldout)).sum() / w.sum()),
-        entropy=float((w * np.concatenate(entropy)).sum() / w.sum()),
-        max_prob=mp,
-        pure=mp >= 1.0 - eps,
-        top_route_value=float((w * np.concatenate(top)).sum() / w.sum()),
-        best=best,
-    )
+    per_sample = (values, brs, diffs, heldout, entropy, max_prob, top)
+    return _summary(agent, np.concatenate(weights), *per_sample, best=best, eps=eps)
 
 
 def _dispatcher_analysis(
@@ -514,25 +495,50 @@ def _dispatcher_analysis(
             entropy.append(-np.where(w_NK > 0, w_NK * np.log(w_NK), 0.0).sum(axis=1))
         max_prob.append(w_NK.max(axis=1))
         top.append(v_NK[np.arange(n), w_NK.argmax(axis=1)])
-    ones = np.ones(sum(len(v) for v in values))
-    value, value_se = _weighted_mean_se(np.concatenate(values), ones)
-    br, br_se = _weighted_mean_se(np.concatenate(brs), ones)
-    gain, gain_se = _weighted_mean_se(np.concatenate(diffs), ones)
-    mp = float(np.concatenate(max_prob).mean())
+    ones = np.ones(sum(len(v) for v in values))  # every sample counts once
+    per_sample = (values, brs, diffs, heldout, entropy, max_prob, top)
+    return _summary(agent, ones, *per_sample, best=best, eps=eps)
+
+
+def _summary(
+    agent: str,
+    w: np.ndarray,
+    values: list[np.ndarray],
+    brs: list[np.ndarray],
+    diffs: list[np.ndarray],
+    heldout: list[np.ndarray],
+    entropy: list[np.ndarray],
+    max_prob: list[np.ndarray],
+    top: list[np.ndarray],
+    *,
+    best: dict[int, Any],
+    eps: float,
+) -> AgentAnalysis:
+    """An agent's :class:`AgentAnalysis`: the ``w``-weighted means of its per-sample numbers
+    (each a list of per-task arrays, in the order of ``w``)."""
+    value, value_se = _weighted_mean_se(np.concatenate(values), w)
+    br, br_se = _weighted_mean_se(np.concatenate(brs), w)
+    gain, gain_se = _weighted_mean_se(np.concatenate(diffs), w)
+    total = w.sum()
+
+    def mean(parts: list[np.ndarray]) -> float:
+        return float((w * np.concatenate(parts)).sum() / total)
+
+    mp = mean(max_prob)
     return AgentAnalysis(
         agent=agent,
-        weight=float(len(ones)),
+        weight=float(total),
         value=value,
         value_se=value_se,
         best_response_value=br,
         best_response_se=br_se,
         gain=gain,
         gain_se=gain_se,
-        gain_heldout=float(np.concatenate(heldout).mean()),
-        entropy=float(np.concatenate(entropy).mean()),
+        gain_heldout=mean(heldout),
+        entropy=mean(entropy),
         max_prob=mp,
         pure=mp >= 1.0 - eps,
-        top_route_value=float(np.concatenate(top).mean()),
+        top_route_value=mean(top),
         best=best,
     )
 

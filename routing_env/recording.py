@@ -69,6 +69,7 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils import BaseWrapper
 
+from routing_env.extras import import_extra
 from routing_env.policy import ActionProbabilities  # re-exported: its home was this module
 
 __all__ = [
@@ -314,7 +315,7 @@ class PolicyRecording:
         Parquet file carries it in its metadata (``routing_env.note``).
 
         Raises:
-            ImportError: For Parquet when pyarrow is not installed.
+            ImportError: For Parquet when pyarrow is not installed (naming the extra ``parquet``).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,13 +341,14 @@ class PolicyRecording:
         return path
 
     def _export_parquet(self, path: Path) -> None:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise ImportError(
-                "writing Parquet needs pyarrow: pip install pyarrow (or export to a .csv path)"
-            ) from err
+        pq = import_extra(
+            "pyarrow.parquet",
+            feature="writing Parquet",
+            extra="parquet",
+            package="pyarrow",
+            instead="export to a .csv path",
+        )
+        pa = import_extra("pyarrow", feature="writing Parquet", extra="parquet", package="pyarrow")
         data: dict[str, Any] = {c: self[c] if c == "agent" else self.columns[c] for c in COLUMNS}
         data["agent"] = data["agent"].astype(str)
         data.update({f"prob_{a}": self.probs_RA[:, a] for a in range(self.num_actions)})
@@ -373,10 +375,9 @@ class PolicyRecording:
         if not path.exists():
             raise FileNotFoundError(f"no recording at {path}")
         if path.suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError as err:
-                raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from err
+            pq = import_extra(
+                "pyarrow.parquet", feature="reading Parquet", extra="parquet", package="pyarrow"
+            )
             arrow = pq.read_table(path)
             meta = arrow.schema.metadata or {}
             note = meta[_PARQUET_NOTE].decode() if _PARQUET_NOTE in meta else ""

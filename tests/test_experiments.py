@@ -43,6 +43,7 @@ from routing_env.experiments import (
     summary_table,
     tensorboard_writer,
     write_config,
+    write_rows,
 )
 
 from .examples.script_flags import args_help
@@ -344,6 +345,20 @@ def test_metrics_csv_round_trips_and_truncates(tmp_path):
             epoch_time_s=0.0,
             wall_time_s=0.0,
         )
+
+
+def test_write_rows_writes_a_header_and_the_rows(tmp_path):
+    rows = [{"rho": 0.0, "acc": 0.5}, {"rho": 0.2, "acc": 0.75}]
+    path = write_rows(tmp_path / "new" / "table.csv", rows)
+    assert path.read_bytes() == b"rho,acc\r\n0.0,0.5\r\n0.2,0.75\r\n"  # csv's default dialect, as before
+    # a fixed header: missing keys empty, others left out
+    write_rows(path, [{"acc": 1, "other": 2}], columns=["rho", "acc"])
+    assert path.read_bytes() == b"rho,acc\r\n,1\r\n"
+    with pytest.raises(ValueError, match="dict contains fields not in fieldnames"):
+        write_rows(path, [{"rho": 1}, {"rho": 2, "acc": 3}])
+    with pytest.raises(ValueError, match="no rows to write"):
+        write_rows(path, [])
+    assert write_rows(path, [], columns=["a"]).read_bytes() == b"a\r\n"
 
 
 # ----------------------------------------------------------------- checkpoints

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from routing_env.experiments import parse_args
+from routing_env.extras import import_extra
 from routing_env.recording import PolicyRecording, load_recording
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass

@@ -25,7 +25,6 @@ rho, 1 seed: about 1.5 minutes on 2 shared CPU cores, 4 minutes with ``--aec``):
 
 from __future__ import annotations
 
-import csv
 import functools
 import sys
 import time
@@ -35,12 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, evaluate_batched, train, train_batched
 from routing_env.datasets import MultiTaskDataset
-from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything, write_rows
+from routing_env.extras import import_extra
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass
@@ -192,11 +193,7 @@ def main(args: Args) -> Path:
                 flush=True,
             )
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out.with_suffix(".csv"), rows)
     plot(rows).savefig(out, dpi=100)
     print(f"wrote {out} and {out.with_suffix('.csv')}", file=sys.stderr)
     return out

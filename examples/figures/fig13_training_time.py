@@ -38,7 +38,6 @@ number of tasks). Defaults take about a minute:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import sys
@@ -51,14 +50,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
 from routing_env.baselines import build_baseline, model_optimizer, train_epoch
 from routing_env.datasets import MultiTaskDataset, TaskSplit, load_dataset
-from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.experiments import DatasetName, parse_args, seed_everything, write_rows
+from routing_env.extras import import_extra
 from routing_env.network import RoutingNetwork
+from routing_env.optim import make_optimizer
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass
@@ -154,7 +156,7 @@ def time_routing_network(args: Args, data: MultiTaskDataset) -> float:
     env = routing_env.RoutingEnv(dataset=data, hidden_width=args.hidden_width)
     env.reset(seed=0)
     network: RoutingNetwork = env.network
-    optimizer = torch.optim.SGD(network.parameters(), lr=1e-2)
+    optimizer = make_optimizer(network.parameters(), name="sgd", lr=1e-2)
     rng = np.random.default_rng(0)
     split = data.train
     n, T = network.num_decisions, data.num_tasks
@@ -259,11 +261,7 @@ def main(args: Args) -> Path:
         growth = growth_per_block([r["num_tasks"] for r in mine], per_task)
         print(f"{model}: per-task time grows {100 * growth:+.1f}% per added block", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out.with_suffix(".csv"), rows)
     plot(rows).savefig(out, dpi=100)
     print(f"wrote {out} and {out.with_suffix('.csv')}", file=sys.stderr)
     return out

@@ -33,7 +33,6 @@ analysis) and ``<output>_agents.csv`` (one row per analysis and agent).
 
 from __future__ import annotations
 
-import csv
 import functools
 import sys
 import time
@@ -43,12 +42,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
-from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything, write_rows
+from routing_env.extras import import_extra
 from routing_env.game import analyze_game
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 
 @dataclass
@@ -138,13 +139,6 @@ def plot(summary: list[dict[str, Any]], agents: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(args: Args) -> Path:
     torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
@@ -195,8 +189,8 @@ def main(args: Args) -> Path:
         done += run_epoch(trainer, router, num_samples=step).num_samples
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(out.with_suffix(".csv"), summary)
-    write_csv(out.with_name(out.stem + "_agents.csv"), agent_rows)
+    write_rows(out.with_suffix(".csv"), summary)
+    write_rows(out.with_name(out.stem + "_agents.csv"), agent_rows)
     plot(summary, agent_rows).savefig(out, dpi=100)
     print(
         f"wrote {out}, {out.with_suffix('.csv')} and {out.with_name(out.stem + '_agents.csv')}",

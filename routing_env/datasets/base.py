@@ -9,14 +9,21 @@ Shape legend: ``N`` samples, ``C`` channels, ``H`` x ``W`` pixels.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
 import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
+import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from routing_env.datasets.source import DatasetSource
 
 __all__ = ["MultiTaskDataset", "TaskSplit"]
 
@@ -56,6 +63,16 @@ class MultiTaskDataset:
         task_names: Human-readable name of each task.
         class_names: Optional name of each class of each task (``class_names[t][k]``
             names label ``k`` of task ``t``); empty when the builder gives none.
+        source: How :func:`~routing_env.datasets.load_dataset` built it (name, data
+            root, seed, options, then subsets), or None for a dataset built otherwise
+            (not a constructor argument; ``dataclasses.replace`` drops it).
+
+    Pickling: a dataset with a ``source`` pickles as that source plus its
+    :meth:`fingerprint`, not its tensors, and unpickling rebuilds it (once per process,
+    shared by every copy there) and checks the fingerprint, raising
+    :class:`~routing_env.datasets.source.DatasetMismatchError` when the data on disk
+    changed; see :mod:`routing_env.datasets.source`. A dataset without a source pickles
+    with its tensors. The tensors are read-only: nothing here or in the env writes to them.
 
     Raises:
         ValueError: When the splits or the statistics are malformed (see :meth:`validate`),
@@ -71,6 +88,7 @@ class MultiTaskDataset:
     std: tuple[float, ...]
     task_names: tuple[str, ...] = ()
     class_names: tuple[tuple[str, ...], ...] = ()
+    source: DatasetSource | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.task_names and isinstance(self.num_classes, Sequence):  # else validate() says why
@@ -210,6 +228,62 @@ class MultiTaskDataset:
             shapes.add(tuple(x.shape[1:]))
         if len(shapes) != 1:
             raise ValueError(f"dataset {self.name!r}: train and test input shapes differ: {sorted(shapes)}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data: the metadata, and per tensor its shape, dtype and SHA-256.
+
+        One hashing pass over the tensors (about 0.1 s for MNIST-MTL's 80 MB).
+        """
+        out: dict[str, Any] = {
+            "name": self.name,
+            "num_classes": tuple(self.num_classes),
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "task_names": tuple(self.task_names),
+            "class_names": tuple(self.class_names),
+        }
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            for part in ("inputs_NCHW", "tasks_N", "targets_N"):
+                t = getattr(split, part)
+                array = np.ascontiguousarray(t.detach().cpu().numpy())
+                digest = hashlib.sha256(array.view(np.uint8).data).hexdigest()[:32]
+                out[f"{split_name}.{part}"] = (tuple(t.shape), str(t.dtype), digest)
+        return out
+
+    def self_contained(self) -> MultiTaskDataset:
+        """This dataset (the same tensors) without its :attr:`source`: it pickles with its data.
+
+        For a process that cannot read the dataset's files.
+        """
+        if self.source is None:
+            return self
+        clone = self.__copy__()
+        object.__setattr__(clone, "source", None)
+        return clone
+
+    def __copy__(self) -> MultiTaskDataset:
+        # field by field: copy.copy would otherwise go through __reduce_ex__
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        if self.source is None:
+            return super().__reduce_ex__(protocol)
+        from routing_env.datasets.source import rebuild_dataset, share
+
+        fingerprint = self.fingerprint()
+        share(self.source, fingerprint, self)  # a load in this process gets this very object
+        return rebuild_dataset, (self.source, fingerprint)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MultiTaskDataset:
+        # field by field (the tensors copied, the source kept): deepcopy would otherwise go
+        # through __reduce_ex__ and return the shared dataset
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            object.__setattr__(clone, name, copy.deepcopy(value, memo))
+        return clone
 
     def normalize(self, inputs_NCHW: torch.Tensor) -> torch.Tensor:
         """Scale a batch to ``[0, 1]`` (uint8 inputs) and normalize per channel, as float32."""

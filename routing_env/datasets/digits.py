@@ -36,14 +36,17 @@ def digits_mtl(*, seed: int = 0, test_fraction: float = 0.2) -> MultiTaskDataset
 
     Raises:
         ValueError: If ``test_fraction`` is not in (0, 1).
-        ImportError: If scikit-learn is not installed.
+        ImportError: If scikit-learn (a dependency of routing-env) is not installed.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - scikit-learn is a core dependency
-        raise ImportError("digits-MTL needs scikit-learn: pip install scikit-learn") from err
+        raise ImportError(
+            "digits-MTL needs scikit-learn, a dependency of routing-env that is not installed here; "
+            "reinstall routing-env (pip install routing-env) or: pip install 'scikit-learn>=1.3'"
+        ) from err
 
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # N x 8 x 8

@@ -12,6 +12,7 @@ from routing_env.datasets.digits import digits_mtl
 from routing_env.datasets.fashion import fashion_mtl
 from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
+from routing_env.datasets.source import DatasetSource
 
 __all__ = ["DATASET_NAMES", "DatasetName", "load_dataset"]
 
@@ -80,10 +81,18 @@ def load_dataset(
             "not found" error says how to get it).
         **options: Further keyword arguments of the builder, e.g. ``per_class``.
 
+    Returns:
+        The dataset, with its :attr:`~routing_env.datasets.MultiTaskDataset.source` set: it
+        pickles as these arguments (and a fingerprint of the data), not as its tensors.
+
     Raises:
         ValueError: If ``name`` is not one of :data:`DATASET_NAMES`.
         DatasetNotFoundError: If the dataset's files are missing or corrupt.
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
-    return _BUILDERS[name](root=root, seed=seed, download=download, **options)
+    dataset = _BUILDERS[name](root=root, seed=seed, download=download, **options)
+    source = DatasetSource.of_load(name, root=root, seed=seed, options=options)
+    if source is not None:
+        object.__setattr__(dataset, "source", source)
+    return dataset

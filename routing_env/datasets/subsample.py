@@ -38,7 +38,9 @@ def subsample(
     Samples are drawn per task in turn (each task's in a random order from ``seed``),
     so every task keeps about the same share and none is left empty; the original order
     of the kept samples is preserved. A split already within its limit is kept as is, and
-    normalization statistics are unchanged.
+    normalization statistics are unchanged. A subset of a dataset from
+    :func:`~routing_env.datasets.load_dataset` records this call in its ``source`` (it
+    pickles as the recipe, not the data).
 
     Raises:
         ValueError: When a limit is smaller than the number of tasks.
@@ -62,4 +64,7 @@ def subsample(
     test = cut(dataset.test, max_test, "test")
     if train is dataset.train and test is dataset.test:
         return dataset
-    return dataclasses.replace(dataset, train=train, test=test)
+    subset = dataclasses.replace(dataset, train=train, test=test)
+    if dataset.source is not None:
+        object.__setattr__(subset, "source", dataset.source.with_subset(max_train, max_test, seed))
+    return subset

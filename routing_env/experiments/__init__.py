@@ -38,6 +38,7 @@ from routing_env.experiments.metrics import (
     metrics_row,
     summary_table,
     tensorboard_writer,
+    write_rows,
 )
 from routing_env.experiments.progress import Progress
 from routing_env.experiments.runs import (
@@ -103,5 +104,6 @@ __all__ = [
     "summary_table",
     "tensorboard_writer",
     "write_config",
+    "write_rows",
     "write_summary",
 ]

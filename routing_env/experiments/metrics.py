@@ -13,11 +13,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from routing_env.experiments._files import temp_file
+from routing_env.extras import install_command
 
 __all__ = [
     "METRICS_FILE",
@@ -26,6 +27,7 @@ __all__ = [
     "metrics_row",
     "summary_table",
     "tensorboard_writer",
+    "write_rows",
 ]
 
 #: A run folder's metrics file.
@@ -186,6 +188,35 @@ def summary_table(row_names: Sequence[str], columns: Mapping[str, Sequence[Any]]
     return "\n".join(lines)
 
 
+def write_rows(
+    path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None
+) -> Path:
+    """Write ``rows`` as a CSV table with a header (the scripts' result tables), creating the folder.
+
+    Args:
+        path: The CSV file (replaced).
+        rows: One mapping per line.
+        columns: The header, in order: keys of a row outside it are left out, missing
+            ones written empty. Default: the first row's keys (every row must then have
+            only those).
+
+    Raises:
+        ValueError: When there are no rows and no ``columns`` to make a header of, or
+            (``columns`` not given) a row has a key the first one lacks.
+    """
+    path = Path(path)
+    if columns is None and not rows:
+        raise ValueError(f"no rows to write to {path} and no columns given for the header")
+    header = list(rows[0]) if columns is None else list(columns)
+    extras: Literal["raise", "ignore"] = "raise" if columns is None else "ignore"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, restval="", extrasaction=extras)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True) -> Any:
     """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None.
 
@@ -199,7 +230,7 @@ def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True)
     except ImportError:
         print(
             "note: TensorBoard is not installed, logging to metrics.csv only "
-            "(pip install 'routing-env[tensorboard]' to enable it)",
+            f"({install_command('tensorboard')} to enable it)",
             file=sys.stderr,
         )
         return None

@@ -49,7 +49,8 @@ import torch
 from pettingzoo import AECEnv
 from pettingzoo.utils.wrappers import BaseWrapper
 
-from routing_env.integrations.wrappers import FlatObservation, InfoNoneAsSentinel, missing_extra
+from routing_env.extras import import_extra
+from routing_env.integrations.wrappers import FlatObservation, InfoNoneAsSentinel
 
 if TYPE_CHECKING:  # pragma: no cover
     from tianshou.algorithm.algorithm_base import Policy
@@ -61,15 +62,13 @@ __all__ = ["evaluate_policy", "masked_actor", "tianshou_env", "training_step_for
 _MASKED_LOGIT = -1e9
 
 
-def _import_tianshou() -> Any:
-    try:
-        import tianshou
-        from tianshou.env import PettingZooEnv  # noqa: F401
-    except ImportError as err:
-        raise missing_extra(
-            feature="routing_env.integrations.tianshou", extra="tianshou", package="tianshou>=2,<3"
-        ) from err
-    return tianshou
+def _import_tianshou() -> None:
+    import_extra(
+        "tianshou.env",
+        feature="routing_env.integrations.tianshou",
+        extra="tianshou",
+        package="tianshou>=2,<3",
+    )
 
 
 def tianshou_env(env: AECEnv, *, representation: bool = False) -> PettingZooEnv:

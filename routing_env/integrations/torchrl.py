@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pettingzoo import AECEnv
 
-from routing_env.integrations.wrappers import missing_extra
+from routing_env.extras import import_extra
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensordict.nn import TensorDictModuleBase
@@ -55,15 +55,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["evaluate_policy", "routing_env_of", "torchrl_env"]
 
 
-def _import_torchrl() -> Any:
-    try:
-        import torchrl
-        from torchrl.envs import PettingZooWrapper  # noqa: F401
-    except ImportError as err:
-        raise missing_extra(
-            feature="routing_env.integrations.torchrl", extra="torchrl", package="torchrl>=0.14,<0.15"
-        ) from err
-    return torchrl
+def _import_torchrl() -> None:
+    import_extra(
+        "torchrl.envs",
+        feature="routing_env.integrations.torchrl",
+        extra="torchrl",
+        package="torchrl>=0.14,<0.15",
+    )
 
 
 def torchrl_env(env: AECEnv, **kwargs: Any) -> PettingZooWrapper:

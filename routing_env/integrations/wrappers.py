@@ -13,24 +13,12 @@ import numpy as np
 from pettingzoo import AECEnv
 from pettingzoo.utils.wrappers import BaseWrapper
 
+from routing_env.extras import missing_extra  # its former home; the integrations import it from here
+
 __all__ = ["FlatObservation", "InfoNoneAsSentinel", "missing_extra"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ROUTING_KEYS = ("observation", "task", "depth", "action_mask")
-
-
-def missing_extra(*, feature: str, extra: str, package: str) -> ImportError:
-    """The error raised when an optional integration's library is not installed.
-
-    Args:
-        feature: What needs the library (e.g. ``"routing_env.integrations.tianshou"``).
-        extra: The routing-env extra that installs it (e.g. ``"tianshou"``).
-        package: The missing distribution (e.g. ``"tianshou"``).
-    """
-    return ImportError(
-        f"{feature} needs {package}, which is not installed; "
-        f"install the extra with: pip install 'routing-env[{extra}]'"
-    )
 
 
 class FlatObservation(BaseWrapper[str, dict[str, np.ndarray], int]):

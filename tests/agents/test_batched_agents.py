@@ -33,6 +33,7 @@ import torch
 
 import routing_env
 from agents import (
+    WPL,
     Dispatcher,
     EpsilonSchedule,
     MultiAgentRouter,
@@ -70,6 +71,7 @@ AGENTS = {
     "qlearning-mlp-sgd": functools.partial(
         QLearning, representation="mlp", lr=0.05, optimizer="sgd", epsilon=0.3
     ),
+    "wpl-table": functools.partial(WPL, lr=0.1),
     "dispatcher": functools.partial(Dispatcher, lr=1e-2),
     "dispatcher-value": functools.partial(Dispatcher, lr=1e-2, baseline="value"),
 }
@@ -270,7 +272,9 @@ class _Fixed:
         return self.value
 
 
-@pytest.mark.parametrize("name", ["reinforce-table", "qlearning-table", "reinforce-mlp", "qlearning-mlp"])
+@pytest.mark.parametrize(
+    "name", ["reinforce-table", "qlearning-table", "reinforce-mlp", "qlearning-mlp", "wpl-table"]
+)
 def test_act_batch_names_the_bad_row(name):
     rng = np.random.default_rng(5)
     agent = make_agent(name)
@@ -285,7 +289,7 @@ def test_act_batch_names_the_bad_row(name):
         agent.act_batch(deep)
     with pytest.raises(ValueError, match=r"action masks have shape \(8, 4\)"):
         agent.act_batch({**obs, "action_mask": obs["action_mask"][:, :4]})
-    if name != "qlearning-table":  # the per-sample Q table ignores the task as well
+    if name not in ("qlearning-table", "wpl-table"):  # the per-sample tables ignore the task as well
         with pytest.raises(ValueError, match="task 7 of row 2 is out of range"):
             agent.act_batch({**obs, "task": np.r_[0, 0, 7, np.zeros(5, dtype=np.int64)]})
     assert agent.rng.bit_generator.state == state  # nothing drawn
@@ -318,7 +322,9 @@ def test_learn_batch_makes_the_updates_of_learn_trace_by_trace(name, kind):
     assert agent.act_batch(obs).tolist() == RouterAgent.act_batch(twin, obs).tolist()
 
 
-@pytest.mark.parametrize("name", ["reinforce-table", "reinforce-mlp", "qlearning-table", "qlearning-mlp"])
+@pytest.mark.parametrize(
+    "name", ["reinforce-table", "reinforce-mlp", "qlearning-table", "qlearning-mlp", "wpl-table"]
+)
 def test_a_masked_action_in_a_trace_batch_is_named_and_changes_nothing(name):
     rng = np.random.default_rng(7)
     agent = make_agent(name)
