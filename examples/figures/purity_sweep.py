@@ -52,13 +52,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import WPL, MultiAgentRouter, RunStats, evaluate_batched, train_batched
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.extras import import_extra
 from routing_env.game import analyze_game
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 #: The block training of each ``--optimizers`` value: (optimizer, lr, decay every N epochs).
 BLOCK_TRAINING = {"sgd": ("sgd", 1e-2, 20), "adam": ("adam", 1e-3, 10)}
