@@ -367,7 +367,7 @@ class PaperArgs(DatasetOptions):
     output_dir: str = "runs/paper"
     """folder that receives the figure's CSV, PNG and JSON"""
     runs_dir: str = "runs/paper"
-    """folder of the per-run folders (metrics, checkpoints); complete runs found there are reused"""
+    """folder of the per-run folders (metrics, checkpoints); complete runs found there are reused, runs cut short resumed"""
     reinforce_lr: float = 1e-2
     """Adam learning rate of the REINFORCE routers' and the dispatcher's MLPs (the agents' default)"""
     qlearning_lr: float = 0.1
@@ -383,7 +383,7 @@ class PaperArgs(DatasetOptions):
     device: str | None = None
     """torch device of every run's network and of the REINFORCE / Q-learning MLPs (e.g. cuda; none: cpu)"""
     aec: bool = False
-    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a WPL run cut short resumes in its path (folders written before this option: AEC)"""
+    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a router run cut short resumes in its path (folders written before this option: AEC)"""
     overwrite: bool = False
     """delete and train again a run folder in --runs-dir that can be neither reused nor resumed (another kind of run, other settings in its config.json, or finished epochs without a checkpoint); without it such a folder is refused, naming what differs, and nothing is deleted"""
 
