@@ -22,6 +22,13 @@ digits-MTL epochs; the paper reports the same plateau for the first 5 MNIST-MTL 
 (Table 2). For the paper's settings pass
 ``--optimizer sgd --lr 1e-2 --lr-decay-every 20`` (and ``--rho 0.3`` on MNIST-MTL).
 
+``--learner`` trains the routers with another RL algorithm of the paper's Fig. 4 instead
+(REINFORCE or Q-learning, on MLPs of ``concat(v, one-hot(t))`` or tables), with the same
+env, block training, evaluation and run folder; with such a learner ``--router single``
+is the paper's single-agent router (Fig. 3a):
+
+    python examples/train_wpl.py --learner reinforce-mlp --router single
+
 A run folder (``--output-dir``/``--run-name``) receives ``config.json`` (the arguments),
 ``metrics.csv`` (one row per epoch: train/test accuracy overall and per task),
 ``checkpoint.pt`` (env, agents and RNG states after the last epoch; ``--resume RUN_DIR``
@@ -56,7 +63,11 @@ import torch
 import routing_env
 from agents import (
     WPL,
+    AgentFactory,
+    Dispatcher,
     MultiAgentRouter,
+    QLearning,
+    Reinforce,
     RouterAgent,
     RunStats,
     evaluate,
@@ -79,7 +90,9 @@ from routing_env.experiments import (
     metrics_row,
     open_run,
     parse_args,
+    read_config,
     resolve_device,
+    run_kind,
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
@@ -128,7 +141,17 @@ class Args(DatasetOptions):
 
     # --- router
     router: Literal["per_task", "single", "dispatched"] = "per_task"
-    """router agents: one WPL per task (the paper's best), or a REINFORCE dispatcher over WPL routers; single is refused here: a tabular WPL sees only the depth, so one router for all tasks could not route by task (the paper's single agent is an approximator: examples/paper/fig04_rl_algorithms.py trains it)"""
+    """router agents: one per task (the paper's best), one for all tasks (single: only with a --learner that sees the task, not wpl: a tabular WPL sees only the depth, so one router for all tasks could not route by task), or a REINFORCE dispatcher over per-task routers (dispatched)"""
+    learner: Literal["wpl", "reinforce-mlp", "qlearning-mlp", "qlearning-table"] = "wpl"
+    """RL algorithm of the routers (the paper's Fig. 4): wpl (tabular Weighted Policy Learner, MARL:WPL), reinforce-mlp (REINFORCE, one MLP of 64 hidden units per depth on concat(v, one-hot(t))), qlearning-mlp (Q-learning, the same MLPs, epsilon-greedy) or qlearning-table (tabular Q-learning, epsilon-greedy); the WPL options below configure wpl only"""
+    reinforce_lr: float = 1e-2
+    """Adam learning rate of the REINFORCE routers' MLPs and, for a --learner other than wpl, of the REINFORCE dispatcher of --router dispatched (the agents' default)"""
+    qlearning_lr: float = 0.1
+    """step size of tabular Q-learning (--learner qlearning-table; the agent's default)"""
+    qlearning_mlp_lr: float = 1e-3
+    """Adam learning rate of the Q-learning MLPs (--learner qlearning-mlp)"""
+    epsilon: float = 0.1
+    """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
     rho: float = 0.0
     """collaboration reward rho in [0, 1]: reward for picking blocks other agents picked often"""
     policy_lr: float = 0.3
@@ -171,12 +194,12 @@ class Args(DatasetOptions):
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
-        if self.router == "single":
+        if self.router == "single" and self.learner == "wpl":
             raise ValueError(
                 "--router single: a tabular WPL router sees only the depth, so one router for all tasks "
-                "could not route by task. Use --router per_task (one WPL per task) or dispatched, or "
-                "examples/paper/fig04_rl_algorithms.py for the paper's single-agent approximators "
-                "(REINFORCE or Q-learning on (v, t))"
+                "could not route by task. Use --router per_task (one WPL per task) or dispatched, or a "
+                "learner that sees the task (the paper's single-agent approximators): --learner "
+                "reinforce-mlp or qlearning-mlp"
             )
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
@@ -205,8 +228,19 @@ def make_env(args: Args, dataset: MultiTaskDataset) -> Any:
     )
 
 
-def make_router(args: Args, env: Any) -> MultiAgentRouter:
-    wpl = functools.partial(
+def learner_factory(args: Args) -> AgentFactory:
+    """The router learners of ``--learner`` (appendix 7.3: the approximators are MLPs of 64 hidden units)."""
+    if args.learner == "reinforce-mlp":
+        return functools.partial(Reinforce, representation="mlp", lr=args.reinforce_lr)
+    if args.learner == "qlearning-mlp":
+        return functools.partial(
+            QLearning, representation="mlp", lr=args.qlearning_mlp_lr, epsilon=args.epsilon
+        )
+    if args.learner == "qlearning-table":
+        return functools.partial(
+            QLearning, representation="table", lr=args.qlearning_lr, epsilon=args.epsilon
+        )
+    return functools.partial(
         WPL,
         lr=args.policy_lr,
         gamma=args.gamma,
@@ -214,7 +248,19 @@ def make_router(args: Args, env: Any) -> MultiAgentRouter:
         baseline=args.wpl_baseline,
         min_prob=args.min_prob,
     )
-    return MultiAgentRouter.from_env(env, router_factory=wpl, seed=args.seed)
+
+
+def make_router(args: Args, env: Any) -> MultiAgentRouter:
+    if args.learner == "wpl":
+        return MultiAgentRouter.from_env(env, router_factory=learner_factory(args), seed=args.seed)
+    # the REINFORCE / Q-learning MLPs (and the dispatcher's) run on the network's device
+    return MultiAgentRouter.from_env(
+        env,
+        router_factory=learner_factory(args),
+        dispatcher_factory=functools.partial(Dispatcher, lr=args.reinforce_lr),
+        seed=args.seed,
+        device=resolve_device(args.device),
+    )
 
 
 @contextmanager
@@ -284,13 +330,13 @@ def main(args: Args) -> dict[str, Any]:
     the run trains, so that a second process cannot write into it.
     """
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with open_run(
-        args,
-        kind="wpl",
-        name=name,
-        checkpoint_keys=CHECKPOINT_KEYS,
-        legacy_options={"aec": True, "aggregator": "mean"},
-    ) as run:
+    kind, legacy = "wpl", {"aec": True, "aggregator": "mean"}
+    if args.resume is not None and run_kind(args.resume) == "paper-agents":
+        # a REINFORCE / Q-learning run of the former in-process paper runner: the same env,
+        # learners and checkpoint as a --learner run, its learner options nested in config.json
+        kind = "paper-agents"
+        legacy.update(read_config(args.resume).get("learner_options", {}))
+    with open_run(args, kind=kind, name=name, checkpoint_keys=CHECKPOINT_KEYS, legacy_options=legacy) as run:
         return train_run(run)
 
 
@@ -336,7 +382,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     progress = Progress(enabled=args.progress)
     print(
         f"{dataset.name}: {dataset.num_tasks} tasks, {len(dataset.train)} train / {len(dataset.test)} test samples; "
-        f"{len(router)} WPL agents ({args.router}, {args.routing}, {'AEC' if args.aec else 'batched'} path); "
+        f"{len(router)} {args.learner} agents ({args.router}, {args.routing}, {'AEC' if args.aec else 'batched'} path); "
         f"run folder {run_dir}",
         file=sys.stderr,
     )

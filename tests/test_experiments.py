@@ -268,8 +268,8 @@ def test_run_kind_is_recorded_and_inferred_for_older_folders(tmp_path):
     ):
         write_config(run, config)
         assert run_kind(run) == kind
-    with pytest.raises(ValueError, match="no checkpoint"):
-        check_run_kind(run, expected="wpl")  # paper-agents runs are trained again, not resumed
+    with pytest.raises(ValueError, match=r"is a paper-agents run.*python examples/train_wpl.py --resume"):
+        check_run_kind(run, expected="wpl")  # train_wpl.py resumes them as such (it names their kind)
     write_config(run, {"something": 1})
     with pytest.raises(ValueError, match="not a run folder"):
         run_kind(run)

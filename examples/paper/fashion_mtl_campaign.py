@@ -24,8 +24,9 @@ scripts), one run at a time or ``--jobs`` at once, each with ``--torch-threads``
 Safe to stop at any time (Ctrl-C, ``kill``, a lost session) and to run again with the
 same options, which picks up where it stopped: complete runs are skipped without
 starting a process, and a run cut short resumes from its last epoch's checkpoint (WPL
-runs, baselines and the REINFORCE / Q-learning runs alike; a run killed in its first
-epoch starts again). On SIGTERM or SIGINT the running figure scripts are stopped first;
+runs, baselines and the REINFORCE / Q-learning runs alike; the folder of a run killed
+in its first epoch is set aside as ``NAME.unfinished-<time>`` and the run starts again;
+no run folder is ever deleted). On SIGTERM or SIGINT the running figure scripts are stopped first;
 they are also stopped when this process is killed outright (Linux: they get SIGTERM
 when it dies). Two campaigns cannot share an ``OUTPUT_DIR`` at once (it is locked).
 

@@ -6,11 +6,18 @@ trained with five router implementations:
 
 - MARL:WPL (table): one tabular Weighted Policy Learner per task (routing-all-fc,
   ``examples/train_wpl.py`` with its defaults);
-- Q-learning, table: one tabular Q-learner per task (epsilon-greedy);
+- Q-learning, table: one tabular Q-learner per task, epsilon-greedy
+  (``train_wpl.py --learner qlearning-table``);
 - Q-learning, approx: one Q-learner per task, one MLP (64 hidden units) per depth on
-  ``concat(v, one-hot(t))``;
-- REINFORCE, per-task approx: one REINFORCE agent per task, one MLP per depth;
-- REINFORCE, single agent approx: one REINFORCE agent for all tasks.
+  ``concat(v, one-hot(t))`` (``--learner qlearning-mlp``);
+- REINFORCE, per-task approx: one REINFORCE agent per task, one MLP per depth
+  (``--learner reinforce-mlp``);
+- REINFORCE, single agent approx: one REINFORCE agent for all tasks
+  (``--learner reinforce-mlp --router single``).
+
+Each run is one ``train_wpl.py`` command (see ``paper_runs.py``): the figure reads the
+run folders' ``metrics.csv``; a run folder already in ``--runs-dir`` is reused or
+resumed, and one that cannot be is refused unless ``--overwrite``.
 
 The function blocks are trained as ``train_wpl.py`` trains them (its defaults: Adam at
 1e-3, divided by 10 every 10 epochs; rho = 0; routed fc layers of 128 units;

@@ -7,10 +7,15 @@ Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 and Table 
 - routing-all-fc recurrent/+PASS: the same, but any block of fitting width may be
   picked at any depth, or PASS (appendix 7.2; ``train_wpl.py --routing recurrent``);
 - routing-all-fc dispatched: a REINFORCE dispatcher sends each sample to one of T
-  REINFORCE routers (one MLP per depth each; Fig. 3c);
+  REINFORCE routers (one MLP per depth each; Fig. 3c; ``train_wpl.py --learner
+  reinforce-mlp --router dispatched``);
 - soft-mixture-all-fc: the routed blocks mixed by a per-layer softmax instead of hard
   routing (``examples/train_baseline.py --model soft-mixture-all-fc``);
-- routing-all-fc single agent: one REINFORCE router, one MLP per depth (Fig. 3a).
+- routing-all-fc single agent: one REINFORCE router, one MLP per depth (Fig. 3a;
+  ``train_wpl.py --learner reinforce-mlp --router single``).
+
+Each run is one training command (see ``paper_runs.py``); a run folder already in
+``--runs-dir`` is reused or resumed, and one that cannot be is refused unless ``--overwrite``.
 
 Function blocks are trained with ``train_wpl.py``'s defaults for every model (Adam at
 1e-3, divided by 10 every 10 epochs, fc layers of 128 units), or with ``--setting paper``

@@ -10,6 +10,13 @@ stand in for MNIST-MTL as Fig. 8 substitutes, with Fig. 8's models). The models:
   (``examples/train_baseline.py --model ...``, the same block-training defaults);
 - Fig. 8 also has soft-mixture-all-fc, as the paper's Table 2 does.
 
+``--models`` picks among routing-all-fc and every model ``examples/train_baseline.py
+--model`` knows (:data:`routing_env.baselines.BASELINE_NAMES`, so a baseline added there
+can be drawn here too); the default is the paper's set. Each run is one
+``train_wpl.py`` / ``train_baseline.py`` command (see ``paper_runs.py``); a run folder
+already in ``--runs-dir`` is reused or resumed, and one that cannot be is refused unless
+``--overwrite``.
+
 Every model gets the same budget: Adam at 1e-3 divided by 10 every 10 epochs, batches
 of 64, routed fc layers of 128 units (the training scripts' defaults), or with
 ``--setting paper`` the paper's SGD at 1e-2 divided by 10 every 20 epochs, rho 0.3 on

@@ -1,64 +1,50 @@
-"""What the paper-figure scripts of ``examples/paper/`` share: the models, their runs, CSV and plots.
+"""The paper-figure drivers' shared part: run each (model, seed) as a command, then draw the figure.
 
 Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4 (Figs. 4-8) and
-appendix 7.3 (Tables 3 and 4). Every model is trained by the repository's own training
-code, so a figure shows exactly what the single-run scripts produce:
+appendix 7.3 (Tables 3 and 4). As CleanRL's benchmark utility runs its single-file
+scripts, a figure script here runs one training command per model and seed, and reads
+what the command wrote; it trains nothing itself:
 
-- WPL routing networks (``routing-all-fc`` and its recurrent +PASS variant) by
-  ``examples/train_wpl.py``'s ``main()`` with that script's defaults;
-- the non-routed baselines by ``examples/train_baseline.py``'s ``main()``;
-- routers learned by REINFORCE or Q-learning (Fig. 4), the single-agent and the
-  dispatched configurations, by :func:`run_agents` below: the env is built by
-  ``train_wpl.make_env`` (the function blocks get the same optimizer, schedule and batch
-  size as ``train_wpl.py``) and evaluated by ``train_wpl.evaluate_policy``; only the
-  learners differ (the MLP learners run on the network's device).
+- ``examples/train_wpl.py`` for every routed model: WPL routers (``routing-all-fc``, its
+  recurrent +PASS variant), and with ``--learner`` the REINFORCE / Q-learning routers of
+  Fig. 4 and the single-agent and dispatched configurations of Fig. 5;
+- ``examples/train_baseline.py --model M`` for the non-routed baselines (any model it
+  knows, see :data:`routing_env.baselines.BASELINE_NAMES`).
 
-The routers train on the batched path by default, as ``train_wpl.py`` does
-(:class:`routing_env.BatchedRoutingEnv`: one step decides one depth for a whole
-minibatch; :func:`agents.train_batched`); ``--aec`` routes sample by sample through the
-PettingZoo AEC env instead (``train_wpl.py --aec``: the reference interface, the same
-game, rewards and block training, about 2-3x slower). The baselines have no routing and
-train the same either way.
+Each command gets its run folder as ``--output-dir RUNS_DIR --run-name NAME``, the name
+made of every setting that changes what it trains (:func:`run_name`). A run folder that
+is already there is never deleted unless ``--overwrite`` says so (:func:`run_model`):
 
-Each (model, seed) run gets a run folder under ``--runs-dir`` in ``train_wpl.py``'s
-format (``config.json``, ``metrics.csv``, ``checkpoint.pt`` after every epoch), named
-after every setting that changes what it trains (:func:`run_name`). A run folder that
-already holds the requested epochs is reused (the first ``--epochs`` rows of a longer
-run are what a shorter run gives: the schedule does not depend on the total) once its
-``config.json`` is checked against the settings asked for (:func:`check_reusable`:
-another setting raises, it is never reused silently), and a run that was cut short (a
-WPL run, a baseline, or a REINFORCE / Q-learning run) resumes from its last checkpoint,
-so an interrupted figure command picks up where it stopped. A run folder of the
-REINFORCE / Q-learning runners written before they kept checkpoints, or a run killed
-during its first epoch, is trained again from scratch. A run keeps the routing path it
-was trained with: a complete run is reused whichever path trained it, and a run cut
-short resumes in its own path (a folder written before ``--aec`` existed: the AEC
-path). After every run the figure's CSV (one row per model, seed and epoch), its
-statistics (``<figure>_<dataset>_stats.csv``: mean and standard deviation over seeds
-per model and epoch, and routing-all-fc's paired difference per seed with each other
-model, with a 95% t-interval; :mod:`seed_stats`), PNG (mean curves with bands) and JSON
-(the command, the budget, the setting, the routed fc width, the WPL policy-lr schedule,
-the run folders and each run's ``routing_path``) are rewritten.
+- it holds the requested epochs: reused as it is (the first ``--epochs`` rows of a longer
+  run are what a shorter run gives: no schedule depends on the total);
+- it was cut short after a checkpoint: resumed (``train_wpl.py --resume``, in the routing
+  path it was trained with; a REINFORCE / Q-learning folder of the former in-process
+  runner, kind ``paper-agents``, resumes the same way);
+- it has no finished epoch and no checkpoint (killed in its first epoch): set aside as
+  ``NAME.unfinished-<UTC time>`` and trained again;
+- anything else (another kind of run, other settings in its ``config.json``, or epochs
+  but no checkpoint): refused with what differs, unless ``--overwrite`` (deleted, trained
+  again).
 
-The two settings (``--setting``): the training scripts' defaults (Adam at 1e-3 divided
-by 10 every 10 epochs, rho 0, routed fc layers of 128 units as the paper's section 4
-says, a constant WPL policy learning rate) and the paper's (SGD at 1e-2 divided by 10
-every 20 epochs, the paper's rho, routed fc layers of 48 units as appendix 7.2 and the
-authors' code have them, and the WPL policy learning rate on the blocks' schedule, since
-the paper trains routing and blocks with one schedule). ``--hidden`` and
-``--policy-lr-schedule`` override the width and the schedule of either setting.
+After every run the figure's CSV (one row per model, seed and epoch, read from the
+runs' ``metrics.csv`` and ``config.json``), its statistics (``<figure>_<dataset>_stats.csv``,
+:mod:`seed_stats`), PNG (mean curves with bands) and JSON (the command, budget, setting,
+run folders, each run's command and routing path) are rewritten.
+
+The two settings (``--setting``): the training scripts' defaults (Adam at 1e-3 divided by
+10 every 10 epochs, rho 0, routed fc layers of 128 units, a constant WPL policy learning
+rate) and the paper's (SGD at 1e-2 divided by 10 every 20 epochs, the paper's rho, routed
+fc layers of 48 units as in appendix 7.2, the WPL policy learning rate on the blocks'
+schedule). ``--hidden`` and ``--policy-lr-schedule`` override the width and the schedule.
 
 This module is imported by the scripts next to it (``python examples/paper/<script>.py``
-puts this folder on ``sys.path``).
+puts this folder on ``sys.path``); it has no command line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import functools
-import importlib.util
 import json
 import os
 import platform
@@ -70,7 +56,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -79,17 +64,7 @@ from matplotlib.figure import Figure as PlotFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
 from seed_stats import STATS_COLUMNS, band, figure_statistics, paired_difference
 
-import routing_env
-from agents import (
-    AgentFactory,
-    Dispatcher,
-    MultiAgentRouter,
-    QLearning,
-    Reinforce,
-    train,
-    train_batched,
-)
-from routing_env.datasets import MultiTaskDataset
+from routing_env.baselines import BASELINE_NAMES
 from routing_env.experiments import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -97,22 +72,11 @@ from routing_env.experiments import (
     RESUMABLE_OPTIONS,
     DatasetName,
     DatasetOptions,
-    MetricsCSV,
     RunLock,
-    check_checkpoint,
     check_run_kind,
-    claim_run_dir,
-    global_rng_state,
-    load_checkpoint,
-    load_run_dataset,
-    metric_columns,
-    metrics_row,
     read_config,
     resolve_device,
-    save_checkpoint,
-    seed_everything,
-    set_global_rng_state,
-    write_config,
+    run_kind,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1]
@@ -147,39 +111,28 @@ CSV_COLUMNS = [
 ]
 
 
-def load_script(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` as a module (the same module name the tests use)."""
-    module_name = f"routing_env_example_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {EXAMPLES / f'{name}.py'}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # dataclasses and inspect.getsource look it up
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
 # ============================================================== the models
 @dataclass(frozen=True)
 class Model:
-    """One model of the paper's Figs. 4-8 and the code that trains it.
+    """One model of the paper's Figs. 4-8 and the training command that trains it.
 
     Attributes:
         name: The model's id (the paper's name where it has one).
-        runner: ``"wpl"`` (``train_wpl.main``), ``"baseline"`` (``train_baseline.main``)
-            or ``"agents"`` (:func:`run_agents`).
-        options: Fields of the runner's ``Args`` that differ from its defaults; for
-            ``"agents"``, the fields of ``train_wpl.Args`` that configure the env.
-        learner: ``"agents"`` runner only: the router learners (see :func:`learner_factory`).
+        runner: ``"wpl"`` (``train_wpl.py`` with WPL routers), ``"agents"`` (``train_wpl.py
+            --learner``: REINFORCE / Q-learning routers) or ``"baseline"`` (``train_baseline.py``).
+        options: The training script's options that differ from its defaults.
         description: What the paper calls it (appendix 7.3).
     """
 
     name: str
     runner: Literal["wpl", "baseline", "agents"]
     options: Mapping[str, Any] = field(default_factory=dict)
-    learner: Literal["reinforce-mlp", "qlearning-mlp", "qlearning-table"] | None = None
     description: str = ""
+
+    @property
+    def script(self) -> str:
+        """The training script's file name in ``examples/``."""
+        return "train_baseline.py" if self.runner == "baseline" else "train_wpl.py"
 
 
 MODELS: dict[str, Model] = {
@@ -199,36 +152,31 @@ MODELS: dict[str, Model] = {
         Model(
             "routing-all-fc-single-agent",
             "agents",
-            {"router": "single"},
-            "reinforce-mlp",
+            {"router": "single", "learner": "reinforce-mlp"},
             "REINFORCE: single agent, one MLP per depth on concat(v, one-hot(t))",
         ),
         Model(
             "routing-all-fc-dispatched",
             "agents",
-            {"router": "dispatched"},
-            "reinforce-mlp",
+            {"router": "dispatched", "learner": "reinforce-mlp"},
             "a REINFORCE dispatcher picks one of T REINFORCE routers (one MLP per depth each)",
         ),
         Model(
             "reinforce-per-task-approx",
             "agents",
-            {"router": "per_task"},
-            "reinforce-mlp",
+            {"router": "per_task", "learner": "reinforce-mlp"},
             "REINFORCE: one agent per task, one MLP per depth on concat(v, one-hot(t))",
         ),
         Model(
             "qlearning-per-task-approx",
             "agents",
-            {"router": "per_task"},
-            "qlearning-mlp",
+            {"router": "per_task", "learner": "qlearning-mlp"},
             "Q-learning: one agent per task, one MLP per depth on concat(v, one-hot(t))",
         ),
         Model(
             "qlearning-per-task-table",
             "agents",
-            {"router": "per_task"},
-            "qlearning-table",
+            {"router": "per_task", "learner": "qlearning-table"},
             "Q-learning: one agent per task, a table per depth and block",
         ),
         Model("task-specific-1-fc", "baseline", {"model": "task-specific-1-fc"}),
@@ -239,19 +187,41 @@ MODELS: dict[str, Model] = {
 }
 
 
+def model_of(name: str) -> Model:
+    """The model called ``name``: one of :data:`MODELS`, or any baseline ``train_baseline.py`` knows."""
+    if name in MODELS:
+        return MODELS[name]
+    if name in BASELINE_NAMES:
+        return Model(name, "baseline", {"model": name})
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS) + list(BASELINE_NAMES)}")
+
+
 @dataclass(frozen=True)
 class Figure:
-    """A figure of the paper: its models (in the order they are run) and their labels."""
+    """A figure of the paper: its models (in the order they are run) and their labels.
+
+    ``any_baseline``: ``--models`` may also name any baseline of ``train_baseline.py``
+    (Figs. 6-8, routing against the baselines), labelled by its name.
+    """
 
     number: str
     key: str
     title: str
     paper_dataset: str
     labels: Mapping[str, str]
+    any_baseline: bool = False
 
     @property
     def models(self) -> list[str]:
         return list(self.labels)
+
+    def accepts(self) -> list[str]:
+        """The models ``--models`` may name for this figure."""
+        extra = [m for m in BASELINE_NAMES if m not in self.labels] if self.any_baseline else []
+        return self.models + extra
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name)
 
 
 FIG4 = Figure(
@@ -286,16 +256,18 @@ _VS_BASELINES = {
     "task-specific-1-fc": "task-specific-1-fc",
     "task-specific-all-fc": "task-specific-all-fc",
 }
-FIG6 = Figure("6", "fig06_routing_vs_baselines", "routing vs baselines", "cifar-mtl", _VS_BASELINES)
-FIG7 = Figure("7", "fig07_routing_vs_baselines", "routing vs baselines", "min-mtl", _VS_BASELINES)
+FIG6 = Figure("6", "fig06_routing_vs_baselines", "routing vs baselines", "cifar-mtl", _VS_BASELINES, True)
+FIG7 = Figure("7", "fig07_routing_vs_baselines", "routing vs baselines", "min-mtl", _VS_BASELINES, True)
 FIG8 = Figure(
     "8",
     "fig08_routing_vs_baselines",
     "routing vs baselines",
     "mnist-mtl",
     {**_VS_BASELINES, "soft-mixture-all-fc": "soft-mixture-all-fc"},
+    any_baseline=True,
 )
 FIGURES = {f.number: f for f in (FIG4, FIG5, FIG6, FIG7, FIG8)}
+
 
 #: The paper's Table 2 (% test accuracy after epochs 1, 5, 10, 20, 50, 100; 3 runs each).
 #: Transcribed from the text of the paper, whose table cells are partly garbled; None
@@ -391,11 +363,11 @@ class PaperArgs(DatasetOptions):
     policy_lr_schedule: Literal["constant", "blocks"] | None = None
     """WPL policy learning rate of the routing-all-fc models (train_wpl.py --policy-lr-schedule; none: the setting's, constant for defaults, blocks for paper: divided by 10 with the block lr)"""
     models: str = ""
-    """comma-separated subset of the figure's models to run (default: all of them, in the figure's order)"""
+    """comma-separated models to run (default: all of the figure's, in its order); Figs. 6-8 also take any model of examples/train_baseline.py --model"""
     output_dir: str = "runs/paper"
     """folder that receives the figure's CSV, PNG and JSON"""
     runs_dir: str = "runs/paper"
-    """folder of the per-run folders (metrics, checkpoints); complete runs found there are reused"""
+    """folder of the per-run folders (metrics, checkpoints); complete runs found there are reused, runs cut short resumed"""
     reinforce_lr: float = 1e-2
     """Adam learning rate of the REINFORCE routers' and the dispatcher's MLPs (the agents' default)"""
     qlearning_lr: float = 0.1
@@ -411,7 +383,9 @@ class PaperArgs(DatasetOptions):
     device: str | None = None
     """torch device of every run's network and of the REINFORCE / Q-learning MLPs (e.g. cuda; none: cpu)"""
     aec: bool = False
-    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a WPL run cut short resumes in its path (folders written before this option: AEC)"""
+    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a router run cut short resumes in its path (folders written before this option: AEC)"""
+    overwrite: bool = False
+    """delete and train again a run folder in --runs-dir that can be neither reused nor resumed (another kind of run, other settings in its config.json, or finished epochs without a checkpoint); without it such a folder is refused, naming what differs, and nothing is deleted"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.seeds < 1:
@@ -439,14 +413,14 @@ class PaperArgs(DatasetOptions):
         )
 
     def model_names(self, figure: Figure) -> list[str]:
-        """The models to run: ``--models`` (checked against the figure's), else all of the figure's."""
+        """The models to run: ``--models`` (checked against :meth:`Figure.accepts`), else the figure's."""
         if not self.models.strip():
             return figure.models
         names = [m.strip() for m in self.models.split(",") if m.strip()]
-        unknown = [m for m in names if m not in figure.labels]
+        unknown = [m for m in names if m not in figure.accepts()]
         if unknown:
             raise ValueError(
-                f"--models: {unknown} not in Fig. {figure.number}; expected some of {figure.models}"
+                f"--models: {unknown} not in Fig. {figure.number}; expected some of {figure.accepts()}"
             )
         return names
 
@@ -454,59 +428,7 @@ class PaperArgs(DatasetOptions):
         return Path(self.runs_dir)
 
 
-def command_line(script: str, args: Any, *, always: Sequence[str] = ()) -> str:
-    """``python <script>`` with the options named in ``always`` (first, e.g. the baseline's
-    ``--model``), then those of the dataclass ``args`` that differ from their defaults."""
-    parts = ["python", script]
-    fields = dataclasses.fields(args)
-    for f in sorted(fields, key=lambda f: f.name not in always):  # stable: field order otherwise
-        value = getattr(args, f.name)
-        if f.name not in always and f.default is not dataclasses.MISSING and value == f.default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        else:
-            parts += [flag, "none" if value is None else str(value)]
-    return shlex.join(parts)
-
-
-# ============================================================== running a model
-def learner_factory(learner: str, args: PaperArgs) -> AgentFactory:
-    """The router learners of the ``"agents"`` runner (appendix 7.3: MLPs of 64 hidden units)."""
-    if learner == "reinforce-mlp":
-        return functools.partial(Reinforce, representation="mlp", lr=args.reinforce_lr)
-    if learner == "qlearning-mlp":
-        return functools.partial(
-            QLearning, representation="mlp", lr=args.qlearning_mlp_lr, epsilon=args.epsilon
-        )
-    if learner == "qlearning-table":
-        return functools.partial(
-            QLearning, representation="table", lr=args.qlearning_lr, epsilon=args.epsilon
-        )
-    raise ValueError(f"unknown learner {learner!r}")
-
-
-def _data_options(args: PaperArgs) -> dict[str, Any]:
-    """The dataset options of ``args`` but ``min_per_class`` (passed for MIN-MTL only)."""
-    names = [f.name for f in dataclasses.fields(DatasetOptions) if f.name != "min_per_class"]
-    return {name: getattr(args, name) for name in names}
-
-
-def setting_options(args: PaperArgs, model: Model) -> dict[str, Any]:
-    """The training scripts' options that ``--setting`` (with ``--hidden`` and
-    ``--policy-lr-schedule``) sets for ``model``."""
-    options: dict[str, Any] = {"hidden_width": args.hidden_width()}
-    if model.runner == "wpl":  # the REINFORCE / Q-learning routers have their own step sizes
-        options["policy_lr_schedule"] = args.wpl_policy_lr_schedule()
-    if args.setting == "defaults":
-        return options
-    options.update(PAPER_BLOCK_TRAINING)
-    if model.runner != "baseline":  # the baselines have no router, hence no rho
-        options["rho"] = PAPER_RHO[args.dataset]
-    return options
-
-
+# ============================================================== the runs as commands
 def run_name(model: Model, args: PaperArgs, seed: int) -> str:
     """The run folder of a model: every setting that changes what it trains is in the name.
 
@@ -514,7 +436,7 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
     unless the scripts' 128 units, and for a WPL run ``-plr-<schedule>`` unless the
     constant policy rate. Folders named before ``--hidden`` and ``--policy-lr-schedule``
     existed (width 128, constant rate) keep their names, so that a run with other
-    settings never lands in one of them; :func:`check_reusable` checks the rest.
+    settings never lands in one of them; :func:`reuse_problem` checks the rest.
     """
     train = "all" if args.max_train_samples is None else str(args.max_train_samples)
     test = "all" if args.max_test_samples is None else str(args.max_test_samples)
@@ -538,74 +460,141 @@ def output_stem(figure: Figure, args: PaperArgs) -> str:
     return f"{figure.key}_{args.dataset}{setting}"
 
 
-def script_args(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> Any:
-    """The ``Args`` of ``train_wpl.py`` / ``train_baseline.py`` for a run of ``model``."""
-    routed = model.runner in ("wpl", "agents")
-    script = load_script("train_wpl" if routed else "train_baseline")
-    options = _data_options(args)
+def setting_options(args: PaperArgs, model: Model) -> dict[str, Any]:
+    """The training scripts' options that ``--setting`` (with ``--hidden`` and
+    ``--policy-lr-schedule``) sets for ``model``."""
+    options: dict[str, Any] = {"hidden_width": args.hidden_width()}
+    if model.runner == "wpl":  # the REINFORCE / Q-learning routers have their own step sizes
+        options["policy_lr_schedule"] = args.wpl_policy_lr_schedule()
+    if args.setting == "defaults":
+        return options
+    options.update(PAPER_BLOCK_TRAINING)
+    if model.runner != "baseline":  # the baselines have no router, hence no rho
+        options["rho"] = PAPER_RHO[args.dataset]
+    return options
+
+
+#: The options of the REINFORCE / Q-learning runs the figure passes on (``train_wpl.py``'s flags too).
+LEARNER_OPTIONS = ("reinforce_lr", "qlearning_lr", "qlearning_mlp_lr", "epsilon")
+#: The dataset options' defaults, shared by the figure scripts and the training scripts.
+DATASET_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DatasetOptions)}
+
+
+def run_options(model: Model, args: PaperArgs, seed: int) -> dict[str, Any]:
+    """The options of the training command of ``model``'s run with ``seed``, by field name.
+
+    Dataset options at their (shared) defaults are left out, and so are the run folder,
+    the terminal and the machine (:func:`run_command` adds them).
+    """
+    options = dict(model.options)
+    options["dataset"] = args.dataset
+    for name in ("data_root", "download", "data_seed", "max_train_samples", "max_test_samples"):
+        if getattr(args, name) != DATASET_DEFAULTS[name]:
+            options[name] = getattr(args, name)
     if args.min_per_class is not None and args.dataset == "min-mtl":
         options["min_per_class"] = args.min_per_class
-    if routed:  # the baselines have no routing path
+    if model.runner != "baseline":  # the baselines have no routing path
         options["aec"] = args.aec
-    options.update(model.options)
     options.update(setting_options(args, model))
-    # train_wpl.py refuses --router single (one tabular WPL could not route by task); the "agents"
-    # runner only builds its env from these options, for learners that see (v, t): set it after
-    router = options.pop("router") if model.runner == "agents" and "router" in options else None
-    run_args = script.Args(
-        **options,
-        epochs=args.epochs,
-        seed=seed,
-        output_dir=str(run_dir.parent),
-        run_name=run_dir.name,
-        tensorboard=False,
-        progress=args.progress,
-        torch_threads=args.torch_threads,
-        device=args.device,
+    if model.runner == "agents":
+        options.update({name: getattr(args, name) for name in LEARNER_OPTIONS})
+    options.update(seed=seed, epochs=args.epochs)
+    return options
+
+
+def flags(options: Mapping[str, Any]) -> list[str]:
+    """``--name value`` for each option (``--name`` / ``--no-name`` for a bool, ``none`` for None)."""
+    out = []
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            out += [f"--{flag}", "none" if value is None else str(value)]
+    return out
+
+
+def run_command(model: Model, args: PaperArgs, seed: int, run_dir: Path, *, resume: bool) -> list[str]:
+    """The command that trains (``resume``: continues) the run of ``model`` in ``run_dir``.
+
+    The script runs by its path next to this folder with this Python, so the command
+    works wherever the examples are (an installed package, a checkout). A resumed run
+    takes its options from its own ``config.json`` (``train_wpl.py --resume``).
+    """
+    options: dict[str, Any] = (
+        {"resume": str(run_dir), "epochs": args.epochs}
+        if resume
+        else {**run_options(model, args, seed), "output_dir": str(run_dir.parent), "run_name": run_dir.name}
     )
-    if router is not None:
-        run_args.router = router
-    return run_args
+    options.update(progress=args.progress, torch_threads=args.torch_threads)
+    if not resume:
+        options["tensorboard"] = False
+    if args.device is not None:
+        options["device"] = args.device
+    return [sys.executable, str(EXAMPLES / model.script), *flags(options)]
 
 
-def equivalent_command(model: Model, args: PaperArgs, seed: int, *, aec: bool | None = None) -> str | None:
-    """The single-run command that trains the same run (None for the ``"agents"`` runner).
+def equivalent_command(model: Model, args: PaperArgs, seed: int, *, aec: bool | None = None) -> str:
+    """The single-run command that trains the same run into ``runs/`` (the JSON's and Table 2's).
 
     ``aec``: the routing path the run was trained with, when it is not ``args.aec`` (a
     run folder reused or resumed keeps its own, see :func:`routing_path`).
     """
-    if model.runner == "agents":
-        return None
-    script = "examples/train_wpl.py" if model.runner == "wpl" else "examples/train_baseline.py"
-    run_args = script_args(model, args, seed, Path(args.runs_path()) / run_name(model, args, seed))
-    run_args = dataclasses.replace(
-        run_args, output_dir="runs", run_name=None, tensorboard=True, progress=True, torch_threads=1
-    )
-    if aec is not None and model.runner == "wpl":
-        run_args = dataclasses.replace(run_args, aec=aec)
-    return command_line(script, run_args, always=("model",) if model.runner == "baseline" else ())
+    options = run_options(model, args, seed)
+    if aec is not None and "aec" in options:
+        options["aec"] = aec
+    return shlex.join(["python", f"examples/{model.script}", *flags(options)])
 
-
-def run_config(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> dict[str, Any]:
-    """What a run's ``config.json`` holds: the script's ``Args`` (and, for ``"agents"``, the learners)."""
-    config = dataclasses.asdict(script_args(model, args, seed, run_dir))
-    if model.runner == "agents":
-        config["model"] = model.name
-        config["learner"] = model.learner
-        config["learner_options"] = {
-            k: getattr(args, k) for k in ("reinforce_lr", "qlearning_lr", "qlearning_mlp_lr", "epsilon")
-        }
-        config["min_per_class"] = args.min_per_class
-    return config
-
-
-#: The run kind (``config.json``'s ``"kind"``, see :data:`routing_env.experiments.RUN_KINDS`) of each runner.
-RUN_KIND = {"wpl": "wpl", "baseline": "baseline", "agents": "paper-agents"}
 
 #: Options of a run folder's ``config.json`` that may differ from what the figure asks for
 #: when the run is reused or resumed: those a resumed training script may change, and the
 #: routing path (the same game either way; a run keeps the path it was trained with).
 REUSE_MAY_DIFFER = RESUMABLE_OPTIONS | {"aec"}
+#: What a run trained with when its ``config.json`` does not record an option: the value
+#: the script had before the option existed (options are added with the old behaviour).
+UNRECORDED = {"policy_lr_schedule": "constant", "hidden_width": SCRIPT_HIDDEN_WIDTH}
+#: The run kinds (``config.json``'s ``"kind"``) each runner reuses and resumes;
+#: ``paper-agents``: REINFORCE / Q-learning runs of the former in-process runner.
+RUN_KINDS_OF = {"wpl": ("wpl",), "agents": ("wpl", "paper-agents"), "baseline": ("baseline",)}
+
+
+def reuse_problem(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` is not the run of ``model`` with ``seed`` asked for (None: it is).
+
+    Every option of :func:`run_options` must be in its ``config.json`` with the same value
+    (a ``paper-agents`` run's nested ``learner_options`` count), but the ones of
+    :data:`REUSE_MAY_DIFFER`; an option not recorded must ask for :data:`UNRECORDED`'s value.
+    """
+    try:
+        if run_kind(run_dir) not in RUN_KINDS_OF[model.runner]:
+            check_run_kind(run_dir, expected=RUN_KINDS_OF[model.runner][0])  # raises, naming its script
+        saved = read_config(run_dir)
+    except (OSError, ValueError) as err:
+        return str(err)
+    saved = {**saved.get("learner_options", {}), **saved}
+    differ = []
+    for name, value in run_options(model, args, seed).items():
+        if name in REUSE_MAY_DIFFER:
+            continue
+        if name in saved:
+            if saved[name] != value:
+                differ.append(f"{name}={saved[name]!r} (now {value!r})")
+        elif name not in UNRECORDED:
+            differ.append(f"{name} not recorded (now {value!r})")
+        elif UNRECORDED[name] != value:
+            differ.append(
+                f"{name} not recorded: the default {UNRECORDED[name]!r} of a run written before it (now {value!r})"
+            )
+    return f"{run_dir} holds a run with other settings: {'; '.join(differ)}." if differ else None
+
+
+def completed_epochs(run_dir: Path) -> int:
+    """The epochs in ``run_dir/metrics.csv`` (0 when there is none)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    with path.open(newline="", encoding="utf-8") as fh:
+        return sum(1 for _ in csv.DictReader(fh))
 
 
 def routing_path(model: Model, run_dir: Path) -> Literal["batched", "aec"] | None:
@@ -619,216 +608,62 @@ def routing_path(model: Model, run_dir: Path) -> Literal["batched", "aec"] | Non
     return "aec" if read_config(run_dir).get("aec", True) else "batched"
 
 
-def check_reusable(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> None:
-    """Raise unless ``run_dir`` was trained with the settings this run asks for.
+def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
+    """Reuse, resume or train the run of ``model`` with ``seed`` (see the module's docstring).
+
+    The training command's output goes to stderr: stdout is kept for the figure's results.
 
     Raises:
-        ValueError: Naming the settings that differ.
+        ValueError: When the run folder can be neither reused nor resumed and
+            ``--overwrite`` is not given (nothing is changed).
+        RuntimeError: When the training command fails.
     """
-    check_run_kind(run_dir, expected=RUN_KIND[model.runner])
-    saved = read_config(run_dir)
-    expected = run_config(model, args, seed, run_dir)
-    # an option missing from config.json did not exist when the run was written: the run
-    # trained with that option's default (options are added with the old behaviour as their
-    # default), so it fits only a request for that default
-    script = load_script("train_baseline" if model.runner == "baseline" else "train_wpl")
-    defaults = {
-        f.name: f.default for f in dataclasses.fields(script.Args) if f.default is not dataclasses.MISSING
-    }
-    differ = []
-    for k, v in expected.items():
-        if k in REUSE_MAY_DIFFER:
-            continue
-        if k in saved:
-            if saved[k] != v:
-                differ.append(f"{k}={saved[k]!r} (now {v!r})")
-        elif k not in defaults:
-            differ.append(f"{k} not recorded (now {v!r})")
-        elif defaults[k] != v:
-            differ.append(
-                f"{k} not recorded: the default {defaults[k]!r} of a run written before it (now {v!r})"
-            )
-    if differ:
-        raise ValueError(
-            f"{run_dir} holds a run with other settings: {'; '.join(differ)}. "
-            "Pass another --runs-dir, or delete that folder to train it again."
-        )
-
-
-def completed_epochs(run_dir: Path) -> int:
-    """The epochs in ``run_dir/metrics.csv`` (0 when there is none)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return 0
-    with path.open(newline="", encoding="utf-8") as fh:
-        return sum(1 for _ in csv.DictReader(fh))
-
-
-def make_router(model: Model, args: PaperArgs, env: Any, *, seed: int, device: str) -> MultiAgentRouter:
-    """The learners of an ``"agents"`` run: ``model.learner`` routers (and a REINFORCE
-    dispatcher in the dispatched configuration), their MLPs on ``device``."""
-    if model.learner is None:
-        raise ValueError(f"model {model.name} names no learner")
-    return MultiAgentRouter.from_env(
-        env,
-        router_factory=learner_factory(model.learner, args),
-        dispatcher_factory=functools.partial(Dispatcher, lr=args.reinforce_lr),
-        seed=seed,
-        device=device,
-    )
-
-
-#: What a checkpoint of an ``"agents"`` run holds besides ``epoch`` and ``config`` (train_wpl.py's).
-AGENTS_CHECKPOINT_KEYS = ("wall_time_s", "env", "agents", "rng")
-
-
-def run_agents(model: Model, args: PaperArgs, seed: int, run_dir: Path, *, resume: bool = False) -> None:
-    """Train routers learned by REINFORCE / Q-learning, with ``train_wpl.py``'s env and evaluation.
-
-    On the batched path (``args.aec`` False) or through the AEC env, as ``train_wpl.py``
-    trains. After every epoch the run writes ``checkpoint.pt`` as ``train_wpl.py`` does
-    (env, learners, RNG states); with ``resume`` it continues from that checkpoint, in
-    the routing path it was trained with, bit-identically to a run never interrupted.
-    """
-    train_wpl = load_script("train_wpl")
-    if model.learner is None:
-        raise ValueError(f"model {model.name} names no learner")
-    run_args = script_args(model, args, seed, run_dir)
-    config = run_config(model, args, seed, run_dir)
-    checkpoint = None
-    if resume:  # checked before anything is built or written
-        saved = read_config(run_dir)
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-        check_checkpoint(
-            checkpoint,
-            run_dir=run_dir,
-            kind=RUN_KIND["agents"],
-            keys=AGENTS_CHECKPOINT_KEYS,
-            config=saved,
-            may_change=REUSE_MAY_DIFFER,
-        )
-        aec = routing_path(model, run_dir) == "aec"  # it goes on in the path it was trained with
-        run_args = dataclasses.replace(run_args, aec=aec)
-        config["aec"] = aec
-    torch.set_num_threads(args.torch_threads)
-    seed_everything(seed)
-    dataset: MultiTaskDataset = load_run_dataset(run_args)
-    aec_env = train_wpl.make_env(run_args, dataset)  # on resolve_device(run_args.device)
-    router = make_router(model, args, aec_env, seed=seed, device=resolve_device(run_args.device))
-    # the batched path plays the same game on the same engine, as in train_wpl.py
-    env: Any = aec_env if run_args.aec else routing_env.BatchedRoutingEnv(env=aec_env)
-    run_epoch = train if run_args.aec else train_batched
-    print(
-        f"{dataset.name}: {len(dataset.train)} train / {len(dataset.test)} test samples; "
-        f"{len(router)} {model.learner} agents ({'AEC' if run_args.aec else 'batched'} path)",
-        file=sys.stderr,
-    )
-    env_state = aec_env.unwrapped
-    start_epoch, wall_before = 0, 0.0
-    if checkpoint is not None:  # loaded before any file is written: a failure leaves the run as it was
-        env_state.load_state_dict(checkpoint["env"])
-        router.load_state_dict(checkpoint["agents"])
-        set_global_rng_state(checkpoint["rng"])
-        start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(
-        run_dir,
-        config,
-        kind=RUN_KIND["agents"],
-        extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}},
-    )
-    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
-    if checkpoint is not None:
-        metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
-        print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
-    start = time.perf_counter()
-    for epoch in range(start_epoch, args.epochs):
-        epoch_start = time.perf_counter()
-        stats = run_epoch(env, router, num_samples=len(dataset.train), seed=seed if epoch == 0 else None)
-        lr = env_state.block_lr  # the rate this epoch trained with (the env decays it lazily)
-        test_acc, test_per_task = train_wpl.evaluate_policy(env, router, greedy=True)
-        with train_wpl.evaluation_rngs(router, seed, epoch):
-            stoch_acc, stoch_per_task = train_wpl.evaluate_policy(env, router, greedy=False)
-        env_state.set_mode("train")
-        now = time.perf_counter()
-        metrics.append(
-            metrics_row(
-                epoch=epoch + 1,
-                samples=env_state.samples_routed,
-                updates=env_state.block_updates,
-                lr=lr,
-                train_accuracy=stats.accuracy,
-                train_accuracy_per_task=[
-                    stats.accuracy_per_task.get(t, float("nan")) for t in range(dataset.num_tasks)
-                ],
-                test_accuracy=test_acc,
-                test_accuracy_per_task=test_per_task,
-                test_accuracy_stochastic=stoch_acc,
-                test_accuracy_stochastic_per_task=stoch_per_task,
-                epoch_time_s=now - epoch_start,
-                wall_time_s=wall_before + now - start,
-            )
-        )
-        save_checkpoint(
-            run_dir / CHECKPOINT_FILE,
-            {
-                "epoch": epoch + 1,
-                "wall_time_s": wall_before + now - start,
-                "env": env_state.state_dict(),
-                "agents": router.state_dict(),
-                "rng": global_rng_state(),
-                "config": config,
-            },
-        )
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: train {100 * stats.accuracy:.2f}%  test {100 * test_acc:.2f}% "
-            f"(stochastic {100 * stoch_acc:.2f}%)  {now - epoch_start:.1f}s",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def remove_run(run_dir: Path) -> None:
-    """Delete a run folder cut short, unless another process is writing into it (RunInUseError)."""
-    with RunLock(run_dir):
-        shutil.rmtree(run_dir)
-
-
-def run_model(model: Model, args: PaperArgs, seed: int) -> Path:
-    """Train (or reuse, or resume) the run of ``model`` with ``seed``; return its run folder."""
     run_dir = args.runs_path() / run_name(model, args, seed)
-    done = completed_epochs(run_dir)
-    if done:
-        check_reusable(model, args, seed, run_dir)
-    path = routing_path(model, run_dir) if done else None
-    trained_in = f", {'AEC' if path == 'aec' else 'batched'} path" if path else ""
-    if done >= args.epochs:
-        print(f"  reusing {run_dir} ({done} epochs{trained_in})", file=sys.stderr)
-        return run_dir
-    # the training scripts print their epoch lines and summary to stdout: keep stdout for results
-    with contextlib.redirect_stdout(sys.stderr):
-        if model.runner == "agents":
-            if done and (run_dir / CHECKPOINT_FILE).is_file():
-                print(f"  resuming {run_dir} after epoch {done}{trained_in}", file=sys.stderr)
-                with RunLock(run_dir):  # held while it trains
-                    run_agents(model, args, seed, run_dir, resume=True)
-            else:
-                if run_dir.exists():  # cut short before its first checkpoint (or written without one)
-                    remove_run(run_dir)
-                with claim_run_dir(run_dir.parent, run_dir.name, prefix=model.name):  # held while it trains
-                    run_agents(model, args, seed, run_dir)
+    resume = False
+    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
+        done, problem = completed_epochs(run_dir), reuse_problem(model, args, seed, run_dir)
+        checkpoint = (run_dir / CHECKPOINT_FILE).is_file()
+        path = routing_path(model, run_dir) if problem is None else None
+        trained_in = f", {'AEC' if path == 'aec' else 'batched'} path" if path else ""
+        if problem is None and done >= args.epochs:
+            print(f"  reusing {run_dir} ({done} epochs{trained_in})", file=sys.stderr)
+            return run_dir
+        if problem is None and checkpoint:
+            print(f"  resuming {run_dir} after epoch {done}{trained_in}", file=sys.stderr)
+            resume = True
+        elif problem is None and not done:  # killed in its first epoch: nothing finished in it
+            aside = run_dir.with_name(
+                f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+            )
+            with RunLock(run_dir):  # RunInUseError while a run is training there
+                run_dir.rename(aside)
+            print(f"  {run_dir} has no finished epoch: set aside as {aside.name}", file=sys.stderr)
         else:
-            script = load_script("train_wpl" if model.runner == "wpl" else "train_baseline")
-            run_args = script_args(model, args, seed, run_dir)
-            if (run_dir / "checkpoint.pt").is_file():
-                run_args = dataclasses.replace(run_args, resume=str(run_dir))
-                if path is not None:  # it goes on in the path it was trained with
-                    run_args = dataclasses.replace(run_args, aec=path == "aec")
-                    print(f"  resuming {run_dir} after epoch {done}{trained_in}", file=sys.stderr)
-            elif run_dir.exists():
-                remove_run(run_dir)
-            script.main(run_args)
+            problem = problem or f"{run_dir} holds {done} epochs but no checkpoint to resume from."
+            if not args.overwrite:
+                raise ValueError(
+                    f"{problem} Nothing was changed: pass --overwrite to delete that folder and train "
+                    "the run again, or another --runs-dir."
+                )
+            print(f"  --overwrite: deleting {run_dir}: {problem}", file=sys.stderr)
+            with RunLock(run_dir):  # RunInUseError while a run is training there
+                shutil.rmtree(run_dir)
+    command = run_command(model, args, seed, run_dir, resume=resume)
+    # stdout=2: the script's epoch lines go to this process's stderr (a file descriptor,
+    # which sys.stderr need not have)
+    finished = subprocess.run(command, stdout=2, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed with exit status {finished.returncode}")
     return run_dir
+
+
+def changed_options(args: Any) -> dict[str, Any]:
+    """The fields of the dataclass ``args`` that differ from their defaults (a figure's command)."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(args)
+        if f.default is dataclasses.MISSING or getattr(args, f.name) != f.default
+    }
 
 
 # ============================================================== collecting and plotting
@@ -856,7 +691,7 @@ def collect_rows(
                     "figure": figure.number,
                     "dataset": args.dataset,
                     "model": model,
-                    "label": figure.labels[model],
+                    "label": figure.label(model),
                     "seed": seed,
                     "epoch": int(m["epoch"]),
                     "test_accuracy": _float(m["test_accuracy"]),
@@ -905,7 +740,8 @@ def plot(
     fig = PlotFigure(figsize=(7.5, 5.2), layout="constrained")
     ax = fig.subplots()
     paper = PAPER_TABLE2.get(figure.number, {}) if dataset == figure.paper_dataset else {}
-    for i, model in enumerate(figure.models):
+    # the figure's models in its order (their colours fixed), then any other model run (--models)
+    for i, model in enumerate(dict.fromkeys([*figure.models, *(r["model"] for r in rows)])):
         mine = [r for r in rows if r["model"] == model and r["test_accuracy"] not in (None, "")]
         color = f"C{i}"
         if mine:
@@ -921,7 +757,7 @@ def plot(
                 "o-" if len(epochs) < 30 else "-",
                 color=color,
                 markersize=3,
-                label=f"{figure.labels[model]} (ours, {seeds} seed{'s' if seeds > 1 else ''}"
+                label=f"{figure.label(model)} (ours, {seeds} seed{'s' if seeds > 1 else ''}"
                 + (f", band {' / '.join(kinds)})" if kinds else ")"),
             )
             if kinds:
@@ -942,7 +778,7 @@ def plot(
                 color=color,
                 mfc="none",
                 alpha=0.7,
-                label=f"{figure.labels[model]} (paper, Table 2)",
+                label=f"{figure.label(model)} (paper, Table 2)",
             )
     if paper:  # the paper's epochs 1..100 and a short run of ours both stay readable
         ax.set_xscale("log")
@@ -986,7 +822,6 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     """
     models = args.model_names(figure)  # raises on an unknown model before any work
     resolve_device(args.device)  # raises on a device this machine does not have
-    torch.set_num_threads(args.torch_threads)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = output_stem(figure, args)
@@ -999,7 +834,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
         "hidden_width": args.hidden_width(),
         "policy_lr_schedule": args.wpl_policy_lr_schedule(),
     }
-    command = command_line(script, args)
+    command = shlex.join(["python", script, *flags(changed_options(args))])
     print(
         f"{figure_title(figure, args.dataset)}: {len(models)} models x {args.seeds} seeds, "
         f"{args.epochs} epochs each; routers on the {'AEC' if args.aec else 'batched'} path",
@@ -1011,7 +846,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     run_info: list[dict[str, Any]] = []
     for seed in range(args.seeds):
         for name in models:
-            model = MODELS[name]
+            model = model_of(name)
             t0 = time.perf_counter()
             print(
                 f"[{len(runs) + 1}/{len(models) * args.seeds}] {name} seed {seed}",
@@ -1072,7 +907,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
         accs = [100 * r["test_accuracy"] for r in last_rows]
         spread = f" ± {np.std(accs, ddof=1):.2f}" if len(accs) > 1 else ""
         print(
-            f"{figure.labels[m]:<34} {np.mean(accs):6.2f}%{spread}  (epoch {args.epochs}, {len(accs)} seed(s))"
+            f"{figure.label(m):<34} {np.mean(accs):6.2f}%{spread}  (epoch {args.epochs}, {len(accs)} seed(s))"
         )
     reference = "routing-all-fc"
     if reference in models:

@@ -6,7 +6,8 @@ every ``<figure>_<dataset>.csv`` (and its ``.json``: the command and budget) tha
 ``fig04_rl_algorithms.py``, ``fig05_architectures.py`` and
 ``fig06_08_routing_vs_baselines.py`` wrote to ``--results-dir``, and prints Markdown:
 
-- Table 2: for each figure and model, the paper's row, then one row per dataset and
+- Table 2: for each figure and model (the figure's, and any other model a figure CSV
+  holds, e.g. a baseline given to ``fig06_08_routing_vs_baselines.py --models``), the paper's row, then one row per dataset and
   setting we ran it on (in the order digits-MTL, MNIST-MTL, Fashion-MTL, CIFAR-MTL,
   MIN-MTL; the defaults before the paper's setting): the mean ± sample standard
   deviation over seeds of the greedy-route test accuracy (empty where we ran fewer
@@ -190,7 +191,7 @@ def paired_rows(result: Result) -> list[list[str]]:
 
     reference = last_epochs(REFERENCE)
     lines = []
-    for model in figure.models:
+    for model in dict.fromkeys([*figure.models, *(r["model"] for r in result.rows)]):
         if model == REFERENCE or model not in present:
             continue
         other = last_epochs(model)
@@ -276,8 +277,10 @@ def build_table(results: Sequence[Result]) -> str:
     ]
     for number, figure in FIGURES.items():
         paper = PAPER_TABLE2[number]
-        models = list(paper) + [m for m in figure.models if m not in paper]
         mine = [r for r in results if r.figure == number]
+        # the paper's models, the figure's others, then any other model a figure CSV holds
+        run = [row["model"] for r in mine for row in r.rows]
+        models = list(dict.fromkeys([*paper, *figure.models, *run]))
         for model in models:
             label = figure.labels.get(model, model)
             if model in paper:
@@ -299,7 +302,9 @@ def build_table(results: Sequence[Result]) -> str:
                     + " |"
                 )
             ours = [row for row in (our_row(r, model, label) for r in mine) if row is not None]
-            if not any(r.dataset == figure.paper_dataset and our_row(r, model, label) for r in mine):
+            if model in figure.labels and not any(
+                r.dataset == figure.paper_dataset and our_row(r, model, label) for r in mine
+            ):
                 dataset = DATASET_LABELS[figure.paper_dataset]
                 lines.append(
                     "| " + " | ".join([number, label, "ours", dataset, *["not run"] + [""] * 9]) + " |"

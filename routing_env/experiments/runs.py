@@ -60,13 +60,14 @@ RUN_KINDS: Mapping[str, str] = types.MappingProxyType(
     {
         "wpl": "examples/train_wpl.py",
         "baseline": "examples/train_baseline.py",
-        "paper-agents": "examples/paper/paper_runs.py",
+        "paper-agents": "examples/train_wpl.py",
     }
 )
-"""The kinds of run folder (``config.json``'s ``"kind"``) and the script that writes and resumes each.
+"""The kinds of run folder (``config.json``'s ``"kind"``) and the script that resumes each.
 
-``paper-agents`` runs (REINFORCE / Q-learning routers of the paper scripts) keep no
-checkpoint: the paper scripts train them again instead of resuming them."""
+``paper-agents`` runs (REINFORCE / Q-learning routers written by the paper scripts'
+former in-process runner) hold ``train_wpl.py``'s checkpoint; ``train_wpl.py --resume``
+continues them (new ones are ``train_wpl.py --learner`` runs, of kind ``wpl``)."""
 
 
 class RunInUseError(RuntimeError):
@@ -394,7 +395,7 @@ def run_kind(run_dir: str | os.PathLike[str]) -> str:
     """The kind of run in ``run_dir`` (a key of :data:`RUN_KINDS`), read from its ``config.json``.
 
     A ``config.json`` written before the kind was recorded is recognized by its
-    options: ``learner`` (paper REINFORCE / Q-learning runs), ``model`` (baselines),
+    options: ``learner`` and ``model`` (paper REINFORCE / Q-learning runs), ``model`` (baselines),
     ``router`` (WPL runs).
 
     Raises:
@@ -410,7 +411,7 @@ def run_kind(run_dir: str | os.PathLike[str]) -> str:
         return str(kind)
     config = payload.get("config")
     if isinstance(config, Mapping):
-        if "learner" in config:
+        if "learner" in config and "model" in config:  # train_wpl.py's own runs name no model
             return "paper-agents"
         if "model" in config:
             return "baseline"
@@ -433,13 +434,7 @@ def check_run_kind(run_dir: str | os.PathLike[str], *, expected: str) -> None:
     kind = run_kind(run_dir)
     if kind == expected:
         return
-    if kind == "paper-agents":
-        how = (
-            f"{RUN_KINDS[kind]} wrote it (REINFORCE / Q-learning routers, no checkpoint) and trains it again "
-            "when asked for more epochs"
-        )
-    else:
-        how = f"resume it with: python {RUN_KINDS[kind]} --resume {run_dir}"
+    how = f"resume it with: python {RUN_KINDS[kind]} --resume {run_dir}"
     raise ValueError(
         f"{run_dir} is a {kind} run, not a {expected} run that {RUN_KINDS[expected]} can resume; {how}. "
         "Nothing in the folder was changed."

@@ -6,7 +6,10 @@ format, as tests/datasets does) and a small mini-ImageNet one for Fig. 7. The ch
 are on what a user gets: the CSV's columns and rows, the PNG, the command in the JSON,
 run folders reused across figures, and the Table 2 assembled from them. The routers
 train on the batched path by default and through the AEC env with ``--aec``; a run
-folder keeps the path it was trained with (one written before ``--aec``: AEC).
+folder keeps the path it was trained with (one written before ``--aec``: AEC). The
+figures run ``train_wpl.py`` / ``train_baseline.py`` as commands: a figure's rows equal
+those of the training script run by hand, and no run folder is deleted without
+``--overwrite``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import csv
 import importlib.util
 import json
 import pickle
+import shlex
 import subprocess
 import sys
 import typing
@@ -26,7 +30,6 @@ import numpy as np
 import pytest
 import torch
 
-import routing_env
 from routing_env.experiments import DatasetName, load_checkpoint, parse_args, parse_per_class, save_checkpoint
 
 from .script_flags import undocumented_fields
@@ -150,8 +153,11 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     assert {r["model"]: r["test_accuracy"] for r in rows5}["routing-all-fc"] == acc["routing-all-fc"]
 
     # a run folder trained with other settings is not silently reused
-    with pytest.raises(ValueError, match="other settings: learner_options"):
+    reinforce = tmp_path / "runs" / "reinforce-per-task-approx-digits-mtl-d0-n200-t50-s0"
+    before = {p.name: p.read_bytes() for p in reinforce.iterdir()}
+    with pytest.raises(ValueError, match=r"other settings: epsilon=0.1 \(now 0.5\).*--overwrite"):
         fig04.main(fig04.Args(**dict(common, epsilon=0.5)))
+    assert {p.name: p.read_bytes() for p in reinforce.iterdir()} == before  # nothing deleted
 
     # Fig. 8's digits-MTL substitute, 2 epochs: routing-all-fc resumes from its 1-epoch checkpoint
     paths8 = fig08.main(fig08.Args(**dict(common, epochs=2, models="routing-all-fc,cross-stitch-all-fc")))
@@ -163,13 +169,12 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     meta = json.loads(paths8["json"].read_text())
     commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
     assert commands["cross-stitch-all-fc"] == (
-        "python examples/train_baseline.py --model cross-stitch-all-fc "
-        "--max-train-samples 200 --max-test-samples 50 --epochs 2"
+        "python examples/train_baseline.py --model cross-stitch-all-fc --dataset digits-mtl "
+        "--max-train-samples 200 --max-test-samples 50 --hidden-width 128 --seed 0 --epochs 2"
     )
-    wpl_run = next(r for r in meta["runs"] if r["model"] == "routing-all-fc")
-    # digits-MTL and seed 0 are train_wpl.py's defaults
-    assert wpl_run["equivalent_command"] == (
-        "python examples/train_wpl.py --max-train-samples 200 --max-test-samples 50 --epochs 2"
+    assert commands["routing-all-fc"] == (
+        "python examples/train_wpl.py --dataset digits-mtl --max-train-samples 200 --max-test-samples 50 "
+        "--no-aec --hidden-width 128 --policy-lr-schedule constant --seed 0 --epochs 2"
     )
 
     out = tmp_path / "results.md"
@@ -219,11 +224,15 @@ def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
     # digits-MTL stands in for MNIST-MTL, so it gets MNIST-MTL's rho
     assert configs["routing-all-fc"]["rho"] == runs.PAPER_RHO["mnist-mtl"] == 0.3
     commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
-    assert "--optimizer sgd --lr 0.01 --lr-decay-every 20" in commands["cross-stitch-all-fc"]
-    assert "--hidden-width 48" in commands["cross-stitch-all-fc"]
+    assert (
+        "--hidden-width 48 --optimizer sgd --lr 0.01 --lr-decay-every 20" in commands["cross-stitch-all-fc"]
+    )
     assert "--policy-lr-schedule" not in commands["cross-stitch-all-fc"]
-    assert "--rho 0.3 --policy-lr-schedule blocks" in commands["routing-all-fc"]
-    assert "--hidden-width 48" in commands["routing-all-fc"]
+    assert "--rho" not in commands["cross-stitch-all-fc"]
+    assert (
+        "--hidden-width 48 --policy-lr-schedule blocks --optimizer sgd --lr 0.01 --lr-decay-every 20 "
+        "--lr-decay-factor 0.1 --rho 0.3" in commands["routing-all-fc"]
+    )
 
     table = table2.main(table2.Args(results_dir=str(tmp_path)))
     rows = [line for line in table.splitlines() if line.startswith("| 8 | routing-all-fc | ours | digits")]
@@ -262,18 +271,6 @@ def test_every_runner_trains_on_cuda(tmp_path, aec):
     )
 
 
-def test_the_mlp_learners_get_the_networks_device():
-    runs = load("paper_runs")
-    args = runs.PaperArgs(dataset="digits-mtl")
-    env = routing_env.env(router="dispatched", hidden_width=16, filters=8)
-    for name in ("routing-all-fc-dispatched", "qlearning-per-task-approx"):
-        router = runs.make_router(runs.MODELS[name], args, env, seed=0, device="meta")
-        assert {learner.device for learner in router.values()} == {torch.device("meta")}, name
-    # the tabular Q-learner takes the device too (it has no tensors to put there)
-    router = runs.make_router(runs.MODELS["qlearning-per-task-table"], args, env, seed=0, device="cpu")
-    assert len(router) == 11
-
-
 def test_aec_flag_trains_the_routers_through_the_aec_env_and_runs_keep_their_path(tmp_path, capsys):
     fig04 = load("fig04_rl_algorithms")
     models = ["routing-all-fc", "reinforce-per-task-approx"]
@@ -290,7 +287,7 @@ def test_aec_flag_trains_the_routers_through_the_aec_env_and_runs_keep_their_pat
     meta = json.loads(aec["json"].read_text())
     assert "--aec" in meta["command"] and meta["args"]["aec"] is True
     wpl_command = next(r["equivalent_command"] for r in meta["runs"] if r["model"] == "routing-all-fc")
-    assert wpl_command.endswith("--epochs 1 --aec")
+    assert " --aec " in wpl_command
     rows = read_csv(aec["csv"])
     capsys.readouterr()
     # a REINFORCE run written before --aec existed has no "aec" in its config.json: an AEC run
@@ -538,13 +535,11 @@ def test_width_and_schedule_follow_the_setting_and_name_the_run_folders():
     )
     assert runs.output_stem(runs.FIG8, wide) == "fig08_routing_vs_baselines_mnist-mtl_h64_plr-blocks"
     # every runner gets the width; only WPL gets the policy schedule
-    run_dir = Path("runs") / "x"
-    assert runs.script_args(baseline, paper, 0, run_dir).hidden_width == 48
-    assert runs.script_args(agents, paper, 0, run_dir).policy_lr_schedule == "constant"
-    assert runs.script_args(wpl, paper, 0, run_dir).policy_lr_schedule == "blocks"
-    assert runs.equivalent_command(wpl, paper, 0).endswith(
-        "--hidden-width 48 --rho 0.3 --policy-lr-schedule blocks"
-    )
+    assert runs.run_options(baseline, paper, 0)["hidden_width"] == 48
+    assert "policy_lr_schedule" not in runs.run_options(agents, paper, 0)
+    assert runs.run_options(wpl, paper, 0)["policy_lr_schedule"] == "blocks"
+    assert runs.run_options(agents, paper, 0)["learner"] == "reinforce-mlp"
+    assert " --hidden-width 48 --policy-lr-schedule blocks " in runs.equivalent_command(wpl, paper, 0)
     with pytest.raises(ValueError, match="--hidden"):
         runs.PaperArgs(hidden=0)
 
@@ -559,13 +554,12 @@ def test_a_run_without_a_recorded_option_is_reused_only_for_that_options_old_def
     saved = json.loads((run_dir / "config.json").read_text())
     del saved["config"]["policy_lr_schedule"]  # written before --policy-lr-schedule existed
     (run_dir / "config.json").write_text(json.dumps(saved))
-    runs.check_reusable(model, args, 0, run_dir)  # constant, the default then: fits
+    assert runs.reuse_problem(model, args, 0, run_dir) is None  # constant, the default then: fits
     blocks = fig08.Args(**common, models=model.name, policy_lr_schedule="blocks")
-    with pytest.raises(ValueError, match="policy_lr_schedule not recorded"):
-        runs.check_reusable(model, blocks, 0, run_dir)
+    assert "policy_lr_schedule not recorded" in runs.reuse_problem(model, blocks, 0, run_dir)
     # a value recorded and different is refused too (the names keep such runs apart anyway)
-    with pytest.raises(ValueError, match="hidden_width=128 .now 64."):
-        runs.check_reusable(model, fig08.Args(**common, models=model.name, hidden=64), 0, run_dir)
+    wide = fig08.Args(**common, models=model.name, hidden=64)
+    assert "hidden_width=128 (now 64)" in runs.reuse_problem(model, wide, 0, run_dir)
 
 
 @pytest.mark.parametrize(
@@ -599,16 +593,124 @@ def test_a_run_cut_short_resumes_bit_identically(tmp_path, capsys, script, model
         assert_same_state(a[key], b[key], key)
 
 
-def test_an_agents_run_folder_without_a_checkpoint_is_trained_again(tmp_path, capsys):
+def test_a_run_folder_that_cannot_be_resumed_is_refused_and_deleted_only_with_overwrite(tmp_path, capsys):
     fig04 = load("fig04_rl_algorithms")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
     paths = fig04.main(fig04.Args(**common, models="qlearning-per-task-table"))
     run_dir = Path(json.loads(paths["json"].read_text())["runs"][0]["run_dir"])
     rows = read_csv(paths["csv"])
-    (run_dir / "checkpoint.pt").unlink()  # written before these runs kept checkpoints
-    again = fig04.main(fig04.Args(**dict(common, epochs=2), models="qlearning-per-task-table"))
-    assert "resuming" not in capsys.readouterr().err
+    (
+        run_dir / "checkpoint.pt"
+    ).unlink()  # e.g. a run of the former runner, written before it kept checkpoints
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(
+        ValueError, match=r"holds 1 epochs but no checkpoint.*Nothing was changed.*--overwrite"
+    ):
+        fig04.main(fig04.Args(**dict(common, epochs=2), models="qlearning-per-task-table"))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    capsys.readouterr()
+    again = fig04.main(
+        fig04.Args(**dict(common, epochs=2), models="qlearning-per-task-table", overwrite=True)
+    )
+    assert f"--overwrite: deleting {run_dir}" in capsys.readouterr().err
     assert without_times(read_csv(again["csv"]))[:1] == without_times(rows)  # the same first epoch
+    assert (run_dir / "checkpoint.pt").is_file()
+
+
+def test_a_run_folder_killed_in_its_first_epoch_is_set_aside_not_deleted(tmp_path, capsys):
+    fig08 = load("fig06_08_routing_vs_baselines")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    paths = fig08.main(fig08.Args(**common, models="task-specific-1-fc"))
+    run_dir = Path(json.loads(paths["json"].read_text())["runs"][0]["run_dir"])
+    rows = read_csv(paths["csv"])
+    # as a run killed during its first epoch leaves its folder: config.json, no epoch, no checkpoint
+    (run_dir / "checkpoint.pt").unlink()
+    metrics = run_dir / "metrics.csv"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    kept = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"}
+    capsys.readouterr()
+    again = fig08.main(fig08.Args(**common, models="task-specific-1-fc"))
+    assert "has no finished epoch: set aside as" in capsys.readouterr().err
+    (aside,) = run_dir.parent.glob(f"{run_dir.name}.unfinished-*")
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.name != ".lock"} == kept  # nothing lost
+    assert without_times(read_csv(again["csv"])) == without_times(rows)
+
+
+@pytest.mark.parametrize(
+    ("script", "model"),
+    [
+        ("fig04_rl_algorithms", "routing-all-fc"),
+        ("fig04_rl_algorithms", "reinforce-per-task-approx"),
+        ("fig06_08_routing_vs_baselines", "task-specific-1-fc"),
+    ],
+    ids=["wpl", "reinforce-learner", "baseline"],
+)
+def test_a_figure_point_is_what_the_training_script_run_by_hand_gives(tmp_path, script, model):
+    """The driver runs train_wpl.py / train_baseline.py as a command: its rows equal a direct run's."""
+    fig = load(script)
+    paths = fig.main(
+        fig.Args(
+            **dict(TINY, epochs=2),
+            dataset="digits-mtl",
+            models=model,
+            output_dir=str(tmp_path),
+            runs_dir=str(tmp_path / "runs"),
+        )
+    )
+    (run,) = json.loads(paths["json"].read_text())["runs"]
+    argv = shlex.split(run["equivalent_command"])
+    assert argv[0] == "python" and argv[1] in ("examples/train_wpl.py", "examples/train_baseline.py")
+    direct = tmp_path / "direct"
+    done = subprocess.run(
+        [sys.executable, *argv[1:], "--output-dir", str(direct), "--run-name", "run", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    by_hand = read_csv(direct / "run" / "metrics.csv")
+    assert without_times(read_csv(Path(run["run_dir"]) / "metrics.csv")) == without_times(by_hand)
+    rows = read_csv(paths["csv"])
+    keys = ("epoch", "test_accuracy", "test_accuracy_stochastic", "train_accuracy", "lr")
+    assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in by_hand]
+    assert [r["model"] for r in rows] == [model, model]
+
+
+def test_figs_6_to_8_take_any_baseline_and_table2_prints_any_model_run(tmp_path):
+    runs, fig08, table2 = load("paper_runs"), load("fig06_08_routing_vs_baselines"), load("table2")
+    from routing_env.baselines import BASELINE_NAMES
+
+    for figure in (runs.FIG6, runs.FIG7, runs.FIG8):
+        assert set(BASELINE_NAMES) | {"routing-all-fc"} <= set(figure.accepts())
+        assert figure.models == list(figure.labels)  # the default: the paper's models
+        args = fig08.Args(dataset=figure.paper_dataset, models=",".join(BASELINE_NAMES))
+        assert args.model_names(figure) == list(BASELINE_NAMES)
+    assert "soft-mixture-all-fc" not in runs.FIG6.models and runs.FIG6.label("soft-mixture-all-fc")
+    with pytest.raises(ValueError, match="not in Fig. 4"):
+        runs.PaperArgs(models="cross-stitch-all-fc").model_names(runs.FIG4)
+    for name in BASELINE_NAMES:  # a baseline added to the registry runs as train_baseline.py --model NAME
+        model = runs.model_of(name)
+        assert (model.runner, model.script, model.options["model"]) == ("baseline", "train_baseline.py", name)
+    # Table 2 has a row for a model the figure's CSV holds beyond the paper's (a later baseline)
+    columns = runs.CSV_COLUMNS
+    rows = [
+        dict(
+            zip(
+                columns,
+                ["6", "cifar-mtl", m, m, "0", "1", acc, "", "0.5", "0.001", "100", "20", "1", "1"],
+                strict=True,
+            )
+        )
+        for m, acc in (("routing-all-fc", "0.5"), ("new-baseline-all-fc", "0.25"))
+    ]
+    runs.write_csv(tmp_path / "fig06_routing_vs_baselines_cifar-mtl.csv", rows)
+    meta = {"figure": "6", "dataset": "cifar-mtl", "command": "python examples/paper/x.py", "runs": []}
+    (tmp_path / "fig06_routing_vs_baselines_cifar-mtl.json").write_text(json.dumps(meta))
+    table = table2.main(table2.Args(results_dir=str(tmp_path)))
+    assert "| 6 | new-baseline-all-fc | ours | CIFAR-MTL, fc 128, 100/20 | 25.00 |" in table
+    assert "| 6 | CIFAR-MTL, fc 128 | new-baseline-all-fc | 1 | 1 | +25.00 |" in table
+    assert "| 6 | new-baseline-all-fc | ours | CIFAR-MTL | not run |" not in table
 
 
 def test_seed_statistics_by_hand():

@@ -122,6 +122,94 @@ def test_resume_is_bit_identical(train_wpl, tmp_path, router, aec):
 def test_a_single_tabular_wpl_router_is_refused(train_wpl):
     with pytest.raises(ValueError, match="could not route by task"):
         train_wpl.Args(router="single")
+    assert train_wpl.Args(router="single", learner="reinforce-mlp").router == "single"  # sees (v, t)
+
+
+@pytest.mark.parametrize(
+    ("learner", "router", "cls", "representation"),
+    [
+        ("reinforce-mlp", "single", "Reinforce", "mlp"),
+        ("reinforce-mlp", "dispatched", "Reinforce", "mlp"),
+        ("qlearning-mlp", "per_task", "QLearning", "mlp"),
+        ("qlearning-table", "per_task", "QLearning", "table"),
+    ],
+)
+def test_the_learner_flag_builds_the_papers_fig4_routers(train_wpl, learner, router, cls, representation):
+    import agents
+    import routing_env
+
+    args = train_wpl.Args(
+        learner=learner,
+        router=router,
+        reinforce_lr=0.02,
+        qlearning_lr=0.3,
+        qlearning_mlp_lr=0.004,
+        epsilon=0.2,
+    )
+    env = routing_env.env(router=router, hidden_width=16, filters=8)
+    learners = train_wpl.make_router(dataclasses.replace(args, device="meta"), env)
+    routers = {k: v for k, v in learners.items() if k.startswith("router_")}
+    assert len(routers) == (1 if router == "single" else 10)
+    assert {type(v).__name__ for v in routers.values()} == {cls}
+    expected_lr = {"reinforce-mlp": 0.02, "qlearning-mlp": 0.004, "qlearning-table": 0.3}[learner]
+    for learner_ in routers.values():
+        assert learner_.representation == representation and learner_.lr == expected_lr
+        if cls == "QLearning":
+            assert learner_.epsilon == 0.2
+        if representation == "mlp":  # the MLPs run on the network's device
+            assert learner_.device == torch.device("meta")
+    if router == "dispatched":  # a REINFORCE dispatcher at --reinforce-lr
+        dispatcher = learners["dispatcher_0"]
+        assert isinstance(dispatcher, agents.Dispatcher) and dispatcher.lr == 0.02
+        assert dispatcher.device == torch.device("meta")
+
+
+def to_paper_agents_format(run_dir: Path, model: str) -> None:
+    """Rewrite a --learner run as the former in-process paper runner wrote its REINFORCE / Q-learning
+    runs: kind "paper-agents", the learner options nested under "learner_options", the model named."""
+    nested = ("reinforce_lr", "qlearning_lr", "qlearning_mlp_lr", "epsilon")
+
+    def old(config: dict) -> dict:
+        config = {k: v for k, v in config.items() if k not in nested}
+        config["model"] = model
+        config["learner_options"] = {k: saved[k] for k in nested}
+        return config
+
+    path = run_dir / "config.json"
+    payload = json.loads(path.read_text())
+    saved = payload["config"]
+    payload["config"], payload["kind"] = old(saved), "paper-agents"
+    path.write_text(json.dumps(payload))
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    checkpoint["config"] = old(checkpoint["config"])
+    save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
+
+
+def test_a_reinforce_run_of_the_former_paper_runner_resumes_bit_identically(train_wpl, tmp_path):
+    common = dict(
+        TINY,
+        learner="reinforce-mlp",
+        reinforce_lr=0.02,
+        max_train_samples=96,
+        batch_size=32,
+        output_dir=str(tmp_path),
+    )
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="resumed", **common))
+    to_paper_agents_format(tmp_path / "resumed", "reinforce-per-task-approx")
+    train_wpl.main(
+        train_wpl.Args(epochs=2, resume=str(tmp_path / "resumed"), progress=False, tensorboard=False)
+    )
+    saved = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    assert (
+        saved["kind"] == "paper-agents" and saved["config"]["reinforce_lr"] == 0.02
+    )  # read back from its nest
+    straight = read_rows(tmp_path / "straight" / "metrics.csv")
+    assert without_times(straight) == without_times(read_rows(tmp_path / "resumed" / "metrics.csv"))
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    for key in ("env", "agents", "rng"):
+        assert_same_state(a[key], b[key], key)
 
 
 def test_the_policy_learning_rate_can_follow_the_block_schedule(train_wpl, tmp_path):
