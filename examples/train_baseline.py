@@ -10,6 +10,18 @@ SimpleConvNet trunk as the routed network, followed by a static multi-task head
   them (Misra et al., 2016);
 - ``soft-mixture-all-fc``: the routed network's blocks, mixed by a per-layer softmax.
 
+Beyond the paper (issue 17):
+
+- ``mmoe-all-fc``: multi-gate mixture of experts (Ma et al., KDD 2018): shared experts at
+  each hidden fc layer (``--blocks-per-layer``, default one per task as routing-all-fc),
+  mixed by an input-conditioned softmax gate per task, and a classifier per task;
+- ``gumbel-router-all-fc``: routing-all-fc's blocks with a differentiable router: per-task
+  logits per depth, straight-through Gumbel-softmax in training with the temperature
+  decaying exponentially from ``--gumbel-tau-start`` at the first optimizer step to
+  ``--gumbel-tau-end`` at the last one of the run's epochs (a resume with more epochs
+  than the run was started for stretches the rest of the decay over the new budget),
+  greedy routes (argmax) in evaluation, printed at the end and kept in summary.json.
+
 The data, minibatches, optimizer settings and learning-rate schedule match
 ``examples/train_wpl.py`` option for option (same defaults), so both get the same
 training budget, and the run folder has the same layout and ``metrics.csv`` format
@@ -21,6 +33,7 @@ while a run trains, so a second run with the same ``--run-name`` is refused.
 
     python examples/train_baseline.py --model task-specific-all-fc
     python examples/train_baseline.py --model cross-stitch-all-fc --dataset cifar-mtl --data-root ~/data
+    python examples/train_baseline.py --model gumbel-router-all-fc --gumbel-tau-start 1.0 --gumbel-tau-end 0.1
     python examples/train_baseline.py --resume runs/task-specific-1-fc-digits-mtl-s0-20250101-120000 --epochs 40
 """
 
@@ -40,6 +53,7 @@ from routing_env.baselines import (
     BaselineModel,
     DeviceSplit,
     EpochStats,
+    GumbelRouterFC,
     build_baseline,
     evaluate_model,
     model_optimizer,
@@ -72,12 +86,17 @@ from routing_env.optim import StepDecay
 
 @dataclass
 class Args(DatasetOptions):
-    """Train a non-routed multi-task baseline (task-specific / cross-stitch / soft-mixture)."""
+    """Train a non-routed multi-task baseline (task-specific / cross-stitch / soft-mixture / MMoE / Gumbel router)."""
 
     model: Literal[
-        "task-specific-1-fc", "task-specific-all-fc", "cross-stitch-all-fc", "soft-mixture-all-fc"
+        "task-specific-1-fc",
+        "task-specific-all-fc",
+        "cross-stitch-all-fc",
+        "soft-mixture-all-fc",
+        "mmoe-all-fc",
+        "gumbel-router-all-fc",
     ] = "task-specific-1-fc"
-    """baseline architecture after the shared SimpleConvNet trunk (paper section 4)"""
+    """baseline architecture after the shared SimpleConvNet trunk (paper section 4; mmoe-all-fc and gumbel-router-all-fc: beyond the paper)"""
 
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
 
@@ -106,6 +125,12 @@ class Args(DatasetOptions):
     """units of the hidden fc layers"""
     cross_stitch_self_weight: float = 0.9
     """initial diagonal of the cross-stitch units (off-diagonal: the rest, spread evenly)"""
+    blocks_per_layer: int | None = None
+    """experts (mmoe-all-fc) or blocks (gumbel-router-all-fc) per routed fc layer (none: one per task, as routing-all-fc); the other models have one column per task"""
+    gumbel_tau_start: float = 1.0
+    """gumbel-router-all-fc: Gumbel-softmax temperature of the first optimizer step"""
+    gumbel_tau_end: float = 0.1
+    """gumbel-router-all-fc: temperature of the run's last optimizer step (exponential decay in between)"""
 
     # --- run folder, machine
     seed: int = 0
@@ -132,9 +157,25 @@ class Args(DatasetOptions):
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
+        if self.blocks_per_layer is not None:
+            if self.blocks_per_layer < 1:
+                raise ValueError(f"--blocks-per-layer must be >= 1 or none, got {self.blocks_per_layer}")
+            if self.model not in ("mmoe-all-fc", "gumbel-router-all-fc"):
+                raise ValueError(
+                    f"--blocks-per-layer applies to mmoe-all-fc and gumbel-router-all-fc; {self.model} "
+                    "has one column per task"
+                )
+        if not (self.gumbel_tau_start > 0 and self.gumbel_tau_end > 0):
+            raise ValueError(
+                f"--gumbel-tau-start and --gumbel-tau-end must be > 0, got {self.gumbel_tau_start}, "
+                f"{self.gumbel_tau_end}"
+            )
 
 
-def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
+def make_model(args: Args, dataset: MultiTaskDataset, *, epochs: int | None = None) -> BaselineModel:
+    """The run's model on its device; ``epochs`` (default ``args.epochs``) is the budget the
+    Gumbel router's temperature decays over: its optimizer steps, as :func:`train_epoch` takes them."""
+    steps_per_epoch = -(-len(dataset.train) // args.batch_size)
     return build_baseline(
         args.model,
         dataset=dataset,
@@ -142,6 +183,10 @@ def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
         hidden_width=args.hidden_width,
         cross_stitch_self_weight=args.cross_stitch_self_weight,
         seed=args.seed,
+        blocks_per_layer=args.blocks_per_layer,
+        gumbel_tau_start=args.gumbel_tau_start,
+        gumbel_tau_end=args.gumbel_tau_end,
+        gumbel_anneal_steps=int(args.epochs if epochs is None else epochs) * steps_per_epoch,
     ).to(resolve_device(args.device))
 
 
@@ -170,7 +215,8 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     seed_everything(args.seed)
 
     dataset = load_run_dataset(args)
-    model = make_model(args, dataset)
+    # the temperature decays over the epochs the run is trained for (config.json's, or more)
+    model = make_model(args, dataset, epochs=run.recorded_epochs)
     optimizer = model_optimizer(
         model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
     )
@@ -292,11 +338,23 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             )
     if writer is not None:
         writer.close()
-    return summarize(run_dir, metrics, dataset, args.model)
+    routes = model.head.routes().tolist() if isinstance(model.head, GumbelRouterFC) else None
+    return summarize(run_dir, metrics, dataset, args.model, routes=routes)
 
 
-def summarize(run_dir: Path, metrics: MetricsCSV, dataset: MultiTaskDataset, model: str) -> dict[str, Any]:
-    """Print the final per-task table; write and return RUN_DIR/summary.json."""
+def summarize(
+    run_dir: Path,
+    metrics: MetricsCSV,
+    dataset: MultiTaskDataset,
+    model: str,
+    *,
+    routes: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """Print the final per-task table; write and return RUN_DIR/summary.json.
+
+    ``routes``: a router's greedy routes (the block each task picks at each depth),
+    printed and kept in the summary.
+    """
     rows = metrics.rows()
     if not rows:
         raise RuntimeError(f"{run_dir} has no finished epoch to summarize")
@@ -321,6 +379,9 @@ def summarize(run_dir: Path, metrics: MetricsCSV, dataset: MultiTaskDataset, mod
         "test_accuracy_per_task": test_acc[:-1],
         "wall_time_s": float(last["wall_time_s"]),
     }
+    if routes is not None:
+        print("greedy routes (block per depth): " + "; ".join(f"{t}: {r}" for t, r in enumerate(routes)))
+        summary["routes"] = routes
     write_summary(run_dir, summary)
     return summary
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from routing_env.baselines import BASELINE_NAMES
+from routing_env.baselines import ALL_BASELINE_NAMES
 from routing_env.experiments import load_checkpoint, metric_columns
 
 from .script_flags import help_flags, script_help, undocumented_fields
@@ -32,7 +32,7 @@ def without_times(rows):
     return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in rows]
 
 
-@pytest.mark.parametrize("model", BASELINE_NAMES)
+@pytest.mark.parametrize("model", ALL_BASELINE_NAMES)
 def test_smoke_run_of_every_baseline(train_baseline, tmp_path, model):
     summary = train_baseline.main(
         train_baseline.Args(model=model, epochs=1, output_dir=str(tmp_path), run_name="run", **TINY)
@@ -101,7 +101,7 @@ def test_the_progress_bar_reads_the_running_accuracy_and_changes_no_result(
 
 def test_every_option_has_help(train_baseline):
     assert undocumented_fields(train_baseline.Args) == []
-    assert help_flags(script_help("examples/train_baseline.py"))["--model"] == sorted(BASELINE_NAMES)
+    assert help_flags(script_help("examples/train_baseline.py"))["--model"] == sorted(ALL_BASELINE_NAMES)
 
 
 def test_cli_runs_end_to_end(tmp_path):
@@ -123,7 +123,7 @@ def test_cli_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("model", BASELINE_NAMES)
+@pytest.mark.parametrize("model", ALL_BASELINE_NAMES)
 def test_every_baseline_trains_on_cuda_and_resumes_on_the_cpu(train_baseline, tmp_path, model):
     common = dict(TINY, model=model, output_dir=str(tmp_path))
     train_baseline.main(train_baseline.Args(epochs=1, device="cuda", run_name="run", **common))
