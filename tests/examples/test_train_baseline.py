@@ -79,6 +79,56 @@ def test_resume_is_bit_identical(train_baseline, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+class KilledError(Exception):
+    """Stands for the process being killed."""
+
+
+@pytest.mark.parametrize("model", ["mmoe-all-fc", "gumbel-router-all-fc"])
+def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, monkeypatch, model):
+    # killed in epoch 2 after its metrics row, before its checkpoint: the resume redoes
+    # epoch 2 from epoch 1's checkpoint (weights, optimizer, data order, the global
+    # generators that draw the Gumbel noise, the router's step count) and goes on to 3
+    common = dict(TINY, model=model, batch_size=32, epochs=3, output_dir=str(tmp_path))
+    train_baseline.main(train_baseline.Args(run_name="straight", **common))
+    save = train_baseline.save_checkpoint
+    saved = []
+
+    def save_then_die(path, state):
+        if saved:
+            raise KilledError
+        saved.append(state["epoch"])
+        return save(path, state)
+
+    monkeypatch.setattr(train_baseline, "save_checkpoint", save_then_die)
+    with pytest.raises(KilledError):
+        train_baseline.main(train_baseline.Args(run_name="killed", **common))
+    monkeypatch.setattr(train_baseline, "save_checkpoint", save)
+    run = tmp_path / "killed"
+    assert saved == [1] and len(read_rows(run / "metrics.csv")) == 2
+    train_baseline.main(train_baseline.Args(resume=str(run), progress=False))
+
+    straight = read_rows(tmp_path / "straight" / "metrics.csv")
+    assert len(straight) == 3 and without_times(read_rows(run / "metrics.csv")) == without_times(straight)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(run / "checkpoint.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b["model"][key]), key
+        else:  # the router's step count (its temperature schedule)
+            assert value == b["model"][key], key
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert (
+        summary["test_accuracy"]
+        == json.loads((tmp_path / "straight" / "summary.json").read_text())["test_accuracy"]
+    )
+    if model == "gumbel-router-all-fc":
+        assert a["model"]["head._extra_state"] == {"steps": 30}  # 3 epochs of 10 steps
+        assert summary["routes"] == json.loads((tmp_path / "straight" / "summary.json").read_text())["routes"]
+        assert len(summary["routes"]) == 10 and all(len(r) == 3 for r in summary["routes"])
+
+
 class Terminal(io.StringIO):
     """A stderr that says it is a terminal, so that the progress bar is drawn."""
 
