@@ -21,6 +21,8 @@ Beyond the paper (issue 17):
   ``--gumbel-tau-end`` at the last one of the run's epochs (a resume with more epochs
   than the run was started for stretches the rest of the decay over the new budget),
   greedy routes (argmax) in evaluation, printed at the end and kept in summary.json.
+  ``--gumbel-logits-lr`` gives the logits a learning rate of their own (as the RL routers
+  have theirs): at the blocks' 1e-3 they barely move in a few epochs on digits-MTL.
 
 The data, minibatches, optimizer settings and learning-rate schedule match
 ``examples/train_wpl.py`` option for option (same defaults), so both get the same
@@ -62,6 +64,7 @@ from routing_env.baselines import (
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import (
     CHECKPOINT_FILE,
+    DEFAULT_EPOCHS,
     METRICS_FILE,
     DatasetOptions,
     MetricsCSV,
@@ -131,6 +134,8 @@ class Args(DatasetOptions):
     """gumbel-router-all-fc: Gumbel-softmax temperature of the first optimizer step"""
     gumbel_tau_end: float = 0.1
     """gumbel-router-all-fc: temperature of the run's last optimizer step (exponential decay in between)"""
+    gumbel_logits_lr: float | None = None
+    """gumbel-router-all-fc: learning rate of the route logits, a second parameter group of the same optimizer, decayed with the blocks' (none: --lr)"""
 
     # --- run folder, machine
     seed: int = 0
@@ -165,6 +170,11 @@ class Args(DatasetOptions):
                     f"--blocks-per-layer applies to mmoe-all-fc and gumbel-router-all-fc; {self.model} "
                     "has one column per task"
                 )
+        if self.gumbel_logits_lr is not None:
+            if self.model != "gumbel-router-all-fc":
+                raise ValueError(f"--gumbel-logits-lr applies to gumbel-router-all-fc, not {self.model}")
+            if not self.gumbel_logits_lr > 0:
+                raise ValueError(f"--gumbel-logits-lr must be > 0 or none, got {self.gumbel_logits_lr}")
         if not (self.gumbel_tau_start > 0 and self.gumbel_tau_end > 0):
             raise ValueError(
                 f"--gumbel-tau-start and --gumbel-tau-end must be > 0, got {self.gumbel_tau_start}, "
@@ -173,7 +183,8 @@ class Args(DatasetOptions):
 
 
 def make_model(args: Args, dataset: MultiTaskDataset, *, epochs: int | None = None) -> BaselineModel:
-    """The run's model on its device; ``epochs`` (default ``args.epochs``) is the budget the
+    """The run's model on its device; ``epochs`` (default ``args.epochs``, or
+    :data:`DEFAULT_EPOCHS` for None) is the budget the
     Gumbel router's temperature decays over: its optimizer steps, as :func:`train_epoch` takes them."""
     steps_per_epoch = -(-len(dataset.train) // args.batch_size)
     return build_baseline(
@@ -186,7 +197,7 @@ def make_model(args: Args, dataset: MultiTaskDataset, *, epochs: int | None = No
         blocks_per_layer=args.blocks_per_layer,
         gumbel_tau_start=args.gumbel_tau_start,
         gumbel_tau_end=args.gumbel_tau_end,
-        gumbel_anneal_steps=int(args.epochs if epochs is None else epochs) * steps_per_epoch,
+        gumbel_anneal_steps=int(epochs or args.epochs or DEFAULT_EPOCHS) * steps_per_epoch,
     ).to(resolve_device(args.device))
 
 
@@ -218,7 +229,12 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     # the temperature decays over the epochs the run is trained for (config.json's, or more)
     model = make_model(args, dataset, epochs=run.recorded_epochs)
     optimizer = model_optimizer(
-        model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        model,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        routing_lr=args.gumbel_logits_lr,
     )
     lr_schedule = StepDecay(every=args.lr_decay_every, factor=args.lr_decay_factor)
     # the data order: its own generator, drawn from the run seed

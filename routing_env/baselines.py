@@ -58,7 +58,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -239,6 +239,13 @@ class BaselineModel(nn.Module):
         """
         head_parameters = getattr(self.head, "task_parameters", None)
         return list(head_parameters(task)) if callable(head_parameters) else []
+
+    def routing_parameters(self) -> list[nn.Parameter]:
+        """The parameters that choose routes rather than compute (the Gumbel router's
+        logits; none for the other baselines): :func:`model_optimizer` can give them a
+        learning rate of their own."""
+        head_parameters = getattr(self.head, "routing_parameters", None)
+        return list(head_parameters()) if callable(head_parameters) else []
 
 
 class TaskSpecificFC(nn.Module):
@@ -757,6 +764,10 @@ class GumbelRouterFC(nn.Module):
         """Task ``task``'s route logits (every block may serve every task)."""
         return [self.route_logits[task]]
 
+    def routing_parameters(self) -> list[nn.Parameter]:
+        """Every task's route logits."""
+        return list(self.route_logits)
+
     def get_extra_state(self) -> dict[str, int]:
         return {"steps": self.steps}
 
@@ -897,11 +908,37 @@ def model_optimizer(
     lr: float = 1e-2,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    routing_lr: float | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer of ``model``'s trainable parameters, built as the env builds its own
-    (:func:`routing_env.optim.make_optimizer`, the one factory), with these settings."""
+    (:func:`routing_env.optim.make_optimizer`, the one factory), with these settings.
+
+    Args:
+        routing_lr: Learning rate of the routing parameters of a
+            :class:`BaselineModel` (:meth:`BaselineModel.routing_parameters`: the Gumbel
+            router's logits), in a second parameter group of the same optimizer, decayed
+            with the first. None (default): ``lr``, one group for every parameter.
+
+    Raises:
+        ValueError: On a ``routing_lr`` that is not positive, or one given for a model
+            without routing parameters.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    return optim.make_optimizer(params, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if routing_lr is None:
+        return optim.make_optimizer(
+            params, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+    if not routing_lr > 0:
+        raise ValueError(f"routing_lr must be > 0 or None, got {routing_lr!r}")
+    routing = model.routing_parameters() if isinstance(model, BaselineModel) else []
+    if not routing:
+        raise ValueError("routing_lr applies to a model with routing parameters (gumbel-router-all-fc)")
+    ids = {id(p) for p in routing}
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in params if id(p) not in ids]},
+        {"params": [p for p in routing if p.requires_grad], "lr": routing_lr},
+    ]
+    return optim.make_optimizer(groups, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def __getattr__(name: str) -> object:

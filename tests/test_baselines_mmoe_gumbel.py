@@ -309,3 +309,23 @@ def test_cuda_steps_never_wait_on_the_device(small, name):
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
     assert stats.updates == 40
     assert 1 <= len(syncs) <= 6, syncs  # as the paper's baselines: none per step
+
+
+def test_the_route_logits_may_have_a_learning_rate_of_their_own(small):
+    model = build_baseline("gumbel-router-all-fc", dataset=small, seed=0)
+    assert model.routing_parameters() == list(model.head.route_logits)
+    plain = model_optimizer(model, optimizer="adam", lr=1e-3)
+    assert len(plain.param_groups) == 1  # the default: one group, as every other baseline
+    optimizer = model_optimizer(model, optimizer="adam", lr=1e-3, routing_lr=0.1)
+    blocks, logits = optimizer.param_groups
+    assert logits["lr"] == 0.1 and blocks["lr"] == 1e-3
+    assert {id(p) for p in logits["params"]} == {id(p) for p in model.head.route_logits}
+    assert len(blocks["params"]) + len(logits["params"]) == len(list(model.parameters()))
+    before = torch.stack(list(model.head.route_logits)).detach().clone()
+    train_epoch(model, optimizer, small, batch_size=64, rng=np.random.default_rng(0))
+    moved = (torch.stack(list(model.head.route_logits)).detach() - before).abs().max()
+    assert moved > 0.3  # ten Adam steps of 0.1 (at 1e-3 they would stay under 0.01)
+    with pytest.raises(ValueError, match="routing parameters"):
+        model_optimizer(build_baseline("mmoe-all-fc", dataset=small), routing_lr=0.1)
+    with pytest.raises(ValueError, match="routing_lr"):
+        model_optimizer(model, routing_lr=0.0)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from routing_env.baselines import ALL_BASELINE_NAMES
+from routing_env.datasets import digits_mtl
 from routing_env.experiments import load_checkpoint, metric_columns
 
 from .script_flags import help_flags, script_help, undocumented_fields
@@ -83,12 +84,16 @@ class KilledError(Exception):
     """Stands for the process being killed."""
 
 
-@pytest.mark.parametrize("model", ["mmoe-all-fc", "gumbel-router-all-fc"])
-def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, monkeypatch, model):
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [("mmoe-all-fc", {}), ("gumbel-router-all-fc", {}), ("gumbel-router-all-fc", {"gumbel_logits_lr": 0.1})],
+    ids=["mmoe", "gumbel", "gumbel-logits-lr"],
+)
+def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, monkeypatch, model, options):
     # killed in epoch 2 after its metrics row, before its checkpoint: the resume redoes
     # epoch 2 from epoch 1's checkpoint (weights, optimizer, data order, the global
     # generators that draw the Gumbel noise, the router's step count) and goes on to 3
-    common = dict(TINY, model=model, batch_size=32, epochs=3, output_dir=str(tmp_path))
+    common = dict(TINY, model=model, batch_size=32, epochs=3, output_dir=str(tmp_path), **options)
     train_baseline.main(train_baseline.Args(run_name="straight", **common))
     save = train_baseline.save_checkpoint
     saved = []
@@ -118,6 +123,7 @@ def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, 
         else:  # the router's step count (its temperature schedule)
             assert value == b["model"][key], key
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == [1e-3] + [0.1] * bool(options)
     summary = json.loads((run / "summary.json").read_text())
     assert (
         summary["test_accuracy"]
@@ -147,6 +153,17 @@ def test_the_progress_bar_reads_the_running_accuracy_and_changes_no_result(
     assert "epoch 1/2" in terminal.getvalue() and "train acc 0." in terminal.getvalue()
     quiet = read_rows(tmp_path / "quiet" / "metrics.csv")
     assert without_times(read_rows(tmp_path / "bar" / "metrics.csv")) == without_times(quiet)
+
+
+def test_options_of_one_model_are_refused_for_the_others(train_baseline):
+    with pytest.raises(ValueError, match="--blocks-per-layer applies to"):
+        train_baseline.Args(model="cross-stitch-all-fc", blocks_per_layer=4)
+    with pytest.raises(ValueError, match="--gumbel-logits-lr applies to"):
+        train_baseline.Args(model="mmoe-all-fc", gumbel_logits_lr=0.1)
+    with pytest.raises(ValueError, match="must be > 0"):
+        train_baseline.Args(model="gumbel-router-all-fc", gumbel_tau_end=0.0)
+    args = train_baseline.Args(model="mmoe-all-fc", blocks_per_layer=4)
+    assert [len(layer) for layer in train_baseline.make_model(args, digits_mtl()).head.experts] == [4, 4]
 
 
 def test_every_option_has_help(train_baseline):
