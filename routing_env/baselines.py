@@ -136,6 +136,11 @@ def _check_sizes(num_tasks: int, hidden_width: int, output_size: int, fc_layers:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
 def _check_batched(batched: bool | None) -> bool | None:
     if batched is not None and not isinstance(batched, bool):
         raise TypeError(f"batched must be True, False or None (by device), got {batched!r}")
@@ -206,7 +211,8 @@ class BaselineModel(nn.Module):
     Args:
         trunk: The shared unrouted trunk (e.g. :class:`SimpleConvNet`).
         head: A module called as ``head(features_ND, tasks_N, check_tasks=...)``
-            (:class:`TaskSpecificFC`, :class:`CrossStitchFC`, :class:`SoftMixtureFC`).
+            (:class:`TaskSpecificFC`, :class:`CrossStitchFC`, :class:`SoftMixtureFC`,
+            :class:`MMoEFC`, :class:`GumbelRouterFC`).
         name: The baseline's name (for logs).
     """
 
@@ -563,7 +569,7 @@ class MMoEFC(nn.Module):
         super().__init__()
         _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
         experts = num_tasks if experts_per_layer is None else experts_per_layer
-        _check_sizes(experts, hidden_width, output_size, fc_layers)  # experts: a positive int
+        _check_count("experts_per_layer", experts)
         widths = _widths(in_features, hidden_width, output_size, fc_layers)
         self.num_tasks = num_tasks
         self.num_experts = experts
@@ -710,7 +716,7 @@ class GumbelRouterFC(nn.Module):
         super().__init__()
         _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
         blocks = num_tasks if blocks_per_layer is None else blocks_per_layer
-        _check_sizes(blocks, hidden_width, output_size, fc_layers)  # blocks: a positive int
+        _check_count("blocks_per_layer", blocks)
         if anneal_steps is not None and (isinstance(anneal_steps, bool) or anneal_steps < 1):
             raise ValueError(f"anneal_steps must be a positive int or None, got {anneal_steps!r}")
         gumbel_temperature(0, start=tau_start, end=tau_end, steps=anneal_steps)  # checks the temperatures

@@ -329,3 +329,11 @@ def test_the_route_logits_may_have_a_learning_rate_of_their_own(small):
         model_optimizer(build_baseline("mmoe-all-fc", dataset=small), routing_lr=0.1)
     with pytest.raises(ValueError, match="routing_lr"):
         model_optimizer(model, routing_lr=0.0)
+
+
+def test_bad_block_counts_are_named():
+    with pytest.raises(ValueError, match="experts_per_layer must be a positive int"):
+        mmoe(experts_per_layer=0)
+    with pytest.raises(ValueError, match="blocks_per_layer must be a positive int"):
+        GumbelRouterFC(in_features=D, hidden_width=H, output_size=K, num_tasks=T, blocks_per_layer=0)
+    assert mmoe(experts_per_layer=2).gate_weights(0, torch.zeros(3, D)).shape == (3, T, 2)
