@@ -1,4 +1,4 @@
-"""Train one of the paper's non-routed baselines with plain PyTorch (no RL).
+"""Train a baseline of the paper, or one beyond it, with plain PyTorch (no RL).
 
 Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4: the same
 SimpleConvNet trunk as the routed network, followed by a static multi-task head
@@ -18,8 +18,9 @@ Beyond the paper (issue 17):
 - ``gumbel-router-all-fc``: routing-all-fc's blocks with a differentiable router: per-task
   logits per depth, straight-through Gumbel-softmax in training with the temperature
   decaying exponentially from ``--gumbel-tau-start`` at the first optimizer step to
-  ``--gumbel-tau-end`` at the last one of the run's epochs (a resume with more epochs
-  than the run was started for stretches the rest of the decay over the new budget),
+  ``--gumbel-tau-end`` at the last one of the run's epochs (a resume with more epochs than
+  the run was started for recomputes it on the longer schedule: it rises to that
+  schedule's value at the step reached, then decays to ``--gumbel-tau-end`` again),
   greedy routes (argmax) in evaluation, printed at the end and kept in summary.json.
   ``--gumbel-logits-lr`` gives the logits a learning rate of their own (as the RL routers
   have theirs): at the blocks' 1e-3 they barely move in a few epochs on digits-MTL.
@@ -89,7 +90,7 @@ from routing_env.optim import StepDecay
 
 @dataclass
 class Args(DatasetOptions):
-    """Train a non-routed multi-task baseline (task-specific / cross-stitch / soft-mixture / MMoE / Gumbel router)."""
+    """Train a multi-task baseline without an RL router (task-specific / cross-stitch / soft-mixture / MMoE / Gumbel router)."""
 
     model: Literal[
         "task-specific-1-fc",
@@ -183,9 +184,12 @@ class Args(DatasetOptions):
 
 
 def make_model(args: Args, dataset: MultiTaskDataset, *, epochs: int | None = None) -> BaselineModel:
-    """The run's model on its device; ``epochs`` (default ``args.epochs``, or
-    :data:`DEFAULT_EPOCHS` for None) is the budget the
-    Gumbel router's temperature decays over: its optimizer steps, as :func:`train_epoch` takes them."""
+    """The run's model on its device.
+
+    ``epochs`` (default: ``args.epochs``, or :data:`DEFAULT_EPOCHS` if that is None) sets
+    the budget the Gumbel router's temperature decays over: that many epochs of optimizer
+    steps, counted as :func:`train_epoch` takes them.
+    """
     steps_per_epoch = -(-len(dataset.train) // args.batch_size)
     return build_baseline(
         args.model,
