@@ -1,4 +1,4 @@
-"""Train one of the paper's non-routed baselines with plain PyTorch (no RL).
+"""Train a baseline of the paper, or one beyond it, with plain PyTorch (no RL).
 
 Rosenbaum, Klinger & Riemer, "Routing Networks", ICLR 2018, section 4: the same
 SimpleConvNet trunk as the routed network, followed by a static multi-task head
@@ -9,6 +9,21 @@ SimpleConvNet trunk as the routed network, followed by a static multi-task head
 - ``cross-stitch-all-fc``: one column of fc layers per task, cross-stitch units between
   them (Misra et al., 2016);
 - ``soft-mixture-all-fc``: the routed network's blocks, mixed by a per-layer softmax.
+
+Beyond the paper (issue 17):
+
+- ``mmoe-all-fc``: multi-gate mixture of experts (Ma et al., KDD 2018): shared experts at
+  each hidden fc layer (``--blocks-per-layer``, default one per task as routing-all-fc),
+  mixed by an input-conditioned softmax gate per task, and a classifier per task;
+- ``gumbel-router-all-fc``: routing-all-fc's blocks with a differentiable router: per-task
+  logits per depth, straight-through Gumbel-softmax in training with the temperature
+  decaying exponentially from ``--gumbel-tau-start`` at the first optimizer step to
+  ``--gumbel-tau-end`` at the last one of the run's epochs (a resume with more epochs than
+  the run was started for recomputes it on the longer schedule: it rises to that
+  schedule's value at the step reached, then decays to ``--gumbel-tau-end`` again),
+  greedy routes (argmax) in evaluation, printed at the end and kept in summary.json.
+  ``--gumbel-logits-lr`` gives the logits a learning rate of their own (as the RL routers
+  have theirs): at the blocks' 1e-3 they barely move in a few epochs on digits-MTL.
 
 The data, minibatches, optimizer settings and learning-rate schedule match
 ``examples/train_wpl.py`` option for option (same defaults), so both get the same
@@ -21,6 +36,7 @@ while a run trains, so a second run with the same ``--run-name`` is refused.
 
     python examples/train_baseline.py --model task-specific-all-fc
     python examples/train_baseline.py --model cross-stitch-all-fc --dataset cifar-mtl --data-root ~/data
+    python examples/train_baseline.py --model gumbel-router-all-fc --gumbel-tau-start 1.0 --gumbel-tau-end 0.1
     python examples/train_baseline.py --resume runs/task-specific-1-fc-digits-mtl-s0-20250101-120000 --epochs 40
 """
 
@@ -40,6 +56,7 @@ from routing_env.baselines import (
     BaselineModel,
     DeviceSplit,
     EpochStats,
+    GumbelRouterFC,
     build_baseline,
     evaluate_model,
     model_optimizer,
@@ -48,6 +65,7 @@ from routing_env.baselines import (
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import (
     CHECKPOINT_FILE,
+    DEFAULT_EPOCHS,
     METRICS_FILE,
     DatasetOptions,
     MetricsCSV,
@@ -72,12 +90,17 @@ from routing_env.optim import StepDecay
 
 @dataclass
 class Args(DatasetOptions):
-    """Train a non-routed multi-task baseline (task-specific / cross-stitch / soft-mixture)."""
+    """Train a multi-task baseline without an RL router (task-specific / cross-stitch / soft-mixture / MMoE / Gumbel router)."""
 
     model: Literal[
-        "task-specific-1-fc", "task-specific-all-fc", "cross-stitch-all-fc", "soft-mixture-all-fc"
+        "task-specific-1-fc",
+        "task-specific-all-fc",
+        "cross-stitch-all-fc",
+        "soft-mixture-all-fc",
+        "mmoe-all-fc",
+        "gumbel-router-all-fc",
     ] = "task-specific-1-fc"
-    """baseline architecture after the shared SimpleConvNet trunk (paper section 4)"""
+    """baseline architecture after the shared SimpleConvNet trunk (paper section 4; mmoe-all-fc and gumbel-router-all-fc: beyond the paper)"""
 
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
 
@@ -106,6 +129,14 @@ class Args(DatasetOptions):
     """units of the hidden fc layers"""
     cross_stitch_self_weight: float = 0.9
     """initial diagonal of the cross-stitch units (off-diagonal: the rest, spread evenly)"""
+    blocks_per_layer: int | None = None
+    """experts (mmoe-all-fc) or blocks (gumbel-router-all-fc) per routed fc layer (none: one per task, as routing-all-fc); the other models have one column per task"""
+    gumbel_tau_start: float = 1.0
+    """gumbel-router-all-fc: Gumbel-softmax temperature of the first optimizer step"""
+    gumbel_tau_end: float = 0.1
+    """gumbel-router-all-fc: temperature of the run's last optimizer step (exponential decay in between)"""
+    gumbel_logits_lr: float | None = None
+    """gumbel-router-all-fc: learning rate of the route logits, a second parameter group of the same optimizer, decayed with the blocks' (none: --lr)"""
 
     # --- run folder, machine
     seed: int = 0
@@ -132,9 +163,34 @@ class Args(DatasetOptions):
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1 or none, got {self.torch_threads}")
+        if self.blocks_per_layer is not None:
+            if self.blocks_per_layer < 1:
+                raise ValueError(f"--blocks-per-layer must be >= 1 or none, got {self.blocks_per_layer}")
+            if self.model not in ("mmoe-all-fc", "gumbel-router-all-fc"):
+                raise ValueError(
+                    f"--blocks-per-layer applies to mmoe-all-fc and gumbel-router-all-fc; {self.model} "
+                    "has one column per task"
+                )
+        if self.gumbel_logits_lr is not None:
+            if self.model != "gumbel-router-all-fc":
+                raise ValueError(f"--gumbel-logits-lr applies to gumbel-router-all-fc, not {self.model}")
+            if not self.gumbel_logits_lr > 0:
+                raise ValueError(f"--gumbel-logits-lr must be > 0 or none, got {self.gumbel_logits_lr}")
+        if not (self.gumbel_tau_start > 0 and self.gumbel_tau_end > 0):
+            raise ValueError(
+                f"--gumbel-tau-start and --gumbel-tau-end must be > 0, got {self.gumbel_tau_start}, "
+                f"{self.gumbel_tau_end}"
+            )
 
 
-def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
+def make_model(args: Args, dataset: MultiTaskDataset, *, epochs: int | None = None) -> BaselineModel:
+    """The run's model on its device.
+
+    ``epochs`` (default: ``args.epochs``, or :data:`DEFAULT_EPOCHS` if that is None) sets
+    the budget the Gumbel router's temperature decays over: that many epochs of optimizer
+    steps, counted as :func:`train_epoch` takes them.
+    """
+    steps_per_epoch = -(-len(dataset.train) // args.batch_size)
     return build_baseline(
         args.model,
         dataset=dataset,
@@ -142,6 +198,10 @@ def make_model(args: Args, dataset: MultiTaskDataset) -> BaselineModel:
         hidden_width=args.hidden_width,
         cross_stitch_self_weight=args.cross_stitch_self_weight,
         seed=args.seed,
+        blocks_per_layer=args.blocks_per_layer,
+        gumbel_tau_start=args.gumbel_tau_start,
+        gumbel_tau_end=args.gumbel_tau_end,
+        gumbel_anneal_steps=int(epochs or args.epochs or DEFAULT_EPOCHS) * steps_per_epoch,
     ).to(resolve_device(args.device))
 
 
@@ -170,9 +230,15 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     seed_everything(args.seed)
 
     dataset = load_run_dataset(args)
-    model = make_model(args, dataset)
+    # the temperature decays over the epochs the run is trained for (config.json's, or more)
+    model = make_model(args, dataset, epochs=run.recorded_epochs)
     optimizer = model_optimizer(
-        model, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        model,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        routing_lr=args.gumbel_logits_lr,
     )
     lr_schedule = StepDecay(every=args.lr_decay_every, factor=args.lr_decay_factor)
     # the data order: its own generator, drawn from the run seed
@@ -292,11 +358,23 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             )
     if writer is not None:
         writer.close()
-    return summarize(run_dir, metrics, dataset, args.model)
+    routes = model.head.routes().tolist() if isinstance(model.head, GumbelRouterFC) else None
+    return summarize(run_dir, metrics, dataset, args.model, routes=routes)
 
 
-def summarize(run_dir: Path, metrics: MetricsCSV, dataset: MultiTaskDataset, model: str) -> dict[str, Any]:
-    """Print the final per-task table; write and return RUN_DIR/summary.json."""
+def summarize(
+    run_dir: Path,
+    metrics: MetricsCSV,
+    dataset: MultiTaskDataset,
+    model: str,
+    *,
+    routes: list[list[int]] | None = None,
+) -> dict[str, Any]:
+    """Print the final per-task table; write and return RUN_DIR/summary.json.
+
+    ``routes``: a router's greedy routes (the block each task picks at each depth),
+    printed and kept in the summary.
+    """
     rows = metrics.rows()
     if not rows:
         raise RuntimeError(f"{run_dir} has no finished epoch to summarize")
@@ -321,6 +399,9 @@ def summarize(run_dir: Path, metrics: MetricsCSV, dataset: MultiTaskDataset, mod
         "test_accuracy_per_task": test_acc[:-1],
         "wall_time_s": float(last["wall_time_s"]),
     }
+    if routes is not None:
+        print("greedy routes (block per depth): " + "; ".join(f"{t}: {r}" for t, r in enumerate(routes)))
+        summary["routes"] = routes
     write_summary(run_dir, summary)
     return summary
 

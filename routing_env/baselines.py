@@ -18,6 +18,17 @@ routed fully connected layers by a static multi-task architecture of the same wi
   the previous layer, with the weights shared by all blocks of a layer
   (``w^l_i = w^l_i'``, :class:`SoftMixtureFC`).
 
+Beyond the paper (issue 17; :data:`EXTRA_BASELINE_NAMES`):
+
+- ``mmoe-all-fc`` (multi-gate mixture of experts, Ma et al., KDD 2018): at each hidden
+  fc layer, shared experts (as many as ``routing-all-fc`` has blocks per layer) mixed by
+  a softmax gate of each task's own, conditioned on the layer's input; a classifier
+  per task (:class:`MMoEFC`).
+- ``gumbel-router-all-fc``: the routed network's blocks with a differentiable router
+  instead of an RL one: per-task logits over the blocks of each layer, sampled with a
+  straight-through Gumbel-softmax in training under a decaying temperature, greedy
+  (argmax) in evaluation (:class:`GumbelRouterFC`).
+
 Each sample belongs to one task; a column model reads its prediction from the column
 (last-layer block) of that task, so only that task's classifier receives its gradient.
 
@@ -47,7 +58,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -59,31 +70,45 @@ from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 from routing_env.network import SimpleConvNet, fc_block
 
 __all__ = [
+    "ALL_BASELINE_NAMES",
     "BASELINE_NAMES",
     "EVAL_BATCH_SIZE_CPU",
     "EVAL_BATCH_SIZE_DEVICE",
+    "EXTRA_BASELINE_NAMES",
     "BaselineModel",
     "CrossStitchFC",
     "DeviceSplit",
     "EpochStats",
+    "GumbelRouterFC",
+    "MMoEFC",
     "SoftMixtureFC",
     "TaskSpecificFC",
     "build_baseline",
     "decay_lr",
     "default_conv_layers",
     "evaluate_model",
+    "gumbel_temperature",
     "model_optimizer",
     "train_epoch",
 ]
 
 
-#: Names :func:`build_baseline` accepts, in the paper's order.
+#: The paper's baselines, in the paper's order.
 BASELINE_NAMES: tuple[str, ...] = (
     "task-specific-1-fc",
     "task-specific-all-fc",
     "cross-stitch-all-fc",
     "soft-mixture-all-fc",
 )
+
+#: Baselines beyond the paper (issue 17): per-task soft routing and a differentiable router.
+EXTRA_BASELINE_NAMES: tuple[str, ...] = ("mmoe-all-fc", "gumbel-router-all-fc")
+
+#: Every name :func:`build_baseline` accepts: the paper's, then those beyond it.
+ALL_BASELINE_NAMES: tuple[str, ...] = BASELINE_NAMES + EXTRA_BASELINE_NAMES
+
+#: The models whose number of blocks per routed layer may be set (``blocks_per_layer``).
+_BLOCK_COUNT_MODELS = frozenset(EXTRA_BASELINE_NAMES)
 
 
 def default_conv_layers(input_shape: Sequence[int]) -> int:
@@ -109,6 +134,11 @@ def _check_sizes(num_tasks: int, hidden_width: int, output_size: int, fc_layers:
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
 def _check_batched(batched: bool | None) -> bool | None:
@@ -181,7 +211,8 @@ class BaselineModel(nn.Module):
     Args:
         trunk: The shared unrouted trunk (e.g. :class:`SimpleConvNet`).
         head: A module called as ``head(features_ND, tasks_N, check_tasks=...)``
-            (:class:`TaskSpecificFC`, :class:`CrossStitchFC`, :class:`SoftMixtureFC`).
+            (:class:`TaskSpecificFC`, :class:`CrossStitchFC`, :class:`SoftMixtureFC`,
+            :class:`MMoEFC`, :class:`GumbelRouterFC`).
         name: The baseline's name (for logs).
     """
 
@@ -214,6 +245,13 @@ class BaselineModel(nn.Module):
         """
         head_parameters = getattr(self.head, "task_parameters", None)
         return list(head_parameters(task)) if callable(head_parameters) else []
+
+    def routing_parameters(self) -> list[nn.Parameter]:
+        """The parameters that choose routes rather than compute (the Gumbel router's
+        logits; none for the other baselines): :func:`model_optimizer` can give them a
+        learning rate of their own."""
+        head_parameters = getattr(self.head, "routing_parameters", None)
+        return list(head_parameters()) if callable(head_parameters) else []
 
 
 class TaskSpecificFC(nn.Module):
@@ -480,6 +518,302 @@ class SoftMixtureFC(_ColumnsFC):
         return torch.einsum("j,jnd->nd", self.mixture_weights(layer), v_TND), True
 
 
+class MMoEFC(nn.Module):
+    """Multi-gate mixture of experts (Ma et al., KDD 2018) over the routed network's fc layers.
+
+    Each hidden fc layer ``l`` holds ``E`` experts (fc blocks, by default one per task:
+    the blocks per layer of ``routing-all-fc``) and, for every task ``t``, a softmax gate
+    ``g^l_t(h) = softmax(W^l_t h + c^l_t)`` over them. A sample of task ``t`` goes
+    ``h^0 = trunk(x)``, ``h^{l+1} = sum_e g^l_t(h^l)_e expert^l_e(h^l)``, and its
+    prediction is task ``t``'s own classifier (one per task, as the ``-all-fc``
+    baselines' last layer) on the last ``h``. Each task thus has its own gates at every
+    layer; the experts are shared. With one MoE layer this is MMoE as published (shared
+    experts, one gate per task, task towers); stacking it over the hidden fc layers
+    gives the same depth and blocks as ``routing-all-fc`` and ``soft-mixture-all-fc``.
+
+    The gates are input-conditioned as in MMoE: a gate reads the representation the
+    experts of its layer read (the trunk output at layer 0, the task's own mixture
+    after). They start at zero weights and biases (a uniform mixture, as
+    ``soft-mixture-all-fc``'s zero logits), so every task starts from the same mixture
+    and tasks diverge as they train. Each task's gates are its own parameters
+    (:meth:`task_parameters`), skipped by the optimizer in a minibatch without the task.
+
+    Cost: every sample runs through every expert of a layer (one GEMM over the stacked
+    experts' weights) plus one small GEMM for every task's gate (``T * E`` outputs, of
+    which each sample keeps its own task's ``E``); no per-task loop and no host read
+    except in the classifier layer, which loops over the tasks present on the CPU
+    (``batched`` False) as :class:`TaskSpecificFC` does.
+
+    Args:
+        in_features, hidden_width, output_size, num_tasks, fc_layers: As in
+            :class:`TaskSpecificFC`.
+        experts_per_layer: ``E``, experts per hidden fc layer (None: ``num_tasks``).
+        batched: How the per-task classifiers run, as in :class:`TaskSpecificFC`.
+
+    Raises:
+        ValueError: On non-positive sizes.
+        TypeError: On a ``batched`` that is not a bool or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_features: int,
+        hidden_width: int,
+        output_size: int,
+        num_tasks: int,
+        fc_layers: int = 3,
+        experts_per_layer: int | None = None,
+        batched: bool | None = None,
+    ) -> None:
+        super().__init__()
+        _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
+        experts = num_tasks if experts_per_layer is None else experts_per_layer
+        _check_count("experts_per_layer", experts)
+        widths = _widths(in_features, hidden_width, output_size, fc_layers)
+        self.num_tasks = num_tasks
+        self.num_experts = experts
+        self.output_size = output_size
+        self.fc_layers = fc_layers
+        self.batched = _check_batched(batched)
+        # experts[l][e], gates[l][t]: fc layer l's experts and task t's gate over them
+        self.experts = nn.ModuleList(
+            nn.ModuleList(fc_block(widths[i], widths[i + 1]) for _ in range(experts))
+            for i in range(fc_layers - 1)
+        )
+        self.gates = nn.ModuleList(
+            nn.ModuleList(nn.Linear(widths[i], experts) for _ in range(num_tasks))
+            for i in range(fc_layers - 1)
+        )
+        with torch.no_grad():
+            for gate in self.gates.modules():
+                if isinstance(gate, nn.Linear):
+                    gate.weight.zero_()
+                    gate.bias.zero_()
+        self.classifiers = nn.ModuleList(
+            fc_block(widths[-2], output_size, activation=False) for _ in range(num_tasks)
+        )
+
+    def gate_weights(self, layer: int, h_ND: torch.Tensor) -> torch.Tensor:
+        """``g_NTE``: every task's gate over the experts of hidden fc layer ``layer`` on ``h_ND``.
+
+        Row ``[n, t]`` is a softmax (it sums to 1): the weights task ``t`` gives the
+        experts for the input ``h_ND[n]``.
+        """
+        gates = [cast(nn.Linear, gate) for gate in cast(nn.ModuleList, self.gates[layer])]
+        W_TEI = torch.stack([g.weight for g in gates])
+        b_TE = torch.stack([g.bias for g in gates])
+        t, e, i = W_TEI.shape
+        logits_NTE = torch.addmm(b_TE.reshape(t * e), h_ND, W_TEI.reshape(t * e, i).t()).view(-1, t, e)
+        return torch.softmax(logits_NTE, dim=2)
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """Task ``task``'s gates (one per hidden fc layer) and classifier."""
+        gates = [p for layer in self.gates for p in cast(nn.ModuleList, layer)[task].parameters()]
+        return gates + list(self.classifiers[task].parameters())
+
+    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor, *, check_tasks: bool = True) -> torch.Tensor:
+        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0], check_range=check_tasks)
+        n = torch.arange(x_ND.shape[0], device=x_ND.device)
+        h_ND = x_ND
+        for layer, experts in enumerate(self.experts):
+            v_END = _all_tasks_shared(cast(nn.ModuleList, experts), h_ND, relu=True)
+            g_NE = self.gate_weights(layer, h_ND)[n, tasks_N]  # each sample's own task's gate
+            h_ND = torch.einsum("ne,end->nd", g_NE, v_END)
+        if not _runs_batched(self.batched, x_ND):
+            return _per_task(self.classifiers, h_ND, tasks_N, self.output_size)
+        return _own_task(_all_tasks_shared(self.classifiers, h_ND, relu=False), tasks_N)
+
+
+def gumbel_temperature(step: int, *, start: float, end: float, steps: int | None) -> float:
+    """The Gumbel-softmax temperature of training step ``step`` (0-based).
+
+    Exponential decay from ``start`` at the first step to ``end`` at step ``steps - 1``,
+    then ``end``: ``tau_s = start * (end / start) ** min(s / (steps - 1), 1)``. ``steps``
+    None (or 1): ``start`` throughout.
+
+    Raises:
+        ValueError: On a non-positive temperature, a negative step or ``steps < 1``.
+    """
+    if not (start > 0 and end > 0):
+        raise ValueError(f"the temperatures must be > 0, got start={start!r}, end={end!r}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if steps is None or steps == 1:
+        return float(start)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 or None, got {steps}")
+    return float(start * (end / start) ** min(step / (steps - 1), 1.0))
+
+
+class GumbelRouterFC(nn.Module):
+    """A differentiable router over the routed network's blocks (straight-through Gumbel-softmax).
+
+    The blocks are those of ``routing-all-fc``: ``fc_layers`` layers of ``B`` fc blocks
+    (by default one per task), the last layer's blocks classifiers. Instead of an RL
+    router, each task ``t`` has learned logits ``a_t[depth]`` over the ``B`` blocks of
+    each layer (:attr:`route_logits`, zeros at the start), trained with the blocks by the
+    same optimizer on the same loss:
+
+    - Training: at every depth each sample draws its block from its task's logits with
+      ``F.gumbel_softmax(a_t[depth], tau, hard=True)``: the forward pass uses the hard
+      one-hot choice, the backward pass the gradient of the soft sample (straight
+      through). The noise comes from torch's global generator on the logits' device
+      (as dropout's), whose state ``train_baseline.py`` checkpoints, so a resumed run
+      draws the same noise.
+    - Temperature: :func:`gumbel_temperature` at the step count :attr:`steps` (training
+      forward passes; one per optimizer step in :func:`train_epoch`), from ``tau_start``
+      to ``tau_end`` over ``anneal_steps``. The count is saved in the state dict (like
+      batch norm's ``num_batches_tracked``), so a resumed run continues the schedule.
+    - Evaluation: greedy routes, ``argmax`` of each task's logits at each depth
+      (:meth:`routes`; ties go to the lowest block), as the RL routers are evaluated
+      greedily.
+
+    Cost. In training every sample runs through every block of a layer (one GEMM over
+    the stacked weights of the layer's ``B`` blocks: ``B`` times the fc FLOPs of a
+    single route), and the one-hot choice selects one of them: the straight-through
+    gradient of the logits needs every block's output (``dL/dy_b = <dL/dout, f_b(h)>``),
+    so computing only the chosen block would drop it for the blocks not taken. A block
+    that no sample chose gets a zero gradient (not None). In evaluation the routes are
+    fixed, so on the CPU (``batched`` False) each sample runs through its chosen block
+    only, samples grouped by block (one small matmul per block used, reading the
+    choices on the host); batched (the default off the CPU), every block runs and each
+    sample's is gathered, with no host read.
+
+    Args:
+        in_features, hidden_width, output_size, num_tasks, fc_layers: As in
+            :class:`TaskSpecificFC`.
+        blocks_per_layer: ``B`` (None: ``num_tasks``, as ``routing-all-fc``).
+        tau_start: Temperature of the first training step.
+        tau_end: Temperature from step ``anneal_steps - 1`` on.
+        anneal_steps: Training steps of the decay (None: ``tau_start`` throughout).
+            A plain attribute: a script sets it from the run's budget.
+        batched: How evaluation runs (see above); None (default): batched off the CPU.
+
+    Raises:
+        ValueError: On non-positive sizes or temperatures, or ``anneal_steps < 1``.
+        TypeError: On a ``batched`` that is not a bool or None.
+
+    Attributes:
+        route_logits: One ``[fc_layers, B]`` parameter per task (:meth:`task_parameters`).
+        steps: Training forward passes so far.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_features: int,
+        hidden_width: int,
+        output_size: int,
+        num_tasks: int,
+        fc_layers: int = 3,
+        blocks_per_layer: int | None = None,
+        tau_start: float = 1.0,
+        tau_end: float = 0.1,
+        anneal_steps: int | None = None,
+        batched: bool | None = None,
+    ) -> None:
+        super().__init__()
+        _check_sizes(num_tasks, hidden_width, output_size, fc_layers)
+        blocks = num_tasks if blocks_per_layer is None else blocks_per_layer
+        _check_count("blocks_per_layer", blocks)
+        if anneal_steps is not None and (isinstance(anneal_steps, bool) or anneal_steps < 1):
+            raise ValueError(f"anneal_steps must be a positive int or None, got {anneal_steps!r}")
+        gumbel_temperature(0, start=tau_start, end=tau_end, steps=anneal_steps)  # checks the temperatures
+        widths = _widths(in_features, hidden_width, output_size, fc_layers)
+        self.num_tasks = num_tasks
+        self.num_blocks = blocks
+        self.output_size = output_size
+        self.fc_layers = fc_layers
+        self.tau_start = float(tau_start)
+        self.tau_end = float(tau_end)
+        self.anneal_steps = anneal_steps
+        self.batched = _check_batched(batched)
+        self.steps = 0
+        self._widths = widths
+        # layers[l][b]: block b of routed layer l, as in the routed network
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                fc_block(widths[i], widths[i + 1], activation=i < fc_layers - 1) for _ in range(blocks)
+            )
+            for i in range(fc_layers)
+        )
+        self.route_logits = nn.ParameterList(
+            nn.Parameter(torch.zeros(fc_layers, blocks)) for _ in range(num_tasks)
+        )
+
+    def temperature(self) -> float:
+        """The temperature of the next training step."""
+        return gumbel_temperature(self.steps, start=self.tau_start, end=self.tau_end, steps=self.anneal_steps)
+
+    def routes(self) -> torch.Tensor:
+        """``routes_TL``: the block each task picks at each depth in evaluation (argmax of its logits)."""
+        return torch.stack(list(self.route_logits)).detach().argmax(dim=2)
+
+    def route_weights(self, tasks_N: torch.Tensor) -> list[torch.Tensor]:
+        """``y_NB`` of every depth: each sample's block choice as a one-hot row.
+
+        In training mode a straight-through Gumbel-softmax sample at :meth:`temperature`
+        (one-hot values, the soft sample's gradient; draws from torch's global
+        generator); in eval mode the greedy route's one-hot (no gradient).
+        """
+        logits_TLB = torch.stack(list(self.route_logits))
+        if not self.training:
+            return list(
+                F.one_hot(logits_TLB.detach().argmax(dim=2)[tasks_N], self.num_blocks).float().unbind(1)
+            )
+        tau = self.temperature()
+        logits_NLB = logits_TLB[tasks_N]
+        return [F.gumbel_softmax(logits_NLB[:, depth], tau=tau, hard=True) for depth in range(self.fc_layers)]
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """Task ``task``'s route logits (every block may serve every task)."""
+        return [self.route_logits[task]]
+
+    def routing_parameters(self) -> list[nn.Parameter]:
+        """Every task's route logits."""
+        return list(self.route_logits)
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.steps = int(state["steps"])
+
+    def extra_repr(self) -> str:
+        routes = "; ".join(f"task {t}: {r}" for t, r in enumerate(self.routes().tolist()))
+        return (
+            f"blocks_per_layer={self.num_blocks}, tau {self.tau_start} -> {self.tau_end} over "
+            f"{self.anneal_steps} steps, steps={self.steps}, greedy routes (block per depth): {routes}"
+        )
+
+    def forward(self, x_ND: torch.Tensor, tasks_N: torch.Tensor, *, check_tasks: bool = True) -> torch.Tensor:
+        _check_tasks(tasks_N, self.num_tasks, x_ND.shape[0], check_range=check_tasks)
+        last = self.fc_layers - 1
+        layers = [cast(nn.ModuleList, layer) for layer in self.layers]
+        h_ND = x_ND
+        if self.training:
+            y_LNB = self.route_weights(tasks_N)
+            self.steps += 1
+            for depth, layer in enumerate(layers):
+                v_BNO = _all_tasks_shared(layer, h_ND, relu=depth < last)  # every block on every sample
+                # the one-hot choice, differentiable in the logits (straight through)
+                h_ND = torch.einsum("nb,bno->no", y_LNB[depth], v_BNO)
+            return h_ND
+        blocks_NL = self.routes()[tasks_N]  # the greedy routes
+        if _runs_batched(self.batched, x_ND):  # every block on every sample, each sample's gathered
+            for depth, layer in enumerate(layers):
+                h_ND = _own_task(_all_tasks_shared(layer, h_ND, relu=depth < last), blocks_NL[:, depth])
+            return h_ND
+        for depth, layer in enumerate(layers):  # each sample through its chosen block only
+            out = h_ND.new_empty((h_ND.shape[0], self._widths[depth + 1]))
+            for b in torch.unique(blocks_NL[:, depth]).tolist():
+                idx = (blocks_NL[:, depth] == b).nonzero(as_tuple=True)[0]
+                out[idx] = layer[b](h_ND[idx])
+            h_ND = out
+        return h_ND
+
+
 def build_baseline(
     name: str,
     *,
@@ -491,11 +825,15 @@ def build_baseline(
     cross_stitch_self_weight: float = 0.9,
     seed: int = 0,
     batched: bool | None = None,
+    blocks_per_layer: int | None = None,
+    gumbel_tau_start: float = 1.0,
+    gumbel_tau_end: float = 0.1,
+    gumbel_anneal_steps: int | None = None,
 ) -> BaselineModel:
     """Build the baseline called ``name`` for ``dataset`` with weights drawn from ``seed``.
 
     Args:
-        name: One of :data:`BASELINE_NAMES`.
+        name: One of :data:`ALL_BASELINE_NAMES`.
         dataset: The multi-task data (sets the input shape, tasks and classes).
         conv_layers: Trunk depth; None picks what the env picks (:func:`default_conv_layers`).
         filters: Filters per conv layer (the paper: 32).
@@ -505,13 +843,24 @@ def build_baseline(
         seed: Seed of the initial weights (torch's global generator is left untouched).
         batched: How the head runs its per-task blocks (see :class:`TaskSpecificFC`):
             None (default) batches them off the CPU and loops over tasks on it.
+        blocks_per_layer: Experts (``mmoe-all-fc``) or blocks (``gumbel-router-all-fc``)
+            per routed fc layer; None: one per task, as ``routing-all-fc``. The paper's
+            baselines have one column per task and refuse any other value.
+        gumbel_tau_start, gumbel_tau_end, gumbel_anneal_steps: The temperature schedule
+            of ``gumbel-router-all-fc`` (:class:`GumbelRouterFC`); ignored by the others.
 
     Raises:
-        ValueError: On an unknown name, a regression dataset, or invalid sizes.
+        ValueError: On an unknown name, a regression dataset, invalid sizes, or
+            ``blocks_per_layer`` for a model with one column per task.
         TypeError: On a ``batched`` that is not a bool or None.
     """
-    if name not in BASELINE_NAMES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINE_NAMES)}")
+    if name not in ALL_BASELINE_NAMES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(ALL_BASELINE_NAMES)}")
+    if blocks_per_layer is not None and name not in _BLOCK_COUNT_MODELS:
+        raise ValueError(
+            f"{name} has one column of blocks per task; blocks_per_layer applies to "
+            f"{' and '.join(sorted(_BLOCK_COUNT_MODELS))} only"
+        )
     if not isinstance(dataset, MultiTaskDataset):
         raise TypeError(f"dataset must be a MultiTaskDataset, got {type(dataset).__name__}")
     if dataset.is_regression:
@@ -542,8 +891,18 @@ def build_baseline(
             head = TaskSpecificFC(**sizes, task_specific_layers=fc_layers)
         elif name == "cross-stitch-all-fc":
             head = CrossStitchFC(**sizes, self_weight=cross_stitch_self_weight)
-        else:
+        elif name == "soft-mixture-all-fc":
             head = SoftMixtureFC(**sizes)
+        elif name == "mmoe-all-fc":
+            head = MMoEFC(**sizes, experts_per_layer=blocks_per_layer)
+        else:
+            head = GumbelRouterFC(
+                **sizes,
+                blocks_per_layer=blocks_per_layer,
+                tau_start=gumbel_tau_start,
+                tau_end=gumbel_tau_end,
+                anneal_steps=gumbel_anneal_steps,
+            )
     return BaselineModel(trunk=trunk, head=head, name=name)
 
 
@@ -555,11 +914,37 @@ def model_optimizer(
     lr: float = 1e-2,
     momentum: float = 0.0,
     weight_decay: float = 0.0,
+    routing_lr: float | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer of ``model``'s trainable parameters, built as the env builds its own
-    (:func:`routing_env.optim.make_optimizer`, the one factory), with these settings."""
+    (:func:`routing_env.optim.make_optimizer`, the one factory), with these settings.
+
+    Args:
+        routing_lr: Learning rate of the routing parameters of a
+            :class:`BaselineModel` (:meth:`BaselineModel.routing_parameters`: the Gumbel
+            router's logits), in a second parameter group of the same optimizer, decayed
+            with the first. None (default): ``lr``, one group for every parameter.
+
+    Raises:
+        ValueError: On a ``routing_lr`` that is not positive, or one given for a model
+            without routing parameters.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    return optim.make_optimizer(params, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if routing_lr is None:
+        return optim.make_optimizer(
+            params, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+    if not routing_lr > 0:
+        raise ValueError(f"routing_lr must be > 0 or None, got {routing_lr!r}")
+    routing = model.routing_parameters() if isinstance(model, BaselineModel) else []
+    if not routing:
+        raise ValueError("routing_lr applies to a model with routing parameters (gumbel-router-all-fc)")
+    ids = {id(p) for p in routing}
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in params if id(p) not in ids]},
+        {"params": [p for p in routing if p.requires_grad], "lr": routing_lr},
+    ]
+    return optim.make_optimizer(groups, name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def __getattr__(name: str) -> object:

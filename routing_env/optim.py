@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -24,7 +24,7 @@ OPTIMIZER_NAMES: tuple[str, ...] = ("sgd", "adam")
 
 
 def make_optimizer(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
     *,
     name: str,
     lr: float,
@@ -34,7 +34,9 @@ def make_optimizer(
     """``torch.optim.SGD`` (``"sgd"``, with ``momentum``) or ``torch.optim.Adam`` (``"adam"``).
 
     Args:
-        params: The parameters to train (e.g. those of a module that require grad).
+        params: The parameters to train (e.g. those of a module that require grad), or
+            torch's parameter groups (dicts with ``"params"`` and settings of their own,
+            such as ``"lr"``); a group's ``lr`` is decayed by :class:`StepDecay` as the others.
         name: ``"sgd"`` or ``"adam"``.
         lr: The learning rate.
         momentum: SGD's momentum; Adam takes none, and refuses a non-zero one.

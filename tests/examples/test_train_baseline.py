@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from routing_env.baselines import BASELINE_NAMES
+from routing_env.baselines import ALL_BASELINE_NAMES
+from routing_env.datasets import digits_mtl
 from routing_env.experiments import load_checkpoint, metric_columns
 
 from .script_flags import help_flags, script_help, undocumented_fields
@@ -32,7 +33,7 @@ def without_times(rows):
     return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in rows]
 
 
-@pytest.mark.parametrize("model", BASELINE_NAMES)
+@pytest.mark.parametrize("model", ALL_BASELINE_NAMES)
 def test_smoke_run_of_every_baseline(train_baseline, tmp_path, model):
     summary = train_baseline.main(
         train_baseline.Args(model=model, epochs=1, output_dir=str(tmp_path), run_name="run", **TINY)
@@ -79,6 +80,61 @@ def test_resume_is_bit_identical(train_baseline, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+class KilledError(Exception):
+    """Stands for the process being killed."""
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [("mmoe-all-fc", {}), ("gumbel-router-all-fc", {}), ("gumbel-router-all-fc", {"gumbel_logits_lr": 0.1})],
+    ids=["mmoe", "gumbel", "gumbel-logits-lr"],
+)
+def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, monkeypatch, model, options):
+    # killed in epoch 2 after its metrics row, before its checkpoint: the resume redoes
+    # epoch 2 from epoch 1's checkpoint (weights, optimizer, data order, the global
+    # generators that draw the Gumbel noise, the router's step count) and goes on to 3
+    common = dict(TINY, model=model, batch_size=32, epochs=3, output_dir=str(tmp_path), **options)
+    train_baseline.main(train_baseline.Args(run_name="straight", **common))
+    save = train_baseline.save_checkpoint
+    saved = []
+
+    def save_then_die(path, state):
+        if saved:
+            raise KilledError
+        saved.append(state["epoch"])
+        return save(path, state)
+
+    monkeypatch.setattr(train_baseline, "save_checkpoint", save_then_die)
+    with pytest.raises(KilledError):
+        train_baseline.main(train_baseline.Args(run_name="killed", **common))
+    monkeypatch.setattr(train_baseline, "save_checkpoint", save)
+    run = tmp_path / "killed"
+    assert saved == [1] and len(read_rows(run / "metrics.csv")) == 2
+    train_baseline.main(train_baseline.Args(resume=str(run), progress=False))
+
+    straight = read_rows(tmp_path / "straight" / "metrics.csv")
+    assert len(straight) == 3 and without_times(read_rows(run / "metrics.csv")) == without_times(straight)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(run / "checkpoint.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, b["model"][key]), key
+        else:  # the router's step count (its temperature schedule)
+            assert value == b["model"][key], key
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == [1e-3] + [0.1] * bool(options)
+    summary = json.loads((run / "summary.json").read_text())
+    assert (
+        summary["test_accuracy"]
+        == json.loads((tmp_path / "straight" / "summary.json").read_text())["test_accuracy"]
+    )
+    if model == "gumbel-router-all-fc":
+        assert a["model"]["head._extra_state"] == {"steps": 30}  # 3 epochs of 10 steps
+        assert summary["routes"] == json.loads((tmp_path / "straight" / "summary.json").read_text())["routes"]
+        assert len(summary["routes"]) == 10 and all(len(r) == 3 for r in summary["routes"])
+
+
 class Terminal(io.StringIO):
     """A stderr that says it is a terminal, so that the progress bar is drawn."""
 
@@ -99,9 +155,20 @@ def test_the_progress_bar_reads_the_running_accuracy_and_changes_no_result(
     assert without_times(read_rows(tmp_path / "bar" / "metrics.csv")) == without_times(quiet)
 
 
+def test_options_of_one_model_are_refused_for_the_others(train_baseline):
+    with pytest.raises(ValueError, match="--blocks-per-layer applies to"):
+        train_baseline.Args(model="cross-stitch-all-fc", blocks_per_layer=4)
+    with pytest.raises(ValueError, match="--gumbel-logits-lr applies to"):
+        train_baseline.Args(model="mmoe-all-fc", gumbel_logits_lr=0.1)
+    with pytest.raises(ValueError, match="must be > 0"):
+        train_baseline.Args(model="gumbel-router-all-fc", gumbel_tau_end=0.0)
+    args = train_baseline.Args(model="mmoe-all-fc", blocks_per_layer=4)
+    assert [len(layer) for layer in train_baseline.make_model(args, digits_mtl()).head.experts] == [4, 4]
+
+
 def test_every_option_has_help(train_baseline):
     assert undocumented_fields(train_baseline.Args) == []
-    assert help_flags(script_help("examples/train_baseline.py"))["--model"] == sorted(BASELINE_NAMES)
+    assert help_flags(script_help("examples/train_baseline.py"))["--model"] == sorted(ALL_BASELINE_NAMES)
 
 
 def test_cli_runs_end_to_end(tmp_path):
@@ -123,7 +190,7 @@ def test_cli_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("model", BASELINE_NAMES)
+@pytest.mark.parametrize("model", ALL_BASELINE_NAMES)
 def test_every_baseline_trains_on_cuda_and_resumes_on_the_cpu(train_baseline, tmp_path, model):
     common = dict(TINY, model=model, output_dir=str(tmp_path))
     train_baseline.main(train_baseline.Args(epochs=1, device="cuda", run_name="run", **common))
