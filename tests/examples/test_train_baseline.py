@@ -86,7 +86,7 @@ class KilledError(Exception):
 
 @pytest.mark.parametrize(
     ("model", "options"),
-    [("mmoe-all-fc", {}), ("gumbel-router-all-fc", {}), ("gumbel-router-all-fc", {"gumbel_logits_lr": 0.1})],
+    [("mmoe-all-fc", {}), ("gumbel-router-all-fc", {}), ("gumbel-router-all-fc", {"gumbel_logits_lr": 0.03})],
     ids=["mmoe", "gumbel", "gumbel-logits-lr"],
 )
 def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, monkeypatch, model, options):
@@ -162,6 +162,9 @@ def test_options_of_one_model_are_refused_for_the_others(train_baseline):
         train_baseline.Args(model="mmoe-all-fc", gumbel_logits_lr=0.1)
     with pytest.raises(ValueError, match="must be > 0"):
         train_baseline.Args(model="gumbel-router-all-fc", gumbel_tau_end=0.0)
+    # the logits' own rate by default (0.1), only for the Gumbel router
+    assert train_baseline.gumbel_logits_lr(train_baseline.Args(model="gumbel-router-all-fc")) == 0.1
+    assert train_baseline.gumbel_logits_lr(train_baseline.Args(model="mmoe-all-fc")) is None
     args = train_baseline.Args(model="mmoe-all-fc", blocks_per_layer=4)
     assert [len(layer) for layer in train_baseline.make_model(args, digits_mtl()).head.experts] == [4, 4]
 
