@@ -11,7 +11,7 @@ stand in for MNIST-MTL as Fig. 8 substitutes, with Fig. 8's models). The models:
 - Fig. 8 also has soft-mixture-all-fc, as the paper's Table 2 does.
 
 ``--models`` picks among routing-all-fc and every model ``examples/train_baseline.py
---model`` knows (:data:`routing_env.baselines.BASELINE_NAMES`, so a baseline added there
+--model`` knows (:data:`routing_env.baselines.ALL_BASELINE_NAMES`, so a baseline added there
 can be drawn here too); the default is the paper's set. Each run is one
 ``train_wpl.py`` / ``train_baseline.py`` command (see ``paper_runs.py``); a run folder
 already in ``--runs-dir`` is reused or resumed, and one that cannot be is refused unless

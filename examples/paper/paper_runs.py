@@ -9,7 +9,7 @@ what the command wrote; it trains nothing itself:
   recurrent +PASS variant), and with ``--learner`` the REINFORCE / Q-learning routers of
   Fig. 4 and the single-agent and dispatched configurations of Fig. 5;
 - ``examples/train_baseline.py --model M`` for the non-routed baselines (any model it
-  knows, see :data:`routing_env.baselines.BASELINE_NAMES`).
+  knows, see :data:`routing_env.baselines.ALL_BASELINE_NAMES`).
 
 Each command gets its run folder as ``--output-dir RUNS_DIR --run-name NAME``, the name
 made of every setting that changes what it trains (:func:`run_name`). A run folder that
@@ -64,7 +64,7 @@ from matplotlib.figure import Figure as PlotFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
 from seed_stats import STATS_COLUMNS, band, figure_statistics, paired_difference
 
-from routing_env.baselines import BASELINE_NAMES
+from routing_env.baselines import ALL_BASELINE_NAMES
 from routing_env.experiments import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -179,6 +179,12 @@ MODELS: dict[str, Model] = {
             {"router": "per_task", "learner": "qlearning-table"},
             "Q-learning: one agent per task, a table per depth and block",
         ),
+        Model(
+            "routing-all-fc-pcgrad",
+            "wpl",
+            {"aggregator": "pcgrad"},
+            "beyond the paper: routing-all-fc with the shared blocks trained by PCGrad (Yu et al., 2020)",
+        ),
         Model("task-specific-1-fc", "baseline", {"model": "task-specific-1-fc"}),
         Model("task-specific-all-fc", "baseline", {"model": "task-specific-all-fc"}),
         Model("cross-stitch-all-fc", "baseline", {"model": "cross-stitch-all-fc"}),
@@ -191,9 +197,13 @@ def model_of(name: str) -> Model:
     """The model called ``name``: one of :data:`MODELS`, or any baseline ``train_baseline.py`` knows."""
     if name in MODELS:
         return MODELS[name]
-    if name in BASELINE_NAMES:
+    if name in ALL_BASELINE_NAMES:
         return Model(name, "baseline", {"model": name})
-    raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS) + list(BASELINE_NAMES)}")
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS) + list(ALL_BASELINE_NAMES)}")
+
+
+#: Routed models since the paper that Figs. 6-8 take besides any baseline (issue 17).
+BEYOND_THE_PAPER: tuple[str, ...] = ("routing-all-fc-pcgrad",)
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,8 @@ class Figure:
 
     def accepts(self) -> list[str]:
         """The models ``--models`` may name for this figure."""
-        extra = [m for m in BASELINE_NAMES if m not in self.labels] if self.any_baseline else []
+        later = [*ALL_BASELINE_NAMES, *BEYOND_THE_PAPER]
+        extra = [m for m in later if m not in self.labels] if self.any_baseline else []
         return self.models + extra
 
     def label(self, name: str) -> str:

@@ -642,8 +642,11 @@ def test_a_run_folder_killed_in_its_first_epoch_is_set_aside_not_deleted(tmp_pat
         ("fig04_rl_algorithms", "routing-all-fc"),
         ("fig04_rl_algorithms", "reinforce-per-task-approx"),
         ("fig06_08_routing_vs_baselines", "task-specific-1-fc"),
+        ("fig06_08_routing_vs_baselines", "routing-all-fc-pcgrad"),
+        ("fig06_08_routing_vs_baselines", "mmoe-all-fc"),
+        ("fig06_08_routing_vs_baselines", "gumbel-router-all-fc"),
     ],
-    ids=["wpl", "reinforce-learner", "baseline"],
+    ids=["wpl", "reinforce-learner", "baseline", "pcgrad", "mmoe", "gumbel"],
 )
 def test_a_figure_point_is_what_the_training_script_run_by_hand_gives(tmp_path, script, model):
     """The driver runs train_wpl.py / train_baseline.py as a command: its rows equal a direct run's."""
@@ -660,6 +663,10 @@ def test_a_figure_point_is_what_the_training_script_run_by_hand_gives(tmp_path, 
     (run,) = json.loads(paths["json"].read_text())["runs"]
     argv = shlex.split(run["equivalent_command"])
     assert argv[0] == "python" and argv[1] in ("examples/train_wpl.py", "examples/train_baseline.py")
+    if model == "routing-all-fc-pcgrad":  # routing with its blocks trained by PCGrad
+        assert argv[1] == "examples/train_wpl.py" and argv[argv.index("--aggregator") + 1] == "pcgrad"
+    elif model in ("mmoe-all-fc", "gumbel-router-all-fc"):
+        assert argv[argv.index("--model") + 1] == model
     direct = tmp_path / "direct"
     done = subprocess.run(
         [sys.executable, *argv[1:], "--output-dir", str(direct), "--run-name", "run", "--no-progress"],
