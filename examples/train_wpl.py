@@ -162,6 +162,8 @@ class Args(DatasetOptions):
     """rate of WPL's historical average return (none: --policy-lr, as in the paper)"""
     wpl_baseline: Literal["action", "depth"] = "depth"
     """WPL's average return: per depth (the default: R - TR then estimates Q(a) - V, the gradient of Abdallah & Lesser's WPL) or per (depth, action) (one literal reading of the paper's Algorithm 3, which on a stationary routing problem does not find the best route; see agents/wpl.py)"""
+    wpl_weighting: Literal["appendix", "algorithm3"] = "appendix"
+    """sign of WPL's gradient weighting: appendix (appendix 7.4 and Abdallah & Lesser: a positive gradient scaled by 1 - pi, a negative one by pi) or algorithm3 (Algorithm 3 as printed, the other way round: the simplex boundary absorbs, and the agents become pure within a few hundred samples per task as in the paper's Fig. 9; docs/policy_dynamics.md, "When do agents become pure?")"""
     min_prob: float = 0.0
     """floor on every allowed block's probability after each WPL update (0: none)"""
     gamma: float = 1.0
@@ -246,6 +248,7 @@ def learner_factory(args: Args) -> AgentFactory:
         gamma=args.gamma,
         return_average_rate=args.return_average_rate,
         baseline=args.wpl_baseline,
+        weighting=args.wpl_weighting,
         min_prob=args.min_prob,
     )
 
@@ -330,7 +333,7 @@ def main(args: Args) -> dict[str, Any]:
     the run trains, so that a second process cannot write into it.
     """
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    kind, legacy = "wpl", {"aec": True, "aggregator": "mean"}
+    kind, legacy = "wpl", {"aec": True, "aggregator": "mean", "wpl_weighting": "appendix"}
     if args.resume is not None and run_kind(args.resume) == "paper-agents":
         # a REINFORCE / Q-learning run of the former in-process paper runner: the same env,
         # learners and checkpoint as a --learner run, its learner options nested in config.json

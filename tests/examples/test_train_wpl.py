@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+import routing_env
+from routing_env.datasets import digits_mtl
 from routing_env.experiments import (
     DEFAULT_EPOCHS,
     RunInUseError,
@@ -549,21 +551,33 @@ def test_a_pcgrad_run_records_its_aggregator_and_resumes_bit_identically(train_w
         train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "resumed"), aggregator="upgrad"))
 
 
-def test_a_run_written_before_the_aggregator_option_resumes_with_mean(train_wpl, tmp_path):
+@pytest.mark.parametrize(
+    ("option", "default", "other"),
+    [("aggregator", "mean", "pcgrad"), ("wpl_weighting", "appendix", "algorithm3")],
+)
+def test_a_run_written_before_an_option_resumes_with_its_default(train_wpl, tmp_path, option, default, other):
     common = dict(TINY, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
     train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
     train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
     path = tmp_path / "old" / "config.json"
     saved = json.loads(path.read_text())
-    del saved["config"]["aggregator"]
+    del saved["config"][option]
     path.write_text(json.dumps(saved))
     checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
-    del checkpoint["config"]["aggregator"]
+    del checkpoint["config"][option]
     save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
     train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
     for key in ("env", "agents"):
         assert_same_state(a[key], b[key], key)
-    with pytest.raises(ValueError, match="--aggregator 'pcgrad' \\(the run used 'mean'\\)"):
-        train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), aggregator="pcgrad"))
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(ValueError, match=f"{flag} '{other}' \\(the run used '{default}'\\)"):
+        train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), **{option: other}))
+
+
+def test_the_wpl_weighting_reaches_the_routers(train_wpl):
+    env = routing_env.env(dataset=digits_mtl())
+    for weighting in ("appendix", "algorithm3"):
+        router = train_wpl.make_router(train_wpl.Args(**TINY, wpl_weighting=weighting), env)
+        assert {learner.weighting for learner in router.values()} == {weighting}
