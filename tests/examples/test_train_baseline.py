@@ -123,7 +123,9 @@ def test_a_run_killed_mid_run_resumes_bit_identically(train_baseline, tmp_path, 
         else:  # the router's step count (its temperature schedule)
             assert value == b["model"][key], key
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
-    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == [1e-3] + [0.1] * bool(options)
+    # the Gumbel router's logits: their own group at --gumbel-logits-lr (none: 0.1)
+    logits_lr = [options.get("gumbel_logits_lr", 0.1)] if model == "gumbel-router-all-fc" else []
+    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == [1e-3, *logits_lr]
     summary = json.loads((run / "summary.json").read_text())
     assert (
         summary["test_accuracy"]
