@@ -80,7 +80,9 @@ def test_two_by_two_grid_with_ray_tune_in_local_mode(tmp_path):
         "--num-cpus", "2",
         "--output", str(output),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600
+    )  # Ray starts slowly on a loaded machine
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(output, newline="") as fh:
         rows = list(csv.DictReader(fh))
