@@ -232,7 +232,10 @@ def test_campaign_smoke_on_fashion_mtl_files(tmp_path, fashion_root):
     ours = [
         line.split(" | ")[3] for line in both.splitlines() if line.startswith("| 8 | routing-all-fc | ours")
     ]
-    assert ours[-2].startswith("MNIST-MTL, paper setting") and ours[-1].startswith("Fashion-MTL")
+    first = next(i for i, label in enumerate(ours) if label.startswith("Fashion-MTL"))
+    assert ours[first - 1].startswith("MNIST-MTL, paper setting")
+    assert all(label.startswith("Fashion-MTL") for label in ours[first:])
+    assert any("paper setting, fc 48" in label for label in ours[first:])  # this campaign's row
     # a second campaign in the same folder is refused while one runs
     lock = load("paper_runs").RunLock(out).acquire()
     try:

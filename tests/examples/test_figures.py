@@ -339,7 +339,8 @@ def documented_commands() -> list[list[str]]:
 def test_documented_commands_parse():
     """Each command in the docs names a figure script and options it accepts (nothing is run)."""
     commands = documented_commands()
-    assert {Path(argv[1]).stem for argv in commands} == {*SCRIPTS, "make_all"}  # every script shown
+    # every script shown (the purity sweep has its own section and smoke test)
+    assert {Path(argv[1]).stem for argv in commands} == {*SCRIPTS, "make_all", "purity_sweep"}
     for argv in commands:
         module = load(Path(argv[1]).stem)
         args = parse_args(module.Args, argv[2:])
