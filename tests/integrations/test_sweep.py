@@ -65,6 +65,7 @@ def test_param_space_is_the_full_grid(sweep):
     assert space["seed"] == {"grid_search": [0, 1, 2]}
 
 
+@pytest.mark.slow  # 1-5 min: Ray starts its workers (4 min 44 s on the loaded 2-core machine)
 def test_two_by_two_grid_with_ray_tune_in_local_mode(tmp_path):
     pytest.importorskip("ray.tune", reason="needs the 'tune' extra: pip install 'routing-env[tune]'")
     output = tmp_path / "sweep.csv"
