@@ -25,7 +25,16 @@ from routing_env.aggregation import AGGREGATORS, make_aggregator
 from routing_env.datasets import MultiTaskDataset, TaskSplit, subsample
 
 from .helpers import run_episodes
-from .test_batched import CONFIGS, FixedRoutes, aec_rewards, drive_batched
+from .test_batched import (
+    CONFIGS,
+    FixedRoutes,
+    advance,
+    aec_rewards,
+    differing,
+    drive_batched,
+    resume_across_paths,
+    weights,
+)
 
 needs_torchjd = pytest.mark.skipif(
     importlib.util.find_spec("torchjd") is None, reason="needs torchjd: pip install 'routing-env[mtl]'"
@@ -56,14 +65,6 @@ def conflict(digits):
     return MultiTaskDataset(
         name="conflict", train=split, test=split, num_classes=(2, 2), mean=digits.mean, std=digits.std
     )
-
-
-def weights(env):
-    return {k: v.detach().clone() for k, v in env.network.state_dict().items()}
-
-
-def differing(a, b):
-    return [k for k in a if not torch.equal(a[k], b[k])]
 
 
 def capture_jacobians(monkeypatch):
@@ -226,26 +227,7 @@ def test_aggregators_are_on_the_scale_of_the_sum():
 @pytest.mark.parametrize("writer, reader", [("batched", "batched"), ("aec", "batched")])
 def test_a_pcgrad_run_resumes_bit_identically(small, tmp_path, writer, reader):
     kwargs = dict(dataset=small, batch_size=16, aggregator="pcgrad")
-    policy = FixedRoutes(small.num_tasks, 3, 10, 10)
-
-    def advance(env, kind, n, seed=None):
-        if kind == "aec":
-            run_episodes(env, n, policy.aec, seed=seed)
-        else:
-            drive_batched(env, policy, n, seed=seed)
-
-    def make(kind):
-        return RoutingEnv(**kwargs) if kind == "aec" else routing_env.batched_env(**kwargs)
-
-    env = make(writer)
-    advance(env, writer, 48, seed=2)
-    path = tmp_path / "ckpt.pt"
-    torch.save(env.state_dict(), path)
-    advance(env, writer, 48)
-    straight = weights(env)
-    resumed = make(reader)
-    resumed.load_state_dict(torch.load(path, weights_only=True))
-    advance(resumed, reader, 48)
+    straight, resumed = resume_across_paths(tmp_path, kwargs, writer, reader, 48)
     assert differing(straight, weights(resumed)) == []
     # a copy taken mid-run goes on exactly like the original
     clone = pickle.loads(pickle.dumps(resumed))

@@ -294,29 +294,40 @@ def test_a_non_finite_block_output_names_the_sample_and_changes_nothing(small):
 
 
 # ----------------------------------------------------------------- checkpoints, copies, sharing
+def make_env(kind, **kwargs):
+    """The AEC env (``"aec"``) or the batched one (``"batched"``) with ``kwargs``."""
+    return RoutingEnv(**kwargs) if kind == "aec" else routing_env.batched_env(**kwargs)
+
+
+def advance(env, kind, num_samples, seed=None):
+    """Train ``env`` (of ``kind``) on ``num_samples`` samples along fixed routes."""
+    policy = FixedRoutes(env.dataset.num_tasks, 3, 10, 10)
+    if kind == "aec":
+        run_episodes(env, num_samples, policy.aec, seed=seed)
+    else:
+        drive_batched(env, policy, num_samples, seed=seed)
+
+
+def resume_across_paths(tmp_path, kwargs, writer, reader, num_samples):
+    """Train a ``writer`` env on ``num_samples`` samples, checkpoint it and train as many
+    again; a ``reader`` env loaded from the checkpoint trains as many too. Returns the
+    writer's weights and the resumed env."""
+    env = make_env(writer, **kwargs)
+    advance(env, writer, num_samples, seed=2)
+    path = tmp_path / "ckpt.pt"
+    torch.save(env.state_dict(), path)
+    advance(env, writer, num_samples)
+    straight = weights(env)
+    resumed = make_env(reader, **kwargs)
+    resumed.load_state_dict(torch.load(path, weights_only=True))
+    advance(resumed, reader, num_samples)
+    return straight, resumed
+
+
 @pytest.mark.parametrize("writer, reader", [("batched", "batched"), ("aec", "batched"), ("batched", "aec")])
 def test_checkpoints_resume_across_paths(small, tmp_path, writer, reader):
     kwargs = dict(dataset=small, batch_size=16, collaboration_reward=0.1, preset="paper", momentum=0.9)
-    policy = FixedRoutes(small.num_tasks, 3, 10, 10)
-
-    def advance(env, kind, n, seed=None):
-        if kind == "aec":
-            run_episodes(env, n, policy.aec, seed=seed)
-        else:
-            drive_batched(env, policy, n, seed=seed)
-
-    def make(kind):
-        return RoutingEnv(**kwargs) if kind == "aec" else routing_env.batched_env(**kwargs)
-
-    env = make(writer)
-    advance(env, writer, 64, seed=2)
-    path = tmp_path / "ckpt.pt"
-    torch.save(env.state_dict(), path)
-    advance(env, writer, 64)
-    straight = weights(env)
-    resumed = make(reader)
-    resumed.load_state_dict(torch.load(path, weights_only=True))
-    advance(resumed, reader, 64)
+    straight, resumed = resume_across_paths(tmp_path, kwargs, writer, reader, 64)
     assert differing(straight, weights(resumed)) == []
 
 
@@ -440,7 +451,9 @@ def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
         benv = routing_env.batched_env(
             dataset=small, batch_size=32, routing=routing, collaboration_reward=rho
         )
-        router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3, weighting=weighting), seed=0)
+        router = MultiAgentRouter.from_env(
+            benv, router_factory=functools.partial(WPL, lr=0.3, weighting=weighting), seed=0
+        )
         stats = train_batched(benv, router, num_samples=len(small.train), seed=0)
         evaluate_batched(benv, router, greedy=False)
         monkeypatch.undo()
