@@ -30,6 +30,12 @@ table between those lines):
     python examples/paper/table2.py --results-dir docs/results --output docs/results.md
     python examples/paper/table2.py --results-dir runs/paper            # print it
     python examples/paper/table2.py --results-dir docs/results,runs/fashion-mtl   # MNIST-MTL and Fashion-MTL
+
+``--figures 8 --no-paper-rows --block beyond`` assembles a table of our rows only, for
+some figures, into the block ``<!-- beyond:begin -->`` ... ``<!-- beyond:end -->`` (how
+``docs/results.md`` holds the beyond-the-paper comparison next to Table 2):
+
+    python examples/paper/table2.py --results-dir docs/results/beyond --figures 8 --no-paper-rows --block beyond --output docs/results.md
 """
 
 from __future__ import annotations
@@ -57,7 +63,17 @@ class Args:
     results_dir: str = "runs/paper"
     """folder holding the figure scripts' CSV and JSON files; several: comma-separated (e.g. docs/results,runs/fashion-mtl)"""
     output: str | None = None
-    """Markdown file whose table2 block to replace (none: print the table)"""
+    """Markdown file whose block (see --block) to replace (none: print the table)"""
+    figures: str = ""
+    """comma-separated figure numbers to assemble (empty: every figure, 4 to 8)"""
+    paper_rows: bool = True
+    """print the paper's rows and a "not run" row for each model not run on the paper's dataset"""
+    block: str = "table2"
+    """name of the block of --output to replace: the lines between <!-- NAME:begin --> and <!-- NAME:end -->"""
+
+    def __post_init__(self) -> None:
+        select_figures(self.figures)  # a ValueError here: the command line exits with the message
+        markers(self.block)
 
 
 @dataclass
@@ -254,8 +270,38 @@ def build_paired_table(results: Sequence[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_table(results: Sequence[Result]) -> str:
-    """The Markdown table and, under it, the command behind each key."""
+def markers(block: str) -> tuple[str, str]:
+    """The begin and end lines of the block named ``block`` (``table2``: :data:`BEGIN`, :data:`END`)."""
+    if not block or not all(c.isalnum() or c in "-_" for c in block):
+        raise ValueError(f"a block name is letters, digits, '-' and '_', got {block!r}")
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
+
+def select_figures(text: str) -> list[str]:
+    """The figure numbers of ``--figures`` (all of Table 2's for an empty text).
+
+    Raises:
+        ValueError: For a number that is not one of Table 2's figures.
+    """
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FIGURES]
+    if unknown:
+        raise ValueError(f"--figures: no figure {', '.join(unknown)} in Table 2; choose from {', '.join(FIGURES)}")
+    return chosen or list(FIGURES)
+
+
+def build_table(
+    results: Sequence[Result], *, figures: Sequence[str] | None = None, paper_rows: bool = True
+) -> str:
+    """The Markdown table and, under it, the command behind each key.
+
+    Args:
+        results: The figure results (:func:`load_results`).
+        figures: The figure numbers to assemble (None: all).
+        paper_rows: Whether to print the paper's rows and the "not run" rows.
+    """
+    wanted = list(FIGURES) if figures is None else list(figures)
+    results = [r for r in results if r.figure in wanted]
     header = [
         "Fig.",
         "model",
@@ -276,7 +322,9 @@ def build_table(results: Sequence[Result]) -> str:
         "|" + "---|" * len(header),
     ]
     for number, figure in FIGURES.items():
-        paper = PAPER_TABLE2[number]
+        if number not in wanted:
+            continue
+        paper = PAPER_TABLE2[number] if paper_rows else {}
         mine = [r for r in results if r.figure == number]
         # the paper's models, the figure's others, then any other model a figure CSV holds
         run = [row["model"] for r in mine for row in r.rows]
@@ -302,7 +350,7 @@ def build_table(results: Sequence[Result]) -> str:
                     + " |"
                 )
             ours = [row for row in (our_row(r, model, label) for r in mine) if row is not None]
-            if model in figure.labels and not any(
+            if paper_rows and model in figure.labels and not any(
                 r.dataset == figure.paper_dataset and our_row(r, model, label) for r in mine
             ):
                 dataset = DATASET_LABELS[figure.paper_dataset]
@@ -328,29 +376,32 @@ def build_table(results: Sequence[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_block(text: str, table: str) -> str:
-    """``text`` with the lines between the table2 markers replaced by ``table``."""
-    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"the file has no '{BEGIN}' ... '{END}' block to replace")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table}{END}{tail}"
+def replace_block(text: str, table: str, block: str = "table2") -> str:
+    """``text`` with the lines between the markers of ``block`` replaced by ``table``."""
+    begin, end = markers(block)
+    if begin not in text or end not in text or text.index(begin) > text.index(end):
+        raise ValueError(f"the file has no '{begin}' ... '{end}' block to replace")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{table}{end}{tail}"
 
 
 def main(args: Args) -> str:
     """Build the table; write it into ``args.output`` (or print it); return it."""
+    figures = select_figures(args.figures)  # ValueError before any file is read
+    begin, end = markers(args.block)
     results = load_results([Path(d.strip()) for d in args.results_dir.split(",") if d.strip()])
     if not results:
         print(f"note: no figure results in {args.results_dir}; only the paper's rows", file=sys.stderr)
-    table = build_table(results)
+    table = build_table(results, figures=figures, paper_rows=args.paper_rows)
     if args.output is None:
         print(table, end="")
         return table
     out = Path(args.output)
-    text = out.read_text(encoding="utf-8") if out.exists() else f"{BEGIN}\n{END}\n"
+    text = out.read_text(encoding="utf-8") if out.exists() else f"{begin}\n{end}\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(replace_block(text, table), encoding="utf-8")
-    print(f"wrote the table into {out}", file=sys.stderr)
+    out.write_text(replace_block(text, table, args.block), encoding="utf-8")
+    print(f"wrote the table into the {args.block} block of {out}", file=sys.stderr)
     return table
 
 

@@ -814,3 +814,33 @@ def test_table2_works_on_the_committed_results_and_replaces_only_its_block(tmp_p
         ]
         assert paired and all("[" in line for line in paired)
     assert "**Paired differences.**" in table
+
+
+def test_table2_assembles_some_figures_without_the_papers_rows_into_a_named_block(tmp_path):
+    table2 = load("table2")
+    out = tmp_path / "results.md"
+    begin, end = table2.markers("beyond")
+    out.write_text(f"# R\n\n{table2.BEGIN}\nkept\n{table2.END}\n\n{begin}\nold\n{end}\nafter\n")
+    args = table2.Args(
+        results_dir=str(ROOT / "docs" / "results"), output=str(out), figures="8", paper_rows=False, block="beyond"
+    )
+    table = table2.main(args)
+    text = out.read_text()
+    assert f"{table2.BEGIN}\nkept\n{table2.END}" in text and text.endswith(f"{end}\nafter\n")
+    assert "old" not in text and table in text
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Fig.")]
+    assert rows and all(line.startswith("| 8 |") for line in rows)
+    assert "| paper |" not in table and "not run" not in table
+    # the full table still has the paper's rows of every figure
+    full = table2.build_table(table2.load_results(ROOT / "docs" / "results"))
+    assert "| 4 | MARL:WPL (table) | paper |" in full and "| 8 | routing-all-fc | paper |" in full
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("figures", "8,9", "no figure 9"), ("block", "a b", "block name"), ("block", "", "block name")],
+)
+def test_table2_refuses_an_unknown_figure_or_a_bad_block_name(field, value, message):
+    table2 = load("table2")
+    with pytest.raises(ValueError, match=message):
+        table2.Args(**{field: value})
