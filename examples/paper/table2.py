@@ -286,7 +286,9 @@ def select_figures(text: str) -> list[str]:
     chosen = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in chosen if f not in FIGURES]
     if unknown:
-        raise ValueError(f"--figures: no figure {', '.join(unknown)} in Table 2; choose from {', '.join(FIGURES)}")
+        raise ValueError(
+            f"--figures: no figure {', '.join(unknown)} in Table 2; choose from {', '.join(FIGURES)}"
+        )
     return chosen or list(FIGURES)
 
 
@@ -350,8 +352,10 @@ def build_table(
                     + " |"
                 )
             ours = [row for row in (our_row(r, model, label) for r in mine) if row is not None]
-            if paper_rows and model in figure.labels and not any(
-                r.dataset == figure.paper_dataset and our_row(r, model, label) for r in mine
+            if (
+                paper_rows
+                and model in figure.labels
+                and not any(r.dataset == figure.paper_dataset and our_row(r, model, label) for r in mine)
             ):
                 dataset = DATASET_LABELS[figure.paper_dataset]
                 lines.append(

@@ -822,7 +822,11 @@ def test_table2_assembles_some_figures_without_the_papers_rows_into_a_named_bloc
     begin, end = table2.markers("beyond")
     out.write_text(f"# R\n\n{table2.BEGIN}\nkept\n{table2.END}\n\n{begin}\nold\n{end}\nafter\n")
     args = table2.Args(
-        results_dir=str(ROOT / "docs" / "results"), output=str(out), figures="8", paper_rows=False, block="beyond"
+        results_dir=str(ROOT / "docs" / "results"),
+        output=str(out),
+        figures="8",
+        paper_rows=False,
+        block="beyond",
     )
     table = table2.main(args)
     text = out.read_text()
