@@ -80,7 +80,9 @@ def test_a_csv_from_before_the_weighting_column_is_migrated_and_resumed(sweep, t
         old.writeheader()
         old.writerows({k: v for k, v in r.items() if k != "weighting"} for r in written)
     # the algorithm3 cell is the only run left to train; the old row reads as appendix
-    sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0", "weightings": "appendix,algorithm3"}))
+    sweep.main(
+        sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0", "weightings": "appendix,algorithm3"})
+    )
     again = rows(path)
     assert again[0] == written[0]
     assert [(r["weighting"], r["rho"]) for r in again] == [("appendix", "0.0"), ("algorithm3", "0.0")]
