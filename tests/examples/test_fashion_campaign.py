@@ -255,6 +255,7 @@ def test_dry_run_lists_the_plan_and_runs_nothing(tmp_path, fashion_root, capsys)
     assert not (tmp_path / "campaign").exists()
 
 
+@pytest.mark.slow  # a minute of subprocess runs; run with -m slow
 def test_fig08_and_table2_on_fashion_mtl_with_three_seeds(tmp_path, fashion_root):
     """Mean ± std over 3 seeds in Table 2, and a paired difference with its interval."""
     fig08, table2 = load("fig06_08_routing_vs_baselines"), load("table2")

@@ -128,6 +128,7 @@ def test_every_option_is_documented(name):
     assert undocumented_fields(module.Args) == []
 
 
+@pytest.mark.slow  # minutes of subprocess runs; run with -m slow
 def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     fig04, fig05, fig08, table2 = (
         load(n)
@@ -193,6 +194,7 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     assert f"`{json.loads(paths4['json'].read_text())['command']}`" in table
 
 
+@pytest.mark.slow  # minutes of subprocess runs; run with -m slow
 def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
     fig08, table2, runs = load("fig06_08_routing_vs_baselines"), load("table2"), load("paper_runs")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
@@ -325,8 +327,10 @@ def drop_aec_option(run_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("trained", "asked", "legacy"),
-    [("aec", "batched", True), ("batched", "aec", False)],
-    ids=["aec-folder-without-the-option", "batched-folder-with-aec"],
+    [
+        pytest.param("aec", "batched", True, id="aec-folder-without-the-option", marks=pytest.mark.slow),
+        pytest.param("batched", "aec", False, id="batched-folder-with-aec"),
+    ],
 )
 def test_a_wpl_run_cut_short_resumes_in_its_own_path(tmp_path, trained, asked, legacy):
     fig08, runs = load("fig06_08_routing_vs_baselines"), load("paper_runs")
@@ -443,6 +447,7 @@ def write_min_pickles(root: Path, *, num_classes: int = 50, per_class: int = 4) 
             pickle.dump({"image_data": data, "class_dict": class_dict}, fh)
 
 
+@pytest.mark.slow  # minutes of subprocess runs; run with -m slow
 def test_fig07_runs_on_min_mtl_files(tmp_path):
     fig = load("fig06_08_routing_vs_baselines")
     write_min_pickles(tmp_path / "data", per_class=4)
@@ -565,10 +570,11 @@ def test_a_run_without_a_recorded_option_is_reused_only_for_that_options_old_def
 @pytest.mark.parametrize(
     ("script", "model"),
     [
-        ("fig04_rl_algorithms", "reinforce-per-task-approx"),
-        ("fig06_08_routing_vs_baselines", "task-specific-1-fc"),
+        pytest.param(
+            "fig04_rl_algorithms", "reinforce-per-task-approx", id="reinforce-agents", marks=pytest.mark.slow
+        ),
+        pytest.param("fig06_08_routing_vs_baselines", "task-specific-1-fc", id="baseline"),
     ],
-    ids=["reinforce-agents", "baseline"],
 )
 def test_a_run_cut_short_resumes_bit_identically(tmp_path, capsys, script, model):
     """REINFORCE / Q-learning runs now checkpoint every epoch, as WPL runs and baselines do."""
@@ -639,14 +645,19 @@ def test_a_run_folder_killed_in_its_first_epoch_is_set_aside_not_deleted(tmp_pat
 @pytest.mark.parametrize(
     ("script", "model"),
     [
-        ("fig04_rl_algorithms", "routing-all-fc"),
-        ("fig04_rl_algorithms", "reinforce-per-task-approx"),
-        ("fig06_08_routing_vs_baselines", "task-specific-1-fc"),
-        ("fig06_08_routing_vs_baselines", "routing-all-fc-pcgrad"),
-        ("fig06_08_routing_vs_baselines", "mmoe-all-fc"),
-        ("fig06_08_routing_vs_baselines", "gumbel-router-all-fc"),
+        pytest.param("fig04_rl_algorithms", "routing-all-fc", id="wpl"),
+        pytest.param(
+            "fig04_rl_algorithms", "reinforce-per-task-approx", id="reinforce-learner", marks=pytest.mark.slow
+        ),
+        pytest.param("fig06_08_routing_vs_baselines", "task-specific-1-fc", id="baseline"),
+        pytest.param(
+            "fig06_08_routing_vs_baselines", "routing-all-fc-pcgrad", id="pcgrad", marks=pytest.mark.slow
+        ),
+        pytest.param("fig06_08_routing_vs_baselines", "mmoe-all-fc", id="mmoe", marks=pytest.mark.slow),
+        pytest.param(
+            "fig06_08_routing_vs_baselines", "gumbel-router-all-fc", id="gumbel", marks=pytest.mark.slow
+        ),
     ],
-    ids=["wpl", "reinforce-learner", "baseline", "pcgrad", "mmoe", "gumbel"],
 )
 def test_a_figure_point_is_what_the_training_script_run_by_hand_gives(tmp_path, script, model):
     """The driver runs train_wpl.py / train_baseline.py as a command: its rows equal a direct run's."""

@@ -20,6 +20,8 @@ from routing_env.integrations.rllib import (  # noqa: E402
 
 from .helpers import load_example, uniform_router_accuracy  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("ray")  # the tests that start Ray share one xdist worker
+
 SMALL = {"batch_size": 8, "hidden_width": 16, "filters": 8}
 
 # each example run registers RLlib's env id with gymnasium again

@@ -10,6 +10,8 @@ import pytest
 
 from .helpers import EXAMPLES, load_example
 
+pytestmark = pytest.mark.xdist_group("ray")  # the tests that start Ray share one xdist worker
+
 
 @pytest.fixture(scope="module")
 def sweep():
