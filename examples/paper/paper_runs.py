@@ -752,7 +752,9 @@ def plot(
     ax = fig.subplots()
     paper = PAPER_TABLE2.get(figure.number, {}) if dataset == figure.paper_dataset else {}
     # the figure's models in its order (their colours fixed), then any other model run (--models)
-    for i, model in enumerate(dict.fromkeys([*figure.models, *(r["model"] for r in rows)])):
+    models = list(dict.fromkeys([*figure.models, *(r["model"] for r in rows)]))
+    run_epochs = {int(r["epoch"]) for r in rows if r["test_accuracy"] not in (None, "")}
+    for i, model in enumerate(models):
         mine = [r for r in rows if r["model"] == model and r["test_accuracy"] not in (None, "")]
         color = f"C{i}"
         if mine:
@@ -762,16 +764,26 @@ def plot(
             means = [float(np.mean(a)) for a in acc]
             bands = [band(a) for a in acc]
             kinds = sorted({b[2] for b in bands if b is not None}, reverse=True)
-            ax.plot(
-                epochs,
-                means,
-                "o-" if len(epochs) < 30 else "-",
-                color=color,
-                markersize=3,
-                label=f"{figure.label(model)} (ours, {seeds} seed{'s' if seeds > 1 else ''}"
-                + (f", band {' / '.join(kinds)})" if kinds else ")"),
+            label = f"{figure.label(model)} (ours, {seeds} seed{'s' if seeds > 1 else ''}" + (
+                f", band {' / '.join(kinds)})" if kinds else ")"
             )
-            if kinds:
+            if len(run_epochs) == 1:  # one epoch: each model a point, its band an error bar, side by side
+                b = bands[0]
+                ax.errorbar(
+                    [epochs[0] + 0.06 * (i - (len(models) - 1) / 2)],
+                    means,
+                    yerr=None if b is None else [[means[0] - b[0]], [b[1] - means[0]]],
+                    fmt="o",
+                    color=color,
+                    markersize=4,
+                    capsize=3,
+                    label=label.replace("band", "bar"),
+                )
+            else:
+                ax.plot(
+                    epochs, means, "o-" if len(epochs) < 30 else "-", color=color, markersize=3, label=label
+                )
+            if kinds and len(run_epochs) > 1:
                 ax.fill_between(
                     epochs,
                     [m if b is None else b[0] for m, b in zip(means, bands, strict=True)],
@@ -795,6 +807,12 @@ def plot(
         ax.set_xscale("log")
         ax.set_xticks(TABLE2_EPOCHS, [str(e) for e in TABLE2_EPOCHS])
         ax.xaxis.set_minor_locator(NullLocator())
+        if len(run_epochs) == 1:  # room for the side-by-side points left of epoch 1
+            ax.set_xlim(left=0.6)
+    elif len(run_epochs) == 1:
+        (only,) = run_epochs
+        ax.set_xlim(only - 0.5, only + 0.5)
+        ax.set_xticks([only])
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch" + (" (log scale)" if paper else ""))

@@ -859,3 +859,27 @@ def test_table2_refuses_an_unknown_figure_or_a_bad_block_name(field, value, mess
     table2 = load("table2")
     with pytest.raises(ValueError, match=message):
         table2.Args(**{field: value})
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mtl", "mnist-mtl"])  # without and with the paper's curves
+def test_a_one_epoch_figure_draws_each_model_as_a_point_with_an_error_bar(dataset):
+    runs = load("paper_runs")
+    rows = [
+        {"model": m, "seed": s, "epoch": 1, "test_accuracy": 0.95 + 0.01 * s + 0.001 * k}
+        for k, m in enumerate(["routing-all-fc", "task-specific-1-fc", "mmoe-all-fc"])
+        for s in range(3)
+    ]
+    fig = runs.plot(runs.FIGURES["8"], rows, dataset=dataset)
+    (ax,) = fig.axes
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 3  # one per model, side by side around epoch 1
+    xs = sorted(float(c.lines[0].get_xdata()[0]) for c in bars)
+    assert xs[0] < 1 < xs[-1] and len(set(xs)) == 3
+    lo, hi = ax.get_xlim()
+    assert lo < xs[0] and xs[-1] < hi
+    # each bar spans the mean +- the sample standard deviation over the 3 seeds
+    routing = next(c for c in bars if "routing-all-fc (ours" in c.get_label())
+    low, high = (float(v) for v in routing.lines[2][0].get_segments()[0][:, 1])
+    assert (low, high) == pytest.approx((95.0, 97.0), abs=1e-6)
+    if dataset == "mnist-mtl":  # the paper's Table 2 curves are still drawn
+        assert any("(paper, Table 2)" in line.get_label() for line in ax.get_lines())
