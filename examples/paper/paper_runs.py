@@ -754,6 +754,7 @@ def plot(
     # the figure's models in its order (their colours fixed), then any other model run (--models)
     models = list(dict.fromkeys([*figure.models, *(r["model"] for r in rows)]))
     run_epochs = {int(r["epoch"]) for r in rows if r["test_accuracy"] not in (None, "")}
+    single = len(run_epochs) == 1  # one epoch: each model a point, its band an error bar, side by side
     for i, model in enumerate(models):
         mine = [r for r in rows if r["model"] == model and r["test_accuracy"] not in (None, "")]
         color = f"C{i}"
@@ -765,9 +766,9 @@ def plot(
             bands = [band(a) for a in acc]
             kinds = sorted({b[2] for b in bands if b is not None}, reverse=True)
             label = f"{figure.label(model)} (ours, {seeds} seed{'s' if seeds > 1 else ''}" + (
-                f", band {' / '.join(kinds)})" if kinds else ")"
+                f", {'bar' if single else 'band'} {' / '.join(kinds)})" if kinds else ")"
             )
-            if len(run_epochs) == 1:  # one epoch: each model a point, its band an error bar, side by side
+            if single:
                 b = bands[0]
                 ax.errorbar(
                     [epochs[0] + 0.06 * (i - (len(models) - 1) / 2)],
@@ -777,13 +778,13 @@ def plot(
                     color=color,
                     markersize=4,
                     capsize=3,
-                    label=label.replace("band", "bar"),
+                    label=label,
                 )
             else:
                 ax.plot(
                     epochs, means, "o-" if len(epochs) < 30 else "-", color=color, markersize=3, label=label
                 )
-            if kinds and len(run_epochs) > 1:
+            if kinds and not single:
                 ax.fill_between(
                     epochs,
                     [m if b is None else b[0] for m, b in zip(means, bands, strict=True)],
@@ -807,9 +808,9 @@ def plot(
         ax.set_xscale("log")
         ax.set_xticks(TABLE2_EPOCHS, [str(e) for e in TABLE2_EPOCHS])
         ax.xaxis.set_minor_locator(NullLocator())
-        if len(run_epochs) == 1:  # room for the side-by-side points left of epoch 1
+        if single:  # room for the side-by-side points left of epoch 1
             ax.set_xlim(left=0.6)
-    elif len(run_epochs) == 1:
+    elif single:
         (only,) = run_epochs
         ax.set_xlim(only - 0.5, only + 0.5)
         ax.set_xticks([only])

@@ -53,7 +53,15 @@ from seed_stats import MIN_SEEDS_TO_CALL, accuracy_by_seed, paired_difference, s
 
 from routing_env.experiments import DatasetName, parse_args
 
-BEGIN, END = "<!-- table2:begin -->", "<!-- table2:end -->"
+
+def markers(block: str) -> tuple[str, str]:
+    """The begin and end lines of the block named ``block`` (``table2``: :data:`BEGIN`, :data:`END`)."""
+    if not block or not all(c.isalnum() or c in "-_" for c in block):
+        raise ValueError(f"a block name is letters, digits, '-' and '_', got {block!r}")
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
+
+BEGIN, END = markers("table2")
 
 
 @dataclass
@@ -268,13 +276,6 @@ def build_paired_table(results: Sequence[Result]) -> str:
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def markers(block: str) -> tuple[str, str]:
-    """The begin and end lines of the block named ``block`` (``table2``: :data:`BEGIN`, :data:`END`)."""
-    if not block or not all(c.isalnum() or c in "-_" for c in block):
-        raise ValueError(f"a block name is letters, digits, '-' and '_', got {block!r}")
-    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 
 def select_figures(text: str) -> list[str]:
