@@ -121,6 +121,8 @@ class Args(DatasetOptions):
     """samples per task shown in the first-samples view (Fig. 9)"""
     torch_threads: int = 1
     """torch intra-op threads"""
+    report_only: bool = False
+    """print the summary of OUTPUT_DIR/purity_sweep.csv (the numbers docs/policy_dynamics.md quotes) and stop: no training"""
 
     def __post_init__(self) -> None:
         self.grid()  # validates the lists
@@ -427,7 +429,76 @@ def plot_first_samples(views: dict[str, tuple[np.ndarray, np.ndarray]], first: i
     return fig
 
 
+def _median_range(values: list[float]) -> str:
+    return "never" if not values else f"{np.median(values):g} ({min(values):g}-{max(values):g})"
+
+
+def report(rows: list[dict[str, str]]) -> str:
+    """The sweep's summary, per weighting: the agents that became pure and the median samples
+    per task they needed (over all runs, then split by each swept ingredient), the greedy
+    accuracy and the last NashConv per block optimizer, and the mean distinct greedy blocks
+    per depth per rho. Every figure docs/policy_dynamics.md quotes from a sweep is here."""
+    tasks = (
+        sorted(int(k.rsplit("_", 1)[1]) for k in rows[0] if k.startswith("pure_after_task_")) if rows else []
+    )
+    depths = (
+        sorted(int(k.rsplit("_", 1)[1]) for k in rows[0] if k.startswith("blocks_used_depth_"))
+        if rows
+        else []
+    )
+    nash = sorted(
+        int(k.rsplit("_", 1)[1]) for k in rows[0] if k.startswith("nash_conv_") and "samples" not in k
+    )
+
+    def pure_after(rs: list[dict[str, str]]) -> list[float]:
+        return [
+            float(r[f"pure_after_task_{t}"]) for r in rs for t in tasks if r[f"pure_after_task_{t}"] != ""
+        ]
+
+    lines = [f"{len(rows)} runs, {sum(float(r['wall_s']) for r in rows) / 60:.1f} min of training in all"]
+    for weighting in sorted({r["weighting"] for r in rows}):
+        mine = [r for r in rows if r["weighting"] == weighting]
+        pure = pure_after(mine)
+        lines.append(
+            f"{weighting}: {len(pure)}/{len(mine) * len(tasks)} agents pure; samples per task to purity, "
+            f"median (range): {_median_range(pure)}"
+        )
+        for key in ("rho", "baseline", "policy_lr", "optimizer"):
+            parts = []
+            for value in sorted({r[key] for r in mine}):
+                group = [r for r in mine if r[key] == value]
+                agents = pure_after(group)
+                median = f"{np.median(agents):g}" if agents else "never"
+                parts.append(f"{value}: {len(agents)}/{len(group) * len(tasks)} pure, median {median}")
+            lines.append(f"  by {key}: " + "; ".join(parts))
+        for optimizer in sorted({r["optimizer"] for r in mine}):
+            group = [r for r in mine if r["optimizer"] == optimizer]
+            acc = [100 * float(r["greedy_accuracy"]) for r in group]
+            text = f"  {optimizer}: greedy {min(acc):.2f}-{max(acc):.2f}% (mean {np.mean(acc):.2f}%, {len(acc)} runs)"
+            last = [
+                float(r[f"nash_conv_{nash[-1]}"]) for r in group if nash and r[f"nash_conv_{nash[-1]}"] != ""
+            ]
+            if last:
+                text += (
+                    f"; NashConv at the end, median {np.median(last):.2f} ({min(last):.2f}-{max(last):.2f})"
+                )
+            lines.append(text)
+        for rho in sorted({r["rho"] for r in mine}):
+            group = [r for r in mine if r["rho"] == rho]
+            blocks = " / ".join(
+                f"{np.mean([float(r[f'blocks_used_depth_{d}']) for r in group]):.1f}" for d in depths
+            )
+            lines.append(f"  rho {rho}: distinct greedy blocks per depth {blocks}")
+    return "\n".join(lines)
+
+
 def main(args: Args) -> Path:
+    if args.report_only:
+        path = Path(args.output_dir) / "purity_sweep.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"--report-only: no {path}; run the sweep first")
+        print(report(read_rows(path)))
+        return path
     torch.set_num_threads(args.torch_threads)
     dataset = load_run_dataset(args)
     out = Path(args.output_dir)
@@ -477,6 +548,7 @@ def main(args: Args) -> Path:
         ),
     }
     plot_first_samples(views, args.first_samples).savefig(out / "purity_first_samples.png", dpi=100)
+    print(report(rows))
     print(f"wrote {path}, {out / 'purity_sweep.png'} and {out / 'purity_first_samples.png'}", file=sys.stderr)
     return path
 

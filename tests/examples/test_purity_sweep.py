@@ -125,3 +125,48 @@ def test_the_blocks_schedule_follows_the_block_rate(sweep, digits):
         group["lr"] *= 0.1  # as the env's decay does after lr_decay_every epochs
     sweep.set_policy_lr(router, cell, env)
     assert [learner.lr for learner in router.values()] == pytest.approx([0.05] * len(router))
+
+
+def test_the_report_summarizes_the_csv_by_hand(sweep, tmp_path, capsys):
+    def row(weighting, rho, optimizer, pure, acc, nash, blocks):
+        r = {
+            "rho": rho,
+            "baseline": "depth",
+            "policy_lr": "0.3",
+            "optimizer": optimizer,
+            "weighting": weighting,
+        }
+        r |= {f"pure_after_task_{t}": p for t, p in enumerate(pure)}
+        r |= {
+            "blocks_used_depth_0": blocks,
+            "blocks_used_depth_1": "2",
+            "nash_conv_0": "9",
+            "nash_conv_1": nash,
+        }
+        return r | {"greedy_accuracy": acc, "wall_s": "30"}
+
+    data = [
+        row("algorithm3", "0.0", "adam", ["100", "300"], "0.95", "0.5", "3"),
+        row("algorithm3", "0.3", "sgd", ["200", ""], "0.90", "0.1", "1"),
+        row("appendix", "0.0", "adam", ["", ""], "0.90", "0.0", "4"),
+    ]
+    text = sweep.report(data)
+    assert text.splitlines()[0] == "3 runs, 1.5 min of training in all"
+    assert "algorithm3: 3/4 agents pure; samples per task to purity, median (range): 200 (100-300)" in text
+    assert "  by rho: 0.0: 2/2 pure, median 200; 0.3: 1/2 pure, median 200" in text
+    assert (
+        "  adam: greedy 95.00-95.00% (mean 95.00%, 1 runs); NashConv at the end, median 0.50 (0.50-0.50)"
+        in text
+    )
+    assert "  rho 0.3: distinct greedy blocks per depth 1.0 / 2.0" in text
+    assert "appendix: 0/2 agents pure; samples per task to purity, median (range): never" in text
+    # --report-only prints it from the CSV and trains nothing
+    path = tmp_path / "purity_sweep.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(data[0]))
+        writer.writeheader()
+        writer.writerows(data)
+    assert sweep.main(sweep.Args(output_dir=str(tmp_path), report_only=True, **TINY)) == path
+    assert capsys.readouterr().out.strip() == text
+    with pytest.raises(FileNotFoundError, match="run the sweep first"):
+        sweep.main(sweep.Args(output_dir=str(tmp_path / "none"), report_only=True, **TINY))
