@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import routing_env
 from routing_env.engine import interleaved_order
@@ -74,3 +75,82 @@ def test_every_pass_routes_the_same_order_and_the_whole_split_once(digits):
             env.reset()
     assert passes[0] == passes[1] == env.unwrapped.engine.eval_order.tolist()
     assert sorted(passes[0]) == list(range(len(digits.test)))
+
+
+# ------------------------------------------- the trunk runs once per distinct test input
+@pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
+def test_duplicate_test_inputs_run_the_trunk_once_and_score_as_before(digits, monkeypatch, greedy):
+    """Digits-MTL holds each test image once per task (10 copies): evaluation runs the
+    trunk on each distinct image of a minibatch once, and every number (accuracies, the
+    sampled routes' generator draws) is what running it on every row gives."""
+    import functools
+
+    from agents import WPL, MultiAgentRouter, evaluate_batched, train_batched
+    from routing_env.engine import RoutingEngine
+
+    def run(dedup):
+        if not dedup:
+            monkeypatch.setattr(RoutingEngine, "_test_first_occurrence", lambda self: None)
+        benv = routing_env.batched_env(dataset=digits, batch_size=32, eval_batch_size=200)
+        router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3), seed=0)
+        train_batched(benv, router, num_samples=640, seed=0)  # batch norm's running stats move
+        rows = []
+        hook = benv.engine.network.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o)))
+        evaluate_batched(benv, router, greedy=greedy)
+        hook.remove()
+        monkeypatch.undo()
+        rngs = [learner.rng.bit_generator.state for learner in router.values()]
+        return benv.evaluation(), sum(rows), rngs
+
+    with_dedup, rows_dedup, rngs_dedup = run(True)
+    without, rows_all, rngs_all = run(False)
+    assert with_dedup == without and rngs_dedup == rngs_all
+    assert with_dedup["complete"] and rows_all == len(digits.test)
+    # 200 interleaved samples hold 20 images x 10 tasks; the last minibatch is partial
+    distinct = len(np.unique(digits.test.inputs_NCHW.reshape(len(digits.test), -1).numpy(), axis=0))
+    assert distinct * 10 == len(digits.test) and rows_dedup == distinct
+
+
+def test_the_aec_env_scores_the_same_with_and_without_merged_duplicates(digits, monkeypatch):
+    from routing_env.engine import RoutingEngine
+
+    def run(dedup):
+        if not dedup:
+            monkeypatch.setattr(RoutingEngine, "_test_first_occurrence", lambda self: None)
+        env = routing_env.env(dataset=digits)
+        env.reset(seed=0)
+        run_episodes(env, 256, random_choice(0))
+        run_episodes(env, len(digits.test), random_choice(1), options={"mode": "eval"})
+        monkeypatch.undo()
+        return env.unwrapped.evaluation()
+
+    result = run(True)
+    assert result == run(False) and result["complete"]
+
+
+def test_each_test_sample_maps_to_the_first_sample_with_its_bytes(digits):
+    env = routing_env.batched_env(dataset=digits)
+    env.reset(seed=0)
+    first = env.engine._test_first_occurrence()
+    x = digits.test.inputs_NCHW.reshape(len(digits.test), -1)
+    assert first is not None and (x[first] == x).all()
+    _, expected = np.unique(x.numpy(), axis=0, return_index=True)
+    assert sorted(set(first.tolist())) == sorted(expected.tolist())
+    assert (first <= np.arange(len(x))).all()
+
+
+def test_a_test_split_without_duplicates_runs_the_trunk_on_every_row(digits):
+    import dataclasses
+
+    from routing_env.datasets.base import TaskSplit
+
+    task0 = digits.test.tasks_N == 0  # each image once, given to the tasks in turn
+    n = int(task0.sum())
+    split = TaskSplit(
+        inputs_NCHW=digits.test.inputs_NCHW[task0],
+        tasks_N=torch.arange(n) % digits.num_tasks,
+        targets_N=digits.test.targets_N[task0],
+    )
+    env = routing_env.batched_env(dataset=dataclasses.replace(digits, test=split))
+    env.reset(seed=0)
+    assert env.engine._test_first_occurrence() is None
