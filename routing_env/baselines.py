@@ -1331,12 +1331,42 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(data), batch_size):
-            idx = slice(start, start + batch_size)
-            x, tasks, targets = data.batch(idx)
-            logits = _masked(model(x, tasks, check_tasks=False), tasks, mask_TK)
-            stats._count(logits, tasks, targets, np.bincount(data.tasks_host_N[idx], minlength=num_tasks))
+        with torch.no_grad():
+            features = _distinct_trunk_features(model, data, batch_size)
+            for start in range(0, len(data), batch_size):
+                idx = slice(start, start + batch_size)
+                if features is None:
+                    x, tasks, targets = data.batch(idx)
+                    logits = model(x, tasks, check_tasks=False)
+                else:
+                    features_UD, position_N = features
+                    tasks, targets = data.tasks_N[idx], data.targets_N[idx]
+                    logits = model.head(features_UD[position_N[idx]], tasks, check_tasks=False)
+                logits = _masked(logits, tasks, mask_TK)
+                stats._count(logits, tasks, targets, np.bincount(data.tasks_host_N[idx], minlength=num_tasks))
     finally:
         model.train(was_training)
     stats._read()
     return stats
+
+
+def _distinct_trunk_features(
+    model: BaselineModel, data: DeviceSplit, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The trunk's output on each distinct input of ``data``'s split, and for each sample
+    the row of its input; None when every input differs or the model is not a plain
+    ``head(trunk(x))``.
+
+    One-vs-rest splits hold each image once per task (10 copies in MNIST-MTL and
+    Fashion-MTL); the trunk sees only the image and, in eval mode, a row's output does
+    not depend on the others, so evaluation runs it once per image.
+    """
+    first_N = data.split.first_occurrence_N
+    if first_N is None or type(model).forward is not BaselineModel.forward:
+        return None
+    distinct_U, position_N = np.unique(first_N, return_inverse=True)
+    rows_U = torch.from_numpy(distinct_U).to(data.device)
+    chunks = [
+        model.trunk(data.batch(rows_U[s : s + batch_size])[0]) for s in range(0, len(rows_U), batch_size)
+    ]
+    return torch.cat(chunks), torch.from_numpy(position_N.reshape(-1)).to(data.device)

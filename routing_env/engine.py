@@ -414,8 +414,6 @@ class RoutingEngine:
         else:
             self._class_mask_TK = None
         self.eval_order = interleaved_order(dataset.test.tasks_N.numpy())
-        self._test_first: np.ndarray | None = None  # see _test_first_occurrence
-        self._test_first_known = False
         self._aggregator = make_aggregator(training.aggregator)  # None: the mean loss
         self._started = False
 
@@ -730,18 +728,8 @@ class RoutingEngine:
         return out if inverse is None else out[inverse.to(out.device)]
 
     def _test_first_occurrence(self) -> np.ndarray | None:
-        """For each test sample, the index of the first test sample with a byte-identical
-        input; None when all test inputs differ. Computed once per engine (one sort)."""
-        if not self._test_first_known:
-            inputs = self.dataset.test.inputs_NCHW.detach().cpu().contiguous()
-            flat = np.ascontiguousarray(inputs.reshape(len(inputs), -1).numpy())
-            if len(flat) > 1 and flat.shape[1] > 0:
-                rows = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).reshape(-1)
-                _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-                if len(first) < len(flat):
-                    self._test_first = first[inverse.reshape(-1)]
-            self._test_first_known = True
-        return self._test_first
+        """The test split's :attr:`~routing_env.datasets.base.TaskSplit.first_occurrence_N`."""
+        return self.dataset.test.first_occurrence_N
 
     def _inputs(self, split: TaskSplit, indices_B: torch.Tensor) -> torch.Tensor:
         return self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env import RoutingEnv
+from routing_env import RoutingEnv, baselines
 from routing_env.baselines import (
+    ALL_BASELINE_NAMES,
     BASELINE_NAMES,
     EVAL_BATCH_SIZE_CPU,
+    BaselineModel,
     CrossStitchFC,
     DeviceSplit,
     SoftMixtureFC,
@@ -621,3 +623,49 @@ def test_cuda_steps_never_wait_on_the_device(small, name):
     # per evaluation: the counts read once. A wait per step would give at least 40.
     assert stats.updates == 40
     assert 1 <= len(syncs) <= 6, syncs
+
+
+# ------------------------------------------- the trunk runs once per distinct test input
+@pytest.mark.parametrize("name", ALL_BASELINE_NAMES)
+def test_evaluation_runs_the_trunk_once_per_distinct_image_and_scores_as_before(
+    digits, small, monkeypatch, name
+):
+    """Digits-MTL's test split holds each image once per task: evaluate_model runs the
+    trunk on each distinct image once and gives the logits of running it on every row."""
+    model = build_baseline(name, dataset=digits, seed=0)
+    optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
+    train_epoch(model, optimizer, small, batch_size=64, rng=np.random.default_rng(0))  # BN stats move
+
+    def evaluate(merge):
+        if not merge:
+            monkeypatch.setattr(baselines, "_distinct_trunk_features", lambda *args: None)
+        rows, logits = [], []
+        hooks = [
+            model.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o))),
+            model.head.register_forward_hook(lambda m, i, o: logits.append(o)),
+        ]
+        stats = evaluate_model(model, digits, batch_size=500)
+        for hook in hooks:
+            hook.remove()
+        monkeypatch.undo()
+        return stats, sum(rows), torch.cat(logits)
+
+    merged, merged_rows, merged_logits = evaluate(True)
+    every_row, all_rows, all_logits = evaluate(False)
+    assert torch.equal(merged_logits, all_logits)  # every sample's logits, bit for bit
+    assert merged.correct_T.tolist() == every_row.correct_T.tolist()
+    assert merged.samples == every_row.samples == len(digits.test) == all_rows
+    assert merged_rows == len(digits.test) // 10  # 359 images x 10 tasks
+
+
+def test_a_model_with_its_own_forward_runs_the_trunk_on_every_row(digits):
+    class Doubled(BaselineModel):
+        def forward(self, x_NCHW, tasks_N, *, check_tasks=True):
+            return 2 * super().forward(x_NCHW, tasks_N, check_tasks=check_tasks)
+
+    base = build_baseline("task-specific-1-fc", dataset=digits, seed=0)
+    model = Doubled(trunk=base.trunk, head=base.head, name="doubled")
+    rows = []
+    model.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o)))
+    evaluate_model(model, digits)
+    assert sum(rows) == len(digits.test)

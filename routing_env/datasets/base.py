@@ -48,6 +48,25 @@ class TaskSplit:
     def __len__(self) -> int:
         return int(self.tasks_N.shape[0])
 
+    @cached_property
+    def first_occurrence_N(self) -> np.ndarray | None:
+        """For each sample, the index of the first sample of the split whose input has the
+        same bytes (``int64``); None when all inputs differ.
+
+        One-vs-rest splits (MNIST-MTL, Fashion-MTL, digits-MTL) hold each image once per
+        task; evaluation runs the shared trunk once per distinct image with this map.
+        Computed on first use (one sort of the inputs' bytes) and kept.
+        """
+        inputs = self.inputs_NCHW.detach().cpu().contiguous()
+        flat = np.ascontiguousarray(inputs.reshape(len(inputs), -1).numpy())
+        if len(flat) < 2 or flat.shape[1] == 0:
+            return None
+        rows = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        if len(first) == len(flat):
+            return None
+        return first.astype(np.int64)[inverse.reshape(-1)]
+
 
 @dataclass(frozen=True)
 class MultiTaskDataset:
