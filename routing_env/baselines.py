@@ -1301,6 +1301,7 @@ def evaluate_model(
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
     data: DeviceSplit | None = None,
+    merge_duplicates: bool = True,
 ) -> EpochStats:
     """Accuracy per task on ``split`` (default: the test split), model in eval mode.
 
@@ -1313,6 +1314,12 @@ def evaluate_model(
         device: Where the model lives.
         data: The split held on ``device`` (:class:`DeviceSplit`): build it once and pass
             it every epoch. None holds the split there for this call only.
+        merge_duplicates: Run the trunk once per distinct input of the split and the
+            head on each sample (one-vs-rest splits hold each image once per task: a
+            tenth of the trunk's work). Exact when the trunk's eval-mode output for a
+            row does not depend on the other rows (every trunk this package builds);
+            False for one that samples or mixes rows in eval mode. A model that
+            overrides :meth:`BaselineModel.forward` always runs whole.
 
     Raises:
         ValueError: On a bad ``batch_size``, or ``data`` of another split or device.
@@ -1332,7 +1339,7 @@ def evaluate_model(
     model.eval()
     try:
         with torch.no_grad():
-            features = _distinct_trunk_features(model, data, batch_size)
+            features = _distinct_trunk_features(model, data, batch_size) if merge_duplicates else None
             for start in range(0, len(data), batch_size):
                 idx = slice(start, start + batch_size)
                 if features is None:

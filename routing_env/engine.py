@@ -82,6 +82,13 @@ class TrainingConfig:
             that samples of two or more tasks went through (the trunk, shared blocks), and
             a block used by one task gets that task's gradient. See
             :mod:`routing_env.aggregation` for the rule and the scale.
+        merge_duplicate_inputs: In evaluation, run the trunk once per distinct input of
+            a test minibatch and copy its output to the byte-identical ones (one-vs-rest
+            splits such as MNIST-MTL and Fashion-MTL hold each test image once per task:
+            a tenth of the trunk's work). Exact for a trunk whose eval-mode output for a
+            row does not depend on the other rows (batch norm with running statistics,
+            no dropout: every trunk this package builds); pass False for one that samples
+            in eval mode (e.g. Monte Carlo dropout) or mixes rows.
     """
 
     batch_size: int = 64
@@ -94,6 +101,7 @@ class TrainingConfig:
     on_nonfinite: Literal["raise", "skip"] = "raise"
     eval_batch_size: int = 512
     aggregator: AggregatorName = "mean"
+    merge_duplicate_inputs: bool = True
 
     PRESETS: ClassVar[tuple[str, ...]] = ("default", "paper")
     """The names :meth:`preset` knows."""
@@ -149,6 +157,8 @@ class TrainingConfig:
         if self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {self.on_nonfinite!r}")
         check_aggregator(self.aggregator)
+        if not isinstance(self.merge_duplicate_inputs, bool):
+            raise ValueError(f"merge_duplicate_inputs must be a bool, got {self.merge_duplicate_inputs!r}")
 
     @property
     def lr_schedule(self) -> StepDecay:
@@ -716,7 +726,7 @@ class RoutingEngine:
         distinct input is computed once and its output copied to its duplicates; only
         byte-identical inputs are merged.
         """
-        first = self._test_first_occurrence()
+        first = self._test_first_occurrence() if self.training.merge_duplicate_inputs else None
         rows = indices_B
         inverse = None
         if first is not None:

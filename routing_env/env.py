@@ -207,6 +207,9 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
     - ``eval_batch_size``: test samples drawn at a time in evaluation (default 512); the
       results do not depend on it, except which draws a sampled route takes on the
       batched path.
+    - ``merge_duplicate_inputs``: evaluation runs the trunk once per distinct input of a
+      test minibatch (default True; exact for the trunks this package builds); False for
+      a trunk that samples or mixes rows in eval mode.
     - ``aggregator``: ``"mean"`` (default: the minibatch's mean loss) or a torchjd aggregator
       of its per-task losses on the parameters shared by several tasks (``"pcgrad"``,
       ``"upgrad"``, ...; :data:`routing_env.aggregation.AGGREGATORS`, needs
@@ -249,6 +252,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         on_nonfinite: Literal["raise", "skip"] = FROM_PRESET,
         eval_batch_size: int = FROM_PRESET,
         aggregator: AggregatorName = FROM_PRESET,
+        merge_duplicate_inputs: bool = FROM_PRESET,
         conv_layers: int | None = None,
         filters: int = 32,
         hidden_width: int = 128,
@@ -313,6 +317,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
             "on_nonfinite": on_nonfinite,
             "eval_batch_size": eval_batch_size,
             "aggregator": aggregator,
+            "merge_duplicate_inputs": merge_duplicate_inputs,
         }
         changes: dict[str, Any] = {k: v for k, v in given.items() if v is not FROM_PRESET}
         if training is None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env import RoutingEnv, baselines
+from routing_env import RoutingEnv
 from routing_env.baselines import (
     ALL_BASELINE_NAMES,
     BASELINE_NAMES,
@@ -627,9 +627,7 @@ def test_cuda_steps_never_wait_on_the_device(small, name):
 
 # ------------------------------------------- the trunk runs once per distinct test input
 @pytest.mark.parametrize("name", ALL_BASELINE_NAMES)
-def test_evaluation_runs_the_trunk_once_per_distinct_image_and_scores_as_before(
-    digits, small, monkeypatch, name
-):
+def test_evaluation_runs_the_trunk_once_per_distinct_image_and_scores_as_before(digits, small, name):
     """Digits-MTL's test split holds each image once per task: evaluate_model runs the
     trunk on each distinct image once and gives the logits of running it on every row."""
     model = build_baseline(name, dataset=digits, seed=0)
@@ -637,17 +635,14 @@ def test_evaluation_runs_the_trunk_once_per_distinct_image_and_scores_as_before(
     train_epoch(model, optimizer, small, batch_size=64, rng=np.random.default_rng(0))  # BN stats move
 
     def evaluate(merge):
-        if not merge:
-            monkeypatch.setattr(baselines, "_distinct_trunk_features", lambda *args: None)
         rows, logits = [], []
         hooks = [
             model.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o))),
             model.head.register_forward_hook(lambda m, i, o: logits.append(o)),
         ]
-        stats = evaluate_model(model, digits, batch_size=500)
+        stats = evaluate_model(model, digits, batch_size=500, merge_duplicates=merge)
         for hook in hooks:
             hook.remove()
-        monkeypatch.undo()
         return stats, sum(rows), torch.cat(logits)
 
     merged, merged_rows, merged_logits = evaluate(True)

@@ -79,26 +79,24 @@ def test_every_pass_routes_the_same_order_and_the_whole_split_once(digits):
 
 # ------------------------------------------- the trunk runs once per distinct test input
 @pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
-def test_duplicate_test_inputs_run_the_trunk_once_and_score_as_before(digits, monkeypatch, greedy):
+def test_duplicate_test_inputs_run_the_trunk_once_and_score_as_before(digits, greedy):
     """Digits-MTL holds each test image once per task (10 copies): evaluation runs the
     trunk on each distinct image of a minibatch once, and every number (accuracies, the
     sampled routes' generator draws) is what running it on every row gives."""
     import functools
 
     from agents import WPL, MultiAgentRouter, evaluate_batched, train_batched
-    from routing_env.engine import RoutingEngine
 
-    def run(dedup):
-        if not dedup:
-            monkeypatch.setattr(RoutingEngine, "_test_first_occurrence", lambda self: None)
-        benv = routing_env.batched_env(dataset=digits, batch_size=32, eval_batch_size=200)
+    def run(merge):
+        benv = routing_env.batched_env(
+            dataset=digits, batch_size=32, eval_batch_size=200, merge_duplicate_inputs=merge
+        )
         router = MultiAgentRouter.from_env(benv, router_factory=functools.partial(WPL, lr=0.3), seed=0)
         train_batched(benv, router, num_samples=640, seed=0)  # batch norm's running stats move
         rows = []
         hook = benv.engine.network.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o)))
         evaluate_batched(benv, router, greedy=greedy)
         hook.remove()
-        monkeypatch.undo()
         rngs = [learner.rng.bit_generator.state for learner in router.values()]
         return benv.evaluation(), sum(rows), rngs
 
@@ -111,17 +109,12 @@ def test_duplicate_test_inputs_run_the_trunk_once_and_score_as_before(digits, mo
     assert distinct * 10 == len(digits.test) and rows_dedup == distinct
 
 
-def test_the_aec_env_scores_the_same_with_and_without_merged_duplicates(digits, monkeypatch):
-    from routing_env.engine import RoutingEngine
-
-    def run(dedup):
-        if not dedup:
-            monkeypatch.setattr(RoutingEngine, "_test_first_occurrence", lambda self: None)
-        env = routing_env.env(dataset=digits)
+def test_the_aec_env_scores_the_same_with_and_without_merged_duplicates(digits):
+    def run(merge):
+        env = routing_env.env(dataset=digits, merge_duplicate_inputs=merge)
         env.reset(seed=0)
         run_episodes(env, 256, random_choice(0))
         run_episodes(env, len(digits.test), random_choice(1), options={"mode": "eval"})
-        monkeypatch.undo()
         return env.unwrapped.evaluation()
 
     result = run(True)
@@ -137,6 +130,11 @@ def test_each_test_sample_maps_to_the_first_sample_with_its_bytes(digits):
     _, expected = np.unique(x.numpy(), axis=0, return_index=True)
     assert sorted(set(first.tolist())) == sorted(expected.tolist())
     assert (first <= np.arange(len(x))).all()
+
+
+def test_merge_duplicate_inputs_must_be_a_bool():
+    with pytest.raises(ValueError, match="merge_duplicate_inputs must be a bool"):
+        routing_env.TrainingConfig(merge_duplicate_inputs=1)
 
 
 def test_a_test_split_without_duplicates_runs_the_trunk_on_every_row(digits):
