@@ -6,7 +6,7 @@ task. Evaluation runs the shared trunk once per distinct image and copies its ou
 ``evaluate_model(merge_duplicates=...)`` for the baselines). For each model this times
 a full pass over ``--dataset``'s test split both ways, in interleaved rounds (the first a
 warm-up; the median of the others is reported) on one torch thread, and checks that the
-two give the same counts:
+two give the same per-task accuracies:
 
 - ``routing``: the batched routing env with per-task WPL routers (``train_wpl.py``'s
   router; greedy routes), after ``--train-samples`` training samples;
@@ -41,7 +41,7 @@ from routing_env.baselines import (
 from routing_env.datasets import MultiTaskDataset, load_dataset, subsample
 
 
-def routing_pass(dataset: MultiTaskDataset, train_samples: int) -> Callable[[bool], list[int]]:
+def routing_pass(dataset: MultiTaskDataset, train_samples: int) -> Callable[[bool], list[float]]:
     """A routing env and WPL routers trained a little; the returned call evaluates once."""
     envs = {
         merge: routing_env.batched_env(dataset=dataset, merge_duplicate_inputs=merge)
@@ -52,24 +52,22 @@ def routing_pass(dataset: MultiTaskDataset, train_samples: int) -> Callable[[boo
         routers[merge] = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.1), seed=0)
         train_batched(env, routers[merge], num_samples=train_samples, seed=0)
 
-    def evaluate(merge: bool) -> list[int]:
+    def evaluate(merge: bool) -> list[float]:
         evaluate_batched(envs[merge], routers[merge], greedy=True)
-        result = envs[merge].evaluation()
-        total = np.bincount(dataset.test.tasks_N.numpy(), minlength=dataset.num_tasks)
-        return np.rint(np.asarray(result["accuracy_per_task"]) * total).astype(int).tolist()
+        return envs[merge].evaluation()["accuracy_per_task"]  # type: ignore[no-any-return]
 
     return evaluate
 
 
-def baseline_pass(name: str, dataset: MultiTaskDataset, train_samples: int) -> Callable[[bool], list[int]]:
+def baseline_pass(name: str, dataset: MultiTaskDataset, train_samples: int) -> Callable[[bool], list[float]]:
     """A baseline trained on ``train_samples`` samples; the returned call evaluates once."""
     model = build_baseline(name, dataset=dataset, seed=0)
     optimizer = model_optimizer(model, lr=1e-3, optimizer="adam")
     part = subsample(dataset, max_train=train_samples, seed=0)
     train_epoch(model, optimizer, part, batch_size=64, rng=np.random.default_rng(0))
 
-    def evaluate(merge: bool) -> list[int]:
-        return evaluate_model(model, dataset, merge_duplicates=merge).correct_T.tolist()
+    def evaluate(merge: bool) -> list[float]:
+        return evaluate_model(model, dataset, merge_duplicates=merge).accuracy_per_task
 
     return evaluate
 
@@ -106,14 +104,14 @@ def main() -> None:
     models.update({name: baseline_pass(name, dataset, args.train_samples) for name in names})
     for label, evaluate in models.items():
         times: dict[bool, list[float]] = {True: [], False: []}
-        counts: dict[bool, list[int]] = {}
+        counts: dict[bool, list[float]] = {}
         for _ in range(args.rounds):
             for merge in (True, False):
                 start = time.perf_counter()
                 counts[merge] = evaluate(merge)
                 times[merge].append(time.perf_counter() - start)
         if counts[True] != counts[False]:
-            raise SystemExit(f"{label}: merging changed the counts: {counts[True]} != {counts[False]}")
+            raise SystemExit(f"{label}: merging changed the accuracies: {counts[True]} != {counts[False]}")
         merged, whole = (float(np.median(times[m][1:])) for m in (True, False))
         print(
             f"{label}: {merged:.2f} s merged, {whole:.2f} s every row ({whole / merged:.1f}x faster; "

@@ -726,7 +726,7 @@ class RoutingEngine:
         distinct input is computed once and its output copied to its duplicates; only
         byte-identical inputs are merged.
         """
-        first = self._test_first_occurrence() if self.training.merge_duplicate_inputs else None
+        first = split.first_occurrence_N if self.training.merge_duplicate_inputs else None
         rows = indices_B
         inverse = None
         if first is not None:
@@ -736,10 +736,6 @@ class RoutingEngine:
         with torch.no_grad():
             out = self.network.trunk(self._inputs(split, rows))
         return out if inverse is None else out[inverse.to(out.device)]
-
-    def _test_first_occurrence(self) -> np.ndarray | None:
-        """The test split's :attr:`~routing_env.datasets.base.TaskSplit.first_occurrence_N`."""
-        return self.dataset.test.first_occurrence_N
 
     def _inputs(self, split: TaskSplit, indices_B: torch.Tensor) -> torch.Tensor:
         return self.dataset.normalize(split.inputs_NCHW[indices_B]).to(self.device)

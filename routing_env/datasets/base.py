@@ -58,7 +58,7 @@ class TaskSplit:
         Computed on first use (one sort of the inputs' bytes) and kept.
         """
         inputs = self.inputs_NCHW.detach().cpu().contiguous()
-        flat = np.ascontiguousarray(inputs.reshape(len(inputs), -1).numpy())
+        flat = inputs.reshape(len(inputs), -1).numpy()
         if len(flat) < 2 or flat.shape[1] == 0:
             return None
         rows = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).reshape(-1)

@@ -122,9 +122,7 @@ def test_the_aec_env_scores_the_same_with_and_without_merged_duplicates(digits):
 
 
 def test_each_test_sample_maps_to_the_first_sample_with_its_bytes(digits):
-    env = routing_env.batched_env(dataset=digits)
-    env.reset(seed=0)
-    first = env.engine._test_first_occurrence()
+    first = digits.test.first_occurrence_N
     x = digits.test.inputs_NCHW.reshape(len(digits.test), -1)
     assert first is not None and (x[first] == x).all()
     _, expected = np.unique(x.numpy(), axis=0, return_index=True)
@@ -149,6 +147,9 @@ def test_a_test_split_without_duplicates_runs_the_trunk_on_every_row(digits):
         tasks_N=torch.arange(n) % digits.num_tasks,
         targets_N=digits.test.targets_N[task0],
     )
+    assert split.first_occurrence_N is None
+    rows = []
     env = routing_env.batched_env(dataset=dataclasses.replace(digits, test=split))
-    env.reset(seed=0)
-    assert env.engine._test_first_occurrence() is None
+    env.engine.network.trunk.register_forward_hook(lambda m, i, o: rows.append(len(o)))
+    env.reset(seed=0, options={"mode": "eval"})
+    assert rows == [min(n, env.engine.training.eval_batch_size)]
