@@ -13,8 +13,9 @@ scripts), one run at a time or ``--jobs`` at once, each with ``--torch-threads``
    seeds 0, 1, 2 (seed 0 of every model first, so that a campaign stopped early has
    comparable runs of all models). A model shared by several figures (routing-all-fc,
    the single agent, soft-mixture-all-fc) is trained once: the figures share ``--runs-dir``.
-   Each step is ``<figure script> --models M --seeds K``, which reuses seeds 0..K-2 and
-   trains seed K-1 (its outputs go to a scratch folder, ``OUTPUT_DIR/units/``);
+   Each step is ``<figure script> --models M --first-seed K --seeds K+1``, which trains
+   seed K alone (its outputs go to a scratch folder, ``OUTPUT_DIR/units/``), so the seeds
+   of one model run side by side when ``--jobs`` allows (a GPU machine's many cores);
 2. the figures: once the runs are done, each figure script runs with all its models
    and seeds into ``OUTPUT_DIR`` (every run is reused, so this takes seconds), writing
    ``<figure>_fashion-mtl[_paper-setting].{csv,png,json}`` and ``..._stats.csv``, which
@@ -196,7 +197,7 @@ class Args:
 # ============================================================== the plan
 @dataclass(frozen=True)
 class Step:
-    """One figure-script command: a model's seed ``seeds - 1`` (a run) or a whole figure."""
+    """One figure-script command: a model's seed (a run) or a whole figure."""
 
     name: str
     setting: str
@@ -208,9 +209,9 @@ class Step:
     run_dir: Path | None = None
 
     @property
-    def key(self) -> tuple[str, str | None]:
-        """Steps with one key run one after another (they share run folders)."""
-        return self.setting, self.model
+    def key(self) -> tuple[str, str | None, int | None]:
+        """Steps with one key run one after another (they would share a run folder)."""
+        return self.setting, self.model, self.seed
 
     def command(self) -> list[str]:
         return [sys.executable, self.script, *self.argv]
@@ -238,7 +239,9 @@ def paper_args(args: Args, setting: str, *, seeds: int | None = None, models: st
     )
 
 
-def script_argv(args: Args, setting: str, *, seeds: int, models: str, output_dir: Path) -> tuple[str, ...]:
+def script_argv(
+    args: Args, setting: str, *, seeds: int, models: str, output_dir: Path, first_seed: int = 0
+) -> tuple[str, ...]:
     """The command-line options of a figure script for ``setting`` (the defaults left out)."""
     argv = ["--dataset", args.dataset]
     if args.data_root is not None:
@@ -250,6 +253,8 @@ def script_argv(args: Args, setting: str, *, seeds: int, models: str, output_dir
     if args.max_test_samples is not None:
         argv += ["--max-test-samples", str(args.max_test_samples)]
     argv += ["--epochs", str(args.epochs), "--seeds", str(seeds)]
+    if first_seed:
+        argv += ["--first-seed", str(first_seed)]
     if setting != "defaults":
         argv += ["--setting", setting]
     if models:
@@ -289,8 +294,9 @@ def run_steps(args: Args) -> list[Step]:
                             args,
                             setting,
                             seeds=seed + 1,
+                            first_seed=seed,
                             models=model,
-                            output_dir=Path(args.output_dir) / "units" / setting / model,
+                            output_dir=Path(args.output_dir) / "units" / setting / model / f"seed{seed}",
                         ),
                         model=model,
                         seed=seed,

@@ -367,6 +367,8 @@ class PaperArgs(DatasetOptions):
     """training epochs of every run (the paper: 100)"""
     seeds: int = 3
     """runs per model, seeds 0..N-1 (the paper: 3)"""
+    first_seed: int = 0
+    """train and show only seeds FIRST_SEED..N-1 (a campaign runs seed k of a model as --first-seed k --seeds k+1, the seeds of one model side by side)"""
     setting: Literal["defaults", "paper"] = "defaults"
     """block training of every model: the training scripts' defaults (Adam 1e-3, /10 every 10 epochs, rho 0, routed fc width 128, constant WPL policy lr) or the paper's (SGD 1e-2, /10 every 20 epochs, rho 0.3 on MNIST-MTL, Fashion-MTL and digits-MTL, routed fc width 48 as in appendix 7.2 and the authors' code, and the WPL policy lr on the blocks' schedule)"""
     hidden: int | None = None
@@ -401,10 +403,18 @@ class PaperArgs(DatasetOptions):
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.seeds < 1:
             raise ValueError(f"--epochs and --seeds must be >= 1, got {self.epochs} and {self.seeds}")
+        if not 0 <= self.first_seed < self.seeds:
+            raise ValueError(
+                f"--first-seed must be in 0..--seeds - 1 = {self.seeds - 1}, got {self.first_seed}"
+            )
         if self.torch_threads < 1:
             raise ValueError(f"--torch-threads must be >= 1, got {self.torch_threads}")
         if self.hidden is not None and self.hidden < 1:
             raise ValueError(f"--hidden must be >= 1 or none, got {self.hidden}")
+
+    def seed_list(self) -> list[int]:
+        """The seeds this invocation trains and shows: ``first_seed .. seeds - 1``."""
+        return list(range(self.first_seed, self.seeds))
 
     def hidden_width(self) -> int:
         """The routed fc width of every run: ``--hidden``, else the setting's (:data:`HIDDEN_WIDTH`)."""
@@ -866,7 +876,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     }
     command = shlex.join(["python", script, *flags(changed_options(args))])
     print(
-        f"{figure_title(figure, args.dataset)}: {len(models)} models x {args.seeds} seeds, "
+        f"{figure_title(figure, args.dataset)}: {len(models)} models x {len(args.seed_list())} seeds, "
         f"{args.epochs} epochs each; routers on the {'AEC' if args.aec else 'batched'} path",
         file=sys.stderr,
     )
@@ -874,12 +884,12 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     revision = git_revision()
     runs: list[tuple[str, int, Path]] = []
     run_info: list[dict[str, Any]] = []
-    for seed in range(args.seeds):
+    for seed in args.seed_list():
         for name in models:
             model = model_of(name)
             t0 = time.perf_counter()
             print(
-                f"[{len(runs) + 1}/{len(models) * args.seeds}] {name} seed {seed}",
+                f"[{len(runs) + 1}/{len(models) * len(args.seed_list())}] {name} seed {seed}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -909,7 +919,9 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
             write_csv(paths["csv"], rows)
             write_csv(paths["stats"], figure_statistics(rows, models, context=context), columns=STATS_COLUMNS)
             sizes = f"{rows[0]['train_samples']} train / {rows[0]['test_samples']} test samples"
-            subtitle = f"{args.epochs} epochs, {args.seeds} seed(s), {sizes}\n{args.setting_label()}"
+            subtitle = (
+                f"{args.epochs} epochs, {len(args.seed_list())} seed(s), {sizes}\n{args.setting_label()}"
+            )
             plot(figure, rows, dataset=args.dataset, subtitle=subtitle).savefig(paths["png"], dpi=90)
             meta = {
                 "figure": figure.number,
@@ -917,7 +929,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "command": command,
                 "args": dataclasses.asdict(args),
                 "epochs": args.epochs,
-                "seeds": list(range(args.seeds)),
+                "seeds": args.seed_list(),
                 "setting": args.setting,
                 "hidden_width": args.hidden_width(),
                 "policy_lr_schedule": args.wpl_policy_lr_schedule(),
@@ -925,7 +937,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "train_samples": rows[0]["train_samples"],
                 "test_samples": rows[0]["test_samples"],
                 "runs": run_info,
-                "complete": len(runs) == len(models) * args.seeds,
+                "complete": len(runs) == len(models) * len(args.seed_list()),
                 "git": revision,
                 "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                 "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",

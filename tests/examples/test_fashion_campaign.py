@@ -13,10 +13,12 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,10 +98,10 @@ def test_the_plan_runs_every_model_once_per_setting_and_seed_seed_major(tmp_path
     ) in steps:  # each command is one the figure script takes, and names the run folder the plan checks
         module = load(Path(step.script).stem)
         parsed = parse_args(module.Args, list(step.argv))
-        assert (parsed.dataset, parsed.epochs, parsed.seeds, parsed.models) == (
+        assert (parsed.dataset, parsed.epochs, parsed.seed_list(), parsed.models) == (
             "fashion-mtl",
             20,
-            step.seed + 1,
+            [step.seed],  # the step trains its seed alone, not seeds 0..k
             step.model,
         )
         assert (parsed.setting, parsed.data_root, parsed.progress, parsed.torch_threads) == (
@@ -112,6 +114,9 @@ def test_the_plan_runs_every_model_once_per_setting_and_seed_seed_major(tmp_path
             runs.MODELS[step.model], parsed, step.seed
         )
         assert Path(parsed.output_dir).is_relative_to(tmp_path / "units")  # not the figures' folder
+    # every step has its own scratch folder and key: the seeds of a model can run side by side
+    assert len({s.argv[s.argv.index("--output-dir") + 1] for s in steps}) == len(steps)
+    assert len({s.key for s in steps}) == len(steps)
     assert {s.script for s in steps if s.model == "soft-mixture-all-fc"} == {
         "examples/paper/fig05_architectures.py"
     }
@@ -245,6 +250,43 @@ def test_campaign_smoke_on_fashion_mtl_files(tmp_path, fashion_root):
         lock.release()
 
 
+def test_the_seeds_of_one_model_run_side_by_side(tmp_path, fashion_root):
+    """Seed 1 does not wait for seed 0: both start before either is done, each trains its seed alone."""
+    argv = campaign_command(tmp_path, fashion_root, "--seeds", "2", "--settings", "paper", "--jobs", "2")
+    argv[argv.index("--models") + 1] = "task-specific-1-fc"
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "campaign"
+    events = re.findall(
+        r"^\S+ \S+ (start|done) (paper/\S+/seed \d)", (out / "campaign.log").read_text(), re.M
+    )
+    assert events[:2] == [
+        ("start", "paper/task-specific-1-fc/seed 0"),
+        ("start", "paper/task-specific-1-fc/seed 1"),
+    ]
+    assert sorted(events[2:]) == [
+        ("done", "paper/task-specific-1-fc/seed 0"),
+        ("done", "paper/task-specific-1-fc/seed 1"),
+    ]
+    for seed in (0, 1):  # a step's own log: it trained its seed and nothing else
+        log = (out / "logs" / f"paper_task-specific-1-fc_seed{seed}.log").read_text()
+        assert f"task-specific-1-fc seed {seed}:" in log and f"seed {1 - seed}:" not in log
+    rows = read_csv(out / "fig08_routing_vs_baselines_fashion-mtl_paper-setting.csv")
+    assert {(r["model"], r["seed"]) for r in rows} == {
+        ("task-specific-1-fc", "0"),
+        ("task-specific-1-fc", "1"),
+    }
+
+
+def test_first_seed_trains_and_shows_only_the_later_seeds(tmp_path, fashion_root):
+    runs = load("paper_runs")
+    args = runs.PaperArgs(seeds=3, first_seed=2)
+    assert args.seed_list() == [2]
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match="--first-seed"):
+            runs.PaperArgs(seeds=3, first_seed=bad)
+
+
 def test_dry_run_lists_the_plan_and_runs_nothing(tmp_path, fashion_root, capsys):
     campaign = load("fashion_mtl_campaign")
     argv = campaign_command(tmp_path, fashion_root, "--seeds", "2", "--dry-run")
@@ -322,3 +364,67 @@ def test_an_exhausted_budget_launches_nothing_and_says_how_to_go_on(tmp_path, fa
     assert " start " not in log and "Fig. 8: not written, no complete run yet" in log
     assert "paused after" in log and "4 runs not complete" in log
     assert not (tmp_path / "campaign" / "runs").exists()
+
+
+# ---------------------------------------------------------------- benchmarks/device/run.sh
+def _device_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path / "out"
+    environ = {
+        **os.environ,
+        "OUT": str(out),
+        "WORK_DIR": str(tmp_path / "work"),
+        "DEVICE": "cpu",
+        "INSTALL_WHEELS": "0",
+        "PYTHON": sys.executable,
+        **env,
+    }
+    done = subprocess.run(
+        ["bash", "benchmarks/device/run.sh"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=300,
+    )
+    return done, out
+
+
+def test_the_device_script_runs_the_campaign_and_brings_back_its_runs(tmp_path, fashion_root):
+    """The GPU session's script, tried on the CPU: the campaign's phase, then what comes back."""
+    done, out = _device_script(
+        tmp_path,
+        PHASES="fashion",
+        FASHION_EPOCHS="1",
+        FASHION_JOBS="2",
+        FASHION_MODELS="task-specific-1-fc",
+        FASHION_ARGS=f"--data-root {fashion_root} --seeds 2 --max-train-samples 200 --max-test-samples 50",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # at most 8 files come back from the device machine, none in a subfolder
+    assert sorted(p.name for p in out.iterdir()) == [
+        "device.txt",
+        "fashion.tar.gz",
+        "logs.tar.gz",
+        "summary.txt",
+    ]
+    summary = (out / "summary.txt").read_text()
+    assert "fashion: rc=0" in summary and summary.rstrip().endswith("done")
+    assert "task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-s1: 1 epochs" in summary
+    with tarfile.open(out / "fashion.tar.gz") as tar:
+        names = tar.getnames()
+    for seed in (0, 1):  # each run's folder, checkpoint included (resumable on any machine)
+        run = f"fashion/runs/task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-s{seed}"
+        assert {f"{run}/metrics.csv", f"{run}/checkpoint.pt", f"{run}/config.json"} <= set(names)
+    assert "fashion/fig08_routing_vs_baselines_fashion-mtl_paper-setting.csv" in names
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        assert tar.getnames() == ["logs", "logs/fashion.log"]
+
+
+def test_the_device_script_keeps_to_its_budget(tmp_path):
+    """With no time left for any phase, every phase is skipped and the script still ends cleanly."""
+    done, out = _device_script(tmp_path, BUDGET_S="20")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = (out / "summary.txt").read_text()
+    for name in ("tests", "batched", "epoch", "fashion"):
+        assert f"{name}: skipped, the budget is spent" in summary
+    assert summary.rstrip().endswith("done")
