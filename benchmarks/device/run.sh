@@ -14,7 +14,8 @@
 # Knobs (environment): BUDGET_S (default 420), PHASES (default tests,batched,epoch,fashion),
 # DEVICE (default cuda; `DEVICE=cpu` tries the script on a machine without a GPU),
 # SAMPLES (default 20000: samples per timed epoch), FASHION_EPOCHS (100),
-# FASHION_MODELS (default: all of Fig. 8's), FASHION_JOBS (default: 15, one per run),
+# FASHION_FIGURES (default 8; 4,5,8 adds the RL algorithms and architectures),
+# FASHION_MODELS (default: all of the figures'), FASHION_JOBS (default: 15, one per run),
 # FASHION_ARGS (more campaign options, e.g. "--max-train-samples 500"), INSTALL_WHEELS
 # (default 1; 0 uses the Python environment as it is), PYTHON (default python3).
 set -uo pipefail
@@ -25,6 +26,7 @@ PHASES=${PHASES:-tests,batched,epoch,fashion}
 DEVICE=${DEVICE:-cuda}
 SAMPLES=${SAMPLES:-20000}
 FASHION_EPOCHS=${FASHION_EPOCHS:-100}
+FASHION_FIGURES=${FASHION_FIGURES:-8}
 FASHION_MODELS=${FASHION_MODELS:-}
 FASHION_JOBS=${FASHION_JOBS:-15}
 FASHION_ARGS=${FASHION_ARGS:-}
@@ -96,7 +98,7 @@ if has_phase fashion; then
     [ -n "$FASHION_MODELS" ] && models=(--models "$FASHION_MODELS")
     # shellcheck disable=SC2086  # FASHION_ARGS: one option per word
     phase fashion 100000 "$PYTHON" examples/paper/fashion_mtl_campaign.py --device "$DEVICE" \
-        --epochs "$FASHION_EPOCHS" --seeds 3 --settings paper --figures 8 "${models[@]}" \
+        --epochs "$FASHION_EPOCHS" --seeds 3 --settings paper --figures "$FASHION_FIGURES" "${models[@]}" \
         --jobs "$FASHION_JOBS" $FASHION_ARGS --output-dir "$work/fashion" --runs-dir "$work/fashion/runs"
     if [ -d "$work/fashion" ]; then
         tar czf "$OUT/fashion.tar.gz" -C "$work" fashion
