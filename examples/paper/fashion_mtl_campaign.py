@@ -209,9 +209,9 @@ class Step:
     run_dir: Path | None = None
 
     @property
-    def key(self) -> tuple[str, str | None, int | None]:
-        """Steps with one key run one after another (they would share a run folder)."""
-        return self.setting, self.model, self.seed
+    def key(self) -> Path | None:
+        """Steps with one key run one after another: the run folder they train (None: a figure)."""
+        return self.run_dir
 
     def command(self) -> list[str]:
         return [sys.executable, self.script, *self.argv]

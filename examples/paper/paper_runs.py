@@ -875,8 +875,9 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
         "policy_lr_schedule": args.wpl_policy_lr_schedule(),
     }
     command = shlex.join(["python", script, *flags(changed_options(args))])
+    seeds = args.seed_list()
     print(
-        f"{figure_title(figure, args.dataset)}: {len(models)} models x {len(args.seed_list())} seeds, "
+        f"{figure_title(figure, args.dataset)}: {len(models)} models x {len(seeds)} seeds, "
         f"{args.epochs} epochs each; routers on the {'AEC' if args.aec else 'batched'} path",
         file=sys.stderr,
     )
@@ -884,12 +885,12 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
     revision = git_revision()
     runs: list[tuple[str, int, Path]] = []
     run_info: list[dict[str, Any]] = []
-    for seed in args.seed_list():
+    for seed in seeds:
         for name in models:
             model = model_of(name)
             t0 = time.perf_counter()
             print(
-                f"[{len(runs) + 1}/{len(models) * len(args.seed_list())}] {name} seed {seed}",
+                f"[{len(runs) + 1}/{len(models) * len(seeds)}] {name} seed {seed}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -919,9 +920,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
             write_csv(paths["csv"], rows)
             write_csv(paths["stats"], figure_statistics(rows, models, context=context), columns=STATS_COLUMNS)
             sizes = f"{rows[0]['train_samples']} train / {rows[0]['test_samples']} test samples"
-            subtitle = (
-                f"{args.epochs} epochs, {len(args.seed_list())} seed(s), {sizes}\n{args.setting_label()}"
-            )
+            subtitle = f"{args.epochs} epochs, {len(seeds)} seed(s), {sizes}\n{args.setting_label()}"
             plot(figure, rows, dataset=args.dataset, subtitle=subtitle).savefig(paths["png"], dpi=90)
             meta = {
                 "figure": figure.number,
@@ -929,7 +928,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "command": command,
                 "args": dataclasses.asdict(args),
                 "epochs": args.epochs,
-                "seeds": args.seed_list(),
+                "seeds": seeds,
                 "setting": args.setting,
                 "hidden_width": args.hidden_width(),
                 "policy_lr_schedule": args.wpl_policy_lr_schedule(),
@@ -937,7 +936,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "train_samples": rows[0]["train_samples"],
                 "test_samples": rows[0]["test_samples"],
                 "runs": run_info,
-                "complete": len(runs) == len(models) * len(args.seed_list()),
+                "complete": len(runs) == len(models) * len(seeds),
                 "git": revision,
                 "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                 "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
