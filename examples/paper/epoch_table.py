@@ -139,7 +139,7 @@ def build_tables(
     all_epochs = sorted({int(r["epoch"]) for r in rows})
     shown = list(models) or present
     epochs = list(epochs) or all_epochs
-    for name in [*shown, *per_seed]:
+    for name in [*shown, *per_seed, reference]:
         if name not in present:
             raise ValueError(f"model {name!r} is not in the file; it has {', '.join(present)}")
     missing = [e for e in epochs if e not in all_epochs]

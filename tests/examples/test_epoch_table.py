@@ -104,6 +104,7 @@ def test_epochs_and_models_select_columns_and_rows(tmp_path):
     [
         ({"models": "mmoe-all-fc"}, "model 'mmoe-all-fc' is not in the file"),
         ({"per_seed": "gumbel"}, "model 'gumbel' is not in the file"),
+        ({"reference": "routing"}, "model 'routing' is not in the file"),
         ({"epochs": "3"}, r"epoch\(s\) \[3\] not in the file; it has epochs \[1, 2\]"),
     ],
 )
