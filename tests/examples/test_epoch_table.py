@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import re
 import shlex
@@ -14,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from .paper_scripts import load_paper
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"
@@ -28,14 +29,7 @@ def _paper_on_path() -> Iterator[None]:
 
 
 def load() -> ModuleType:
-    name = "routing_env_paper_epoch_table"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, PAPER / "epoch_table.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_paper("epoch_table")
 
 
 #: accuracy (fraction) by (model, seed, epoch): counts out of 1,000 so every value is exact

@@ -10,7 +10,6 @@ the test that kills a campaign mid-run and resumes it is marked slow.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -22,12 +21,13 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from routing_env.experiments import RunInUseError, parse_args
+
+from .paper_scripts import load_paper
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"
@@ -42,16 +42,7 @@ def _paper_on_path() -> Iterator[None]:
     sys.path.remove(str(PAPER))
 
 
-def load(name: str) -> ModuleType:
-    """Import ``examples/paper/<name>.py`` (the shared modules under their own names)."""
-    module_name = name if name in ("paper_runs", "seed_stats") else f"routing_env_paper_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, PAPER / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+load = load_paper
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

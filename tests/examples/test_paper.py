@@ -15,7 +15,6 @@ those of the training script run by hand, and no run folder is deleted without
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import pickle
 import shlex
@@ -24,7 +23,6 @@ import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -32,6 +30,7 @@ import torch
 
 from routing_env.experiments import DatasetName, load_checkpoint, parse_args, parse_per_class, save_checkpoint
 
+from .paper_scripts import load_paper
 from .script_flags import undocumented_fields
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +48,7 @@ def _paper_on_path() -> Iterator[None]:
     sys.path.remove(str(PAPER))
 
 
-def load(name: str) -> ModuleType:
-    """Import ``examples/paper/<name>.py`` (registered in ``sys.modules`` for dataclasses)."""
-    module_name = "paper_runs" if name == "paper_runs" else f"routing_env_paper_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, PAPER / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+load = load_paper
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
