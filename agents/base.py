@@ -21,7 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "check_probability",
     "check_rate",
     "check_state_array",
+    "check_update",
     "compute_returns",
     "masked_argmax",
     "sample_from",
@@ -54,6 +55,20 @@ _OBS_KEYS = ("observation", "task", "depth", "action_mask")
 
 
 # ----------------------------------------------------------------- validation
+#: How a neural agent's :meth:`RouterAgent.learn_batch` trains: one optimizer step per
+#: trace, in row order, or one per minibatch on the mean of the traces' losses.
+UPDATES: tuple[str, ...] = ("trace", "minibatch")
+
+
+def check_update(update: str) -> Literal["trace", "minibatch"]:
+    """Return ``update`` if it is ``"trace"`` or ``"minibatch"``, else raise ValueError."""
+    if update == "trace":
+        return "trace"
+    if update == "minibatch":
+        return "minibatch"
+    raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+
+
 def check_rate(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float if it is a finite learning rate, else raise.
 

@@ -36,6 +36,8 @@ class Dispatcher(Reinforce):
         baseline: ``"average"``, ``"value"`` or ``"none"``.
         baseline_rate: Rate of the running average baseline, in ``(0, 1]``.
         hidden_width: Hidden units of the MLP (the paper: 64).
+        update: ``"trace"`` or ``"minibatch"``, how :meth:`learn_batch` trains (see
+            :class:`~agents.Reinforce`).
         seed: Seed or Generator (also seeds the agent's torch generator).
         device: Where the MLP and the optimizer's state live (see :class:`Reinforce`).
 
@@ -56,6 +58,7 @@ class Dispatcher(Reinforce):
         baseline: Baseline = "average",
         baseline_rate: float = 0.01,
         hidden_width: int = 64,
+        update: Literal["trace", "minibatch"] = "trace",
         seed: SeedLike = None,
         device: DeviceLike = "cpu",
     ) -> None:
@@ -69,6 +72,7 @@ class Dispatcher(Reinforce):
             baseline=baseline,
             baseline_rate=baseline_rate,
             hidden_width=hidden_width,
+            update=update,
             seed=seed,
             num_depths=1,
             device=device,

@@ -20,7 +20,12 @@ Exploration is epsilon-greedy over the allowed actions, with epsilon following a
 
 The batched routing path (:meth:`QLearning.act_batch`, :meth:`QLearning.learn_batch`)
 acts on a minibatch's rows at once with the generator draws of acting row by row, and
-learns from its traces in row order with the updates of :meth:`QLearning.learn`.
+learns from its traces in row order with the updates of :meth:`QLearning.learn`. With
+``update="minibatch"`` an MLP agent instead takes one optimizer step per minibatch, on
+the mean over its traces of each trace's loss (the authors' code, cle-ros/RoutingNetworks,
+also takes one step per batch on its routing loss): every target then comes from the
+network as it was at the start of the minibatch. :meth:`QLearning.learn` (one trace, the
+AEC path) is the same either way.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from agents.base import (
     check_probability,
     check_rate,
     check_state_array,
+    check_update,
     masked_argmax,
 )
 from agents.networks import (
@@ -123,6 +129,12 @@ class QLearning(RouterAgent):
         gamma: The discount factor, in ``[0, 1]``.
         epsilon: A fixed exploration rate in ``[0, 1]`` or an :class:`EpsilonSchedule`.
         hidden_width: Hidden units of each MLP (the paper: 64).
+        update: How :meth:`learn_batch` trains the MLP: ``"trace"`` (one optimizer step
+            per trace, in row order: :meth:`learn`'s updates, bit for bit) or
+            ``"minibatch"`` (one step on the mean of the traces' losses, with the
+            targets of the network at the start of the minibatch; much cheaper on a
+            CPU, and a different learning rule). The table's update is Watkins', trace
+            by trace, so it takes ``"trace"`` only.
         seed: Seed or Generator (also seeds the agent's torch generator).
         num_depths: Overrides the number of depths read from the observation space.
         device: Where the MLP and the optimizer's state live (``"cpu"``, ``"cuda"``, a
@@ -149,6 +161,7 @@ class QLearning(RouterAgent):
         gamma: float = 1.0,
         epsilon: float | EpsilonSchedule = 0.1,
         hidden_width: int = 64,
+        update: Literal["trace", "minibatch"] = "trace",
         seed: SeedLike = None,
         num_depths: int | None = None,
         device: DeviceLike = "cpu",
@@ -161,6 +174,12 @@ class QLearning(RouterAgent):
             num_depths=num_depths,
         )
         self.lr = check_rate("lr", lr)
+        self.update = check_update(update)
+        if update == "minibatch" and representation == "table":
+            raise ValueError(
+                "update='minibatch' needs representation='mlp': tabular Q-learning applies "
+                "Watkins' update decision by decision (update='trace')"
+            )
         if isinstance(epsilon, EpsilonSchedule):
             self.epsilon_schedule = epsilon
         elif isinstance(epsilon, (int, float, np.integer, np.floating)) and not isinstance(epsilon, bool):
@@ -275,7 +294,8 @@ class QLearning(RouterAgent):
         return sample_rows(probs_BA, self.rng.random(B))
 
     def learn_batch(self, traces: TraceBatch) -> dict[str, float]:
-        """:meth:`learn` on each trace in row order: the same updates, bit for bit.
+        """:meth:`learn` on each trace in row order: the same updates, bit for bit
+        (``update="minibatch"``: one optimizer step on the mean of the traces' losses).
 
         The table does :meth:`learn`'s arithmetic decision by decision (on Python floats,
         which round as NumPy's float64 scalars do) and never reads
@@ -353,6 +373,10 @@ class QLearning(RouterAgent):
         mask_t = torch.from_numpy(mask_bnA).to(device)
         actions_t = torch.from_numpy(actions_bn).to(device)
         rewards_t = torch.from_numpy(np.ascontiguousarray(traces.rewards, dtype=np.float64)).to(device)
+        if self.update == "minibatch":
+            finals_t = torch.from_numpy(np.asarray(traces.final_rewards, dtype=np.float64)).to(device)
+            step = self._mlp_minibatch_step(x_bnF, depth_bn, mask_t, actions_t, rewards_t, finals_t)
+            return {key: float(value) for key, value in step.items()}
         finals = traces.final_rewards.tolist()
         depths = depth_bn.tolist()
         collected: dict[str, list[torch.Tensor]] = {}
@@ -438,6 +462,39 @@ class QLearning(RouterAgent):
         loss.backward()
         self.optimizer.step()
         return {"td_error": td_B.detach().abs().mean(), "loss": loss.detach()}
+
+    def _mlp_minibatch_step(
+        self,
+        x_bnF: torch.Tensor,
+        depth_bn: np.ndarray,
+        mask_bnA: torch.Tensor,
+        actions_bn: torch.Tensor,
+        rewards_bn: torch.Tensor,
+        finals_b: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """One optimizer step on the mean over ``b`` traces of :meth:`_mlp_step`'s loss.
+
+        The Q-values of every decision come from one forward per depth present in each
+        decision column (:meth:`~agents.networks.PerDepthMLP.forward_batch`); the
+        targets are :meth:`_mlp_step`'s, from those values without gradient. With one
+        trace this is :meth:`_mlp_step`'s loss.
+        """
+        assert self.q_net is not None
+        n = depth_bn.shape[1]
+        q_bnA = torch.stack([self.q_net.forward_batch(x_bnF[:, j], depth_bn[:, j]) for j in range(n)], dim=1)
+        with torch.no_grad():
+            next_max = q_bnA[:, 1:].masked_fill(~mask_bnA[:, 1:], float("-inf")).max(dim=2).values
+            targets = rewards_bn.clone()
+            targets[:, :-1] += self.gamma * next_max.double()
+            targets[:, -1] += finals_b
+            targets_bn = targets.float()
+        chosen_bn = q_bnA.gather(2, actions_bn[:, :, None])[:, :, 0]
+        td_bn = targets_bn - chosen_bn
+        loss = (td_bn**2).mean(dim=1).mean()  # each trace's mean, then the mean over traces
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"td_error": td_bn.detach().abs().mean(dim=1).mean(), "loss": loss.detach()}
 
     # -------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -13,6 +13,11 @@ where ``R_i`` is the paper's return (:func:`agents.base.compute_returns`) and
 ``b_i`` the baseline: ``"average"`` a running average of the returns seen at the
 depth (read before it is updated with ``R_i``), ``"value"`` a learned value ``V(s)``
 of the same representation as the policy, or ``"none"``.
+
+With ``update="minibatch"`` the batched path (:meth:`Reinforce.learn_batch`) takes one
+optimizer step per minibatch instead, on the mean over its traces of that loss (the
+authors' code, cle-ros/RoutingNetworks, also takes one step per batch on its routing
+loss); :meth:`Reinforce.learn` (one trace, the AEC path) is the same either way.
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from agents.base import (
     check_probability,
     check_rate,
     check_state_array,
+    check_update,
 )
 from agents.networks import (
+    DepthTable,
     DeviceLike,
+    PerDepthMLP,
     Representation,
     batch_features,
     batch_inputs,
@@ -72,6 +80,11 @@ class Reinforce(RouterAgent):
         baseline: ``"average"``, ``"value"`` or ``"none"`` (see the module docstring).
         baseline_rate: Rate of the running average baseline, in ``(0, 1]``.
         hidden_width: Hidden units of each MLP (the paper: 64).
+        update: How :meth:`learn_batch` trains: ``"trace"`` (one optimizer step per
+            trace, in row order: :meth:`learn`'s updates, bit for bit) or
+            ``"minibatch"`` (one step on the mean of the traces' losses, every
+            log-probability from the networks at the start of the minibatch; much
+            cheaper on a CPU, and a different learning rule).
         seed: Seed or Generator; it also seeds the agent's own torch generator that
             initializes the MLPs.
         num_depths: Overrides the number of depths read from the observation space.
@@ -99,6 +112,7 @@ class Reinforce(RouterAgent):
         baseline: Baseline = "average",
         baseline_rate: float = 0.01,
         hidden_width: int = 64,
+        update: Literal["trace", "minibatch"] = "trace",
         seed: SeedLike = None,
         num_depths: int | None = None,
         device: DeviceLike = "cpu",
@@ -111,6 +125,7 @@ class Reinforce(RouterAgent):
             num_depths=num_depths,
         )
         self.lr = check_rate("lr", lr)
+        self.update = check_update(update)
         if baseline not in ("average", "value", "none"):
             raise ValueError(f"baseline must be 'average', 'value' or 'none', got {baseline!r}")
         self.baseline = baseline
@@ -240,7 +255,8 @@ class Reinforce(RouterAgent):
         return probs_BA / probs_BA.sum(axis=1, keepdims=True), mask_BA
 
     def learn_batch(self, traces: TraceBatch) -> dict[str, float]:
-        """:meth:`learn` on each trace in row order: one optimizer step per trace.
+        """:meth:`learn` on each trace in row order: one optimizer step per trace
+        (``update="minibatch"``: one step on the mean of the traces' losses).
 
         The same updates, bit for bit, as the per-sample path (the default
         :meth:`~agents.base.RouterAgent.learn_batch`), without building per-sample
@@ -280,6 +296,11 @@ class Reinforce(RouterAgent):
             # transfer to a GPU)
             baseline_bn, averages = self._average_baselines(depths, returns_bn)
             average_t = torch.from_numpy(baseline_bn).float().to(device)
+        if self.update == "minibatch":
+            step = self._minibatch_step(x_bnF, depth_bn, mask_t, actions_t, returns_t, average_t)
+            if self.baseline == "average":
+                self.average_return_n[:] = averages
+            return {key: float(value) for key, value in step.items()}
         collected: dict[str, list[torch.Tensor]] = {}
         for i in range(b):
             x_BF = None if x_bnF is None else x_bnF[i]
@@ -379,6 +400,51 @@ class Reinforce(RouterAgent):
         self.optimizer.step()
         stats["loss"] = loss.detach()
         stats["mean_advantage"] = advantage_B.mean()
+        return stats
+
+    def _minibatch_step(
+        self,
+        x_bnF: torch.Tensor | None,
+        depth_bn: np.ndarray,
+        mask_bnA: torch.Tensor,
+        actions_bn: torch.Tensor,
+        returns_bn: torch.Tensor,
+        average_bn: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """One optimizer step on the mean over ``b`` traces of :meth:`_step`'s loss.
+
+        The outputs of every decision come from one forward per depth present in each
+        decision column (``forward_batch``); with one trace this is :meth:`_step`'s loss.
+        """
+        n = depth_bn.shape[1]
+
+        def column(net: DepthTable | PerDepthMLP, j: int) -> torch.Tensor:
+            return net.forward_batch(None if x_bnF is None else x_bnF[:, j], depth_bn[:, j])
+
+        logits_bnA = torch.stack([column(self.policy_net, j) for j in range(n)], dim=1)
+        logp_bnA = functional.log_softmax(masked_fill_logits(logits_bnA, mask_bnA), dim=-1)
+        logp_bn = logp_bnA.gather(2, actions_bn[:, :, None])[:, :, 0]
+        stats: dict[str, torch.Tensor] = {}
+        loss_b = torch.zeros(len(depth_bn), device=self.device)
+        if self.baseline == "average":
+            assert average_bn is not None
+            baseline_bn = average_bn
+        elif self.baseline == "value":
+            assert self.value_net is not None
+            values_bn = torch.stack([column(self.value_net, j)[:, 0] for j in range(n)], dim=1)
+            value_loss_b = ((values_bn - returns_bn) ** 2).sum(dim=1)
+            loss_b = loss_b + value_loss_b
+            baseline_bn = values_bn.detach()
+            stats["value_loss"] = value_loss_b.detach().mean()
+        else:
+            baseline_bn = torch.zeros_like(returns_bn)
+        advantage_bn = returns_bn - baseline_bn
+        loss = (loss_b - (advantage_bn * logp_bn).sum(dim=1)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        stats["loss"] = loss.detach()
+        stats["mean_advantage"] = advantage_bn.mean(dim=1).mean()
         return stats
 
     # -------------------------------------------------------------------- state

@@ -152,6 +152,8 @@ class Args(DatasetOptions):
     """Adam learning rate of the Q-learning MLPs (--learner qlearning-mlp)"""
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
+    router_update: Literal["trace", "minibatch"] = "trace"
+    """how the MLP routers (--learner reinforce-mlp or qlearning-mlp, and the dispatcher of --router dispatched) learn on the batched path: trace (one optimizer step per routed sample's trace, in order, as the AEC path; the default, and what every result in docs/results.md used) or minibatch (one step per minibatch on the mean of its traces' losses, as the authors' code steps once per batch; several times faster on a CPU, and a different learning rule: see the README's Performance section). Runs written before this option used trace"""
     rho: float = 0.0
     """collaboration reward rho in [0, 1]: reward for picking blocks other agents picked often"""
     policy_lr: float = 0.3
@@ -203,6 +205,16 @@ class Args(DatasetOptions):
                 "learner that sees the task (the paper's single-agent approximators): --learner "
                 "reinforce-mlp or qlearning-mlp"
             )
+        if self.router_update == "minibatch" and self.learner not in ("reinforce-mlp", "qlearning-mlp"):
+            raise ValueError(
+                f"--router-update minibatch applies to the MLP routers (--learner reinforce-mlp or "
+                f"qlearning-mlp), not --learner {self.learner}, whose tabular update is trace by trace"
+            )
+        if self.router_update == "minibatch" and self.aec:
+            raise ValueError(
+                "--router-update minibatch needs the batched path: the AEC path (--aec) hands the "
+                "routers one sample's trace at a time"
+            )
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -233,10 +245,16 @@ def make_env(args: Args, dataset: MultiTaskDataset) -> Any:
 def learner_factory(args: Args) -> AgentFactory:
     """The router learners of ``--learner`` (appendix 7.3: the approximators are MLPs of 64 hidden units)."""
     if args.learner == "reinforce-mlp":
-        return functools.partial(Reinforce, representation="mlp", lr=args.reinforce_lr)
+        return functools.partial(
+            Reinforce, representation="mlp", lr=args.reinforce_lr, update=args.router_update
+        )
     if args.learner == "qlearning-mlp":
         return functools.partial(
-            QLearning, representation="mlp", lr=args.qlearning_mlp_lr, epsilon=args.epsilon
+            QLearning,
+            representation="mlp",
+            lr=args.qlearning_mlp_lr,
+            epsilon=args.epsilon,
+            update=args.router_update,
         )
     if args.learner == "qlearning-table":
         return functools.partial(
@@ -260,7 +278,7 @@ def make_router(args: Args, env: Any) -> MultiAgentRouter:
     return MultiAgentRouter.from_env(
         env,
         router_factory=learner_factory(args),
-        dispatcher_factory=functools.partial(Dispatcher, lr=args.reinforce_lr),
+        dispatcher_factory=functools.partial(Dispatcher, lr=args.reinforce_lr, update=args.router_update),
         seed=args.seed,
         device=resolve_device(args.device),
     )
@@ -333,7 +351,10 @@ def main(args: Args) -> dict[str, Any]:
     the run trains, so that a second process cannot write into it.
     """
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    kind, legacy = "wpl", {"aec": True, "aggregator": "mean", "wpl_weighting": "appendix"}
+    kind, legacy = (
+        "wpl",
+        {"aec": True, "aggregator": "mean", "wpl_weighting": "appendix", "router_update": "trace"},
+    )
     if args.resume is not None and run_kind(args.resume) == "paper-agents":
         # a REINFORCE / Q-learning run of the former in-process paper runner: the same env,
         # learners and checkpoint as a --learner run, its learner options nested in config.json

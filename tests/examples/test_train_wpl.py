@@ -581,3 +581,73 @@ def test_the_wpl_weighting_reaches_the_routers(train_wpl):
     for weighting in ("appendix", "algorithm3"):
         router = train_wpl.make_router(train_wpl.Args(**TINY, wpl_weighting=weighting), env)
         assert {learner.weighting for learner in router.values()} == {weighting}
+
+
+@pytest.mark.parametrize(
+    ("learner", "router"), [("qlearning-mlp", "per_task"), ("reinforce-mlp", "dispatched")]
+)
+def test_the_router_update_reaches_the_mlp_routers_and_the_dispatcher(train_wpl, learner, router):
+    env = routing_env.env(router=router, hidden_width=16, filters=8)
+    for update in ("trace", "minibatch"):
+        args = train_wpl.Args(learner=learner, router=router, router_update=update, device="meta")
+        learners = train_wpl.make_router(args, env)
+        assert {learner_.update for learner_ in learners.values()} == {update}
+        assert ("dispatcher_0" in learners) == (router == "dispatched")
+
+
+def test_router_update_minibatch_is_refused_where_it_cannot_apply(train_wpl):
+    for learner in ("wpl", "qlearning-table"):
+        with pytest.raises(ValueError, match=f"not --learner {learner}, whose tabular update"):
+            train_wpl.Args(learner=learner, router_update="minibatch")
+    with pytest.raises(ValueError, match="needs the batched path"):
+        train_wpl.Args(learner="qlearning-mlp", router_update="minibatch", aec=True)
+    assert train_wpl.Args(learner="qlearning-mlp", aec=True).router_update == "trace"
+
+
+def test_a_minibatch_update_run_learns_differently_and_resumes_bit_identically(train_wpl, tmp_path):
+    common = dict(TINY, learner="qlearning-mlp", batch_size=32, output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", router_update="minibatch", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="resumed", router_update="minibatch", **common))
+    train_wpl.main(
+        train_wpl.Args(epochs=2, resume=str(tmp_path / "resumed"), progress=False, tensorboard=False)
+    )
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="trace", **common))
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    assert straight["config"]["router_update"] == "minibatch"
+    assert_same_state(
+        straight["agents"], load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["agents"], "agents"
+    )
+    trace = load_checkpoint(tmp_path / "trace" / "checkpoint.pt")
+    q_straight = straight["agents"]["router_0"]["q_net"]
+    assert any(not torch.equal(q_straight[k], trace["agents"]["router_0"]["q_net"][k]) for k in q_straight)
+    # --router-update left at its default on resume: the run's own (minibatch) goes on
+    train_wpl.main(
+        train_wpl.Args(epochs=3, resume=str(tmp_path / "straight"), progress=False, tensorboard=False)
+    )
+    assert load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["config"]["router_update"] == "minibatch"
+
+
+def test_a_run_written_before_router_update_resumes_per_trace(train_wpl, tmp_path):
+    common = dict(
+        TINY, learner="qlearning-mlp", max_train_samples=128, batch_size=32, output_dir=str(tmp_path)
+    )
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["router_update"]
+    path.write_text(json.dumps(saved))
+    checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    del checkpoint["config"]["router_update"]
+    save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    for key in ("env", "agents"):
+        assert_same_state(a[key], b[key], key)
+    with pytest.raises(ValueError, match="--router-update 'minibatch' \\(the run used 'trace'\\)"):
+        train_wpl.main(
+            train_wpl.Args(
+                epochs=3, resume=str(tmp_path / "old"), learner="qlearning-mlp", router_update="minibatch"
+            )
+        )

@@ -1,0 +1,87 @@
+"""The run folders committed under docs/results/run-folders/ regenerate their figures' CSVs.
+
+A long campaign (``examples/paper/fashion_mtl_campaign.py``) spans sessions on fresh
+machines, so the text files of its finished runs (``config.json``, ``metrics.csv``,
+``summary.json``; no checkpoint) are committed. A figure script reuses a finished run
+from those two files alone, so rerunning a committed figure's command on them must
+rewrite the committed CSV byte for byte, without data and without training. This also
+guards the run folders: a missing one would make the script try to train (and fail
+here, where no data is given), an edited one would change the CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results"
+RUN_FOLDERS = RESULTS / "run-folders"
+
+
+def committed_figures() -> list[Path]:
+    """The figure JSONs in docs/results whose every run has a folder in RUN_FOLDERS."""
+    if not RUN_FOLDERS.is_dir():
+        return []
+    found = []
+    for path in sorted(RESULTS.glob("fig*.json")):
+        runs = json.loads(path.read_text())["runs"]
+        if runs and all((RUN_FOLDERS / Path(run["run_dir"]).name).is_dir() for run in runs):
+            found.append(path)
+    return found
+
+
+def rerun_command(figure_json: Path, runs_dir: Path, output_dir: Path) -> list[str]:
+    """The figure's own command, on ``runs_dir`` into ``output_dir``, with no data root."""
+    argv = shlex.split(json.loads(figure_json.read_text())["command"])
+    assert argv[0] == "python", argv
+    out: list[str] = [sys.executable, str(ROOT / argv[1])]
+    rest = iter(argv[2:])
+    for arg in rest:
+        if arg in ("--runs-dir", "--output-dir", "--data-root"):
+            next(rest)
+            continue
+        out.append(arg)
+    return [*out, "--runs-dir", str(runs_dir), "--output-dir", str(output_dir)]
+
+
+def test_run_folders_hold_the_text_files_only():
+    """Each committed folder is a finished run's text: reusable, and no checkpoint in git."""
+    if not RUN_FOLDERS.is_dir():
+        pytest.skip("no run folders committed")
+    for folder in RUN_FOLDERS.iterdir():
+        assert folder.is_dir(), f"{folder} is not a run folder"
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "metrics.csv"} <= names, f"{folder} lacks config.json or metrics.csv"
+        assert not names - {"config.json", "metrics.csv", "summary.json"}, f"{folder} holds {sorted(names)}"
+        config = json.loads((folder / "config.json").read_text())["config"]
+        epochs = len((folder / "metrics.csv").read_text().splitlines()) - 1
+        assert epochs == config["epochs"], (
+            f"{folder.name}: {epochs} epochs of {config['epochs']} (unfinished)"
+        )
+
+
+@pytest.mark.parametrize("figure_json", committed_figures(), ids=lambda p: p.stem)
+def test_committed_runs_regenerate_the_figure_csv(figure_json, tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs = json.loads(figure_json.read_text())["runs"]
+    runs_dir.mkdir()
+    for run in runs:  # a copy: the script writes lock files into the folders it reads
+        name = Path(run["run_dir"]).name
+        shutil.copytree(RUN_FOLDERS / name, runs_dir / name)
+    env = {**os.environ, "ROUTING_ENV_DATA": str(tmp_path / "no-data"), "MPLBACKEND": "Agg"}
+    command = rerun_command(figure_json, runs_dir, tmp_path / "out")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reusing" in done.stderr and "resuming" not in done.stderr
+    csv_name = figure_json.with_suffix(".csv").name
+    assert (tmp_path / "out" / csv_name).read_text() == figure_json.with_suffix(".csv").read_text()
+    stats_name = f"{figure_json.stem}_stats.csv"
+    assert (tmp_path / "out" / stats_name).read_text() == (RESULTS / stats_name).read_text()
