@@ -389,6 +389,8 @@ class PaperArgs(DatasetOptions):
     """Adam learning rate of the Q-learning MLPs"""
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
+    router_update: Literal["trace", "minibatch"] = "trace"
+    """how the REINFORCE / Q-learning MLP routers and their dispatcher learn (train_wpl.py --router-update): trace, one optimizer step per sample's trace (the default, and every figure in docs/results.md), or minibatch, one step per minibatch on the mean of its traces' losses (several times faster on a CPU; a different learning rule, so it is in the run folders' names, -mb, and the figure's, _mb). The tabular and WPL routers learn trace by trace either way"""
     progress: bool = True
     """draw the training scripts' progress bar on stderr (terminals only)"""
     torch_threads: int = 1
@@ -411,6 +413,11 @@ class PaperArgs(DatasetOptions):
             raise ValueError(f"--torch-threads must be >= 1, got {self.torch_threads}")
         if self.hidden is not None and self.hidden < 1:
             raise ValueError(f"--hidden must be >= 1 or none, got {self.hidden}")
+        if self.router_update == "minibatch" and self.aec:
+            raise ValueError(
+                "--router-update minibatch needs the batched path: the AEC path (--aec) hands the "
+                "routers one sample's trace at a time"
+            )
 
     def seed_list(self) -> list[int]:
         """The seeds this invocation trains and shows: ``first_seed .. seeds - 1``."""
@@ -429,9 +436,12 @@ class PaperArgs(DatasetOptions):
     def setting_label(self) -> str:
         """The setting, fc width and WPL policy-lr schedule in words (figure subtitles)."""
         schedule = "on the blocks' schedule" if self.wpl_policy_lr_schedule() == "blocks" else "constant"
-        return (
+        label = (
             f"{SETTING_LABELS[self.setting]}, routed fc width {self.hidden_width()}, WPL policy lr {schedule}"
         )
+        if self.router_update == "minibatch":
+            label += ", MLP routers one step per minibatch"
+        return label
 
     def model_names(self, figure: Figure) -> list[str]:
         """The models to run: ``--models`` (checked against :meth:`Figure.accepts`), else the figure's."""
@@ -454,8 +464,8 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
     """The run folder of a model: every setting that changes what it trains is in the name.
 
     The budget (data seed, subset sizes), ``-<setting>`` unless the defaults, ``-h<width>``
-    unless the scripts' 128 units, and for a WPL run ``-plr-<schedule>`` unless the
-    constant policy rate. Folders named before ``--hidden`` and ``--policy-lr-schedule``
+    unless the scripts' 128 units, for a WPL run ``-plr-<schedule>`` unless the
+    constant policy rate, and for MLP routers ``-mb`` with ``--router-update minibatch``. Folders named before ``--hidden`` and ``--policy-lr-schedule``
     existed (width 128, constant rate) keep their names, so that a run with other
     settings never lands in one of them; :func:`reuse_problem` checks the rest.
     """
@@ -467,17 +477,32 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
         setting += f"-h{width}"
     if model.runner == "wpl" and args.wpl_policy_lr_schedule() != "constant":
         setting += f"-plr-{args.wpl_policy_lr_schedule()}"
+    if minibatch_update(model, args):
+        setting += "-mb"
     return f"{model.name}-{args.dataset}-d{args.data_seed}-n{train}-t{test}{setting}-s{seed}"
+
+
+#: The ``--learner`` values whose routers are MLPs, which ``--router-update minibatch`` trains.
+MLP_LEARNERS = ("reinforce-mlp", "qlearning-mlp")
+
+
+def minibatch_update(model: Model, args: PaperArgs) -> bool:
+    """Whether ``model``'s routers learn one step per minibatch (``--router-update minibatch``
+    and MLP routers; the tabular and WPL routers learn trace by trace either way)."""
+    return args.router_update == "minibatch" and model.options.get("learner") in MLP_LEARNERS
 
 
 def output_stem(figure: Figure, args: PaperArgs) -> str:
     """The name of a figure's CSV, PNG and JSON: the setting is in it unless it is the default,
-    and so are a width (``_h<width>``) and a WPL schedule (``_plr-<schedule>``) other than the setting's."""
+    and so are a width (``_h<width>``) and a WPL schedule (``_plr-<schedule>``) other than the
+    setting's, and ``_mb`` for ``--router-update minibatch``."""
     setting = "" if args.setting == "defaults" else f"_{args.setting}-setting"
     if args.hidden_width() != HIDDEN_WIDTH[args.setting]:
         setting += f"_h{args.hidden_width()}"
     if args.wpl_policy_lr_schedule() != POLICY_LR_SCHEDULE[args.setting]:
         setting += f"_plr-{args.wpl_policy_lr_schedule()}"
+    if args.router_update == "minibatch":
+        setting += "_mb"
     return f"{figure.key}_{args.dataset}{setting}"
 
 
@@ -519,6 +544,8 @@ def run_options(model: Model, args: PaperArgs, seed: int) -> dict[str, Any]:
     options.update(setting_options(args, model))
     if model.runner == "agents":
         options.update({name: getattr(args, name) for name in LEARNER_OPTIONS})
+    if minibatch_update(model, args):  # left out at the default, as in runs written before it
+        options["router_update"] = "minibatch"
     options.update(seed=seed, epochs=args.epochs)
     return options
 

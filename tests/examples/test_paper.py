@@ -873,3 +873,32 @@ def test_a_one_epoch_figure_draws_each_model_as_a_point_with_an_error_bar(datase
     assert (low, high) == pytest.approx((95.0, 97.0), abs=1e-6)
     if dataset == "mnist-mtl":  # the paper's Table 2 curves are still drawn
         assert any("(paper, Table 2)" in line.get_label() for line in ax.get_lines())
+
+
+def test_router_update_minibatch_names_the_mlp_runs_and_the_figure(tmp_path):
+    fig04, runs = load("fig04_rl_algorithms"), load("paper_runs")
+    common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
+    models = "routing-all-fc,qlearning-per-task-table,qlearning-per-task-approx"
+    paths = fig04.main(fig04.Args(**common, models=models, router_update="minibatch"))
+    assert paths["csv"].name == "fig04_rl_algorithms_digits-mtl_mb.csv"
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    # only the MLP routers learn per minibatch; the table and WPL runs are the usual ones
+    assert folders == [
+        "qlearning-per-task-approx-digits-mtl-d0-n200-t50-mb-s0",
+        "qlearning-per-task-table-digits-mtl-d0-n200-t50-s0",
+        "routing-all-fc-digits-mtl-d0-n200-t50-s0",
+    ]
+    configs = run_configs(paths)
+    assert configs["qlearning-per-task-approx"]["router_update"] == "minibatch"
+    assert configs["qlearning-per-task-table"]["router_update"] == "trace"
+    meta = json.loads(paths["json"].read_text())
+    commands = {run["model"]: run["equivalent_command"] for run in meta["runs"]}
+    assert commands["qlearning-per-task-approx"].endswith("--router-update minibatch --seed 0 --epochs 1")
+    assert "--router-update" not in commands["qlearning-per-task-table"]
+    # the per-trace figure trains its own MLP run and reuses the others
+    trace = fig04.main(fig04.Args(**common, models=models))
+    assert trace["csv"].name == "fig04_rl_algorithms_digits-mtl.csv"
+    assert (tmp_path / "runs" / "qlearning-per-task-approx-digits-mtl-d0-n200-t50-s0").is_dir()
+    assert len(list((tmp_path / "runs").iterdir())) == 4
+    with pytest.raises(ValueError, match="needs the batched path"):
+        runs.PaperArgs(router_update="minibatch", aec=True)
