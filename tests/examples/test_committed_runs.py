@@ -7,6 +7,10 @@ from those two files alone, so rerunning a committed figure's command on them mu
 rewrite the committed CSV byte for byte, without data and without training. This also
 guards the run folders: a missing one would make the script try to train (and fail
 here, where no data is given), an edited one would change the CSV.
+
+Runs cut short by a session's end are kept whole (with their ``checkpoint.pt``) under
+``run-folders/unfinished/``, so that the next session resumes them; they belong to no
+figure yet.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from routing_env.experiments import load_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 RUN_FOLDERS = RESULTS / "run-folders"
+UNFINISHED = RUN_FOLDERS / "unfinished"
 
 
 def committed_figures() -> list[Path]:
@@ -57,15 +64,33 @@ def test_run_folders_hold_the_text_files_only():
     if not RUN_FOLDERS.is_dir():
         pytest.skip("no run folders committed")
     for folder in RUN_FOLDERS.iterdir():
+        if folder == UNFINISHED:
+            continue
         assert folder.is_dir(), f"{folder} is not a run folder"
         names = {p.name for p in folder.iterdir()}
         assert {"config.json", "metrics.csv"} <= names, f"{folder} lacks config.json or metrics.csv"
         assert not names - {"config.json", "metrics.csv", "summary.json"}, f"{folder} holds {sorted(names)}"
-        config = json.loads((folder / "config.json").read_text())["config"]
-        epochs = len((folder / "metrics.csv").read_text().splitlines()) - 1
-        assert epochs == config["epochs"], (
-            f"{folder.name}: {epochs} epochs of {config['epochs']} (unfinished)"
-        )
+        assert epochs_of(folder) == config_of(folder)["epochs"], f"{folder.name} is unfinished"
+
+
+def test_unfinished_runs_can_resume():
+    """A run cut short is kept whole: its config, its epochs so far and the checkpoint after them."""
+    if not UNFINISHED.is_dir():
+        pytest.skip("no unfinished runs committed")
+    for folder in UNFINISHED.iterdir():
+        names = {p.name for p in folder.iterdir()}
+        assert names == {"config.json", "metrics.csv", "checkpoint.pt"}, f"{folder} holds {sorted(names)}"
+        assert 0 < epochs_of(folder) < config_of(folder)["epochs"], folder.name
+        assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == epochs_of(folder), folder.name
+        assert not (RUN_FOLDERS / folder.name).exists(), f"{folder.name} is also a finished run"
+
+
+def config_of(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())["config"]
+
+
+def epochs_of(folder: Path) -> int:
+    return len((folder / "metrics.csv").read_text().splitlines()) - 1
 
 
 @pytest.mark.parametrize("figure_json", committed_figures(), ids=lambda p: p.stem)
