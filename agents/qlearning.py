@@ -132,8 +132,8 @@ class QLearning(RouterAgent):
         update: How :meth:`learn_batch` trains the MLP: ``"trace"`` (one optimizer step
             per trace, in row order: :meth:`learn`'s updates, bit for bit) or
             ``"minibatch"`` (one step on the mean of the traces' losses, with the
-            targets of the network at the start of the minibatch; much cheaper on a
-            CPU, and a different learning rule). The table's update is Watkins', trace
+            targets of the network at the start of the minibatch; fewer, larger steps,
+            and a different learning rule). The table's update is Watkins', trace
             by trace, so it takes ``"trace"`` only.
         seed: Seed or Generator (also seeds the agent's torch generator).
         num_depths: Overrides the number of depths read from the observation space.

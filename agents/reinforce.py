@@ -83,8 +83,8 @@ class Reinforce(RouterAgent):
         update: How :meth:`learn_batch` trains: ``"trace"`` (one optimizer step per
             trace, in row order: :meth:`learn`'s updates, bit for bit) or
             ``"minibatch"`` (one step on the mean of the traces' losses, every
-            log-probability from the networks at the start of the minibatch; much
-            cheaper on a CPU, and a different learning rule).
+            log-probability from the networks at the start of the minibatch; fewer,
+            larger steps, and a different learning rule).
         seed: Seed or Generator; it also seeds the agent's own torch generator that
             initializes the MLPs.
         num_depths: Overrides the number of depths read from the observation space.

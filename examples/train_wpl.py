@@ -153,7 +153,7 @@ class Args(DatasetOptions):
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
     router_update: Literal["trace", "minibatch"] = "trace"
-    """how the MLP routers (--learner reinforce-mlp or qlearning-mlp, and the dispatcher of --router dispatched) learn on the batched path: trace (one optimizer step per routed sample's trace, in order, as the AEC path; the default, and what every result in docs/results.md used) or minibatch (one step per minibatch: each agent on the mean loss of the traces it routed in it, as the authors' code steps once per batch; several times faster on a CPU, and a different learning rule: see the README's Performance section). Runs written before this option used trace"""
+    """how the MLP routers (--learner reinforce-mlp or qlearning-mlp, and the dispatcher of --router dispatched) learn on the batched path: trace (one optimizer step per routed sample's trace, in order, as the AEC path; the default, and what every result in docs/results.md used) or minibatch (one step per minibatch: each agent on the mean loss of the traces it routed in it, as the authors' code steps once per batch; an epoch about 1.7x faster on a CPU (benchmarks/router_update.py), and a different learning rule: see the README's Performance section). Runs written before this option used trace"""
     rho: float = 0.0
     """collaboration reward rho in [0, 1]: reward for picking blocks other agents picked often"""
     policy_lr: float = 0.3

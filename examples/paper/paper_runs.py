@@ -390,7 +390,7 @@ class PaperArgs(DatasetOptions):
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
     router_update: Literal["trace", "minibatch"] = "trace"
-    """how the REINFORCE / Q-learning MLP routers and their dispatcher learn (train_wpl.py --router-update): trace, one optimizer step per sample's trace (the default, and every figure in docs/results.md), or minibatch, one step per minibatch on the mean of its traces' losses (several times faster on a CPU; a different learning rule, so it is in the run folders' names, -mb, and the figure's, _mb). The tabular and WPL routers learn trace by trace either way"""
+    """how the REINFORCE / Q-learning MLP routers and their dispatcher learn (train_wpl.py --router-update): trace, one optimizer step per sample's trace (the default, and every figure in docs/results.md), or minibatch, one step per minibatch on the mean of its traces' losses (an epoch about 1.7x faster on a CPU, benchmarks/router_update.py; a different learning rule, so it is in the run folders' names, -mb, and the figure's, _mb). The tabular and WPL routers learn trace by trace either way"""
     progress: bool = True
     """draw the training scripts' progress bar on stderr (terminals only)"""
     torch_threads: int = 1
