@@ -69,6 +69,7 @@ def main() -> None:
             common += [flag, str(value)]
     common += shlex.split(args.extra)
     rows: list[dict[str, object]] = []
+    run_means: dict[str, list[float]] = {update: [] for update in UPDATES}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for update in UPDATES:
@@ -76,11 +77,12 @@ def main() -> None:
                 times = [float(row["epoch_time_s"]) for row in metrics]
                 kept = times[1:] if len(times) > 1 else times
                 accuracy = float(metrics[-1]["test_accuracy"])
+                run_means[update].append(round(mean(kept), 3))
                 rows.append(
                     {
                         "update": update,
                         "repeat": repeat,
-                        "mean_epoch_time_s": round(mean(kept), 3),
+                        "mean_epoch_time_s": run_means[update][-1],
                         "epoch_times_s": " ".join(f"{t:.2f}" for t in times),
                         "final_test_accuracy": accuracy,
                     }
@@ -90,7 +92,7 @@ def main() -> None:
                     f"test {100 * accuracy:.2f}% after epoch {len(times)}",
                     flush=True,
                 )
-    means = {u: mean(float(str(r["mean_epoch_time_s"])) for r in rows if r["update"] == u) for u in UPDATES}
+    means = {update: mean(values) for update, values in run_means.items()}
     print(
         f"\n{args.dataset}, --learner {args.learner} --router {args.router}, {args.epochs} epochs x "
         f"{args.repeats} run(s) each, 1 torch thread; mean epoch time"

@@ -465,9 +465,10 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
 
     The budget (data seed, subset sizes), ``-<setting>`` unless the defaults, ``-h<width>``
     unless the scripts' 128 units, for a WPL run ``-plr-<schedule>`` unless the
-    constant policy rate, and for MLP routers ``-mb`` with ``--router-update minibatch``. Folders named before ``--hidden`` and ``--policy-lr-schedule``
-    existed (width 128, constant rate) keep their names, so that a run with other
-    settings never lands in one of them; :func:`reuse_problem` checks the rest.
+    constant policy rate, and for MLP routers ``-mb`` with ``--router-update minibatch``.
+    Folders named before ``--hidden`` and ``--policy-lr-schedule`` existed (width 128,
+    constant rate) keep their names, so that a run with other settings never lands in
+    one of them; :func:`reuse_problem` checks the rest.
     """
     train = "all" if args.max_train_samples is None else str(args.max_train_samples)
     test = "all" if args.max_test_samples is None else str(args.max_test_samples)

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from .paper_scripts import load_paper
+from .example_scripts import load_paper
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"

@@ -27,7 +27,7 @@ import pytest
 
 from routing_env.experiments import RunInUseError, parse_args
 
-from .paper_scripts import load_paper
+from .example_scripts import load_paper
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "examples" / "paper"

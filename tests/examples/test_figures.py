@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import re
 import shlex
 import struct
@@ -23,6 +22,7 @@ import pytest
 from routing_env.experiments import load_run_dataset, parse_args
 from routing_env.recording import PolicyRecording, load_recording
 
+from .example_scripts import load_script
 from .script_flags import undocumented_fields
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +43,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name: str) -> ModuleType:
-    """Import ``examples/figures/<name>.py`` (registered in ``sys.modules`` for dataclasses)."""
-    module_name = f"routing_env_figure_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, FIGURES / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    """Import ``examples/figures/<name>.py`` (as ``routing_env_figure_<name>``)."""
+    return load_script(FIGURES / f"{name}.py", f"routing_env_figure_{name}")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

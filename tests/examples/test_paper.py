@@ -30,7 +30,7 @@ import torch
 
 from routing_env.experiments import DatasetName, load_checkpoint, parse_args, parse_per_class, save_checkpoint
 
-from .paper_scripts import load_paper
+from .example_scripts import load_paper
 from .script_flags import undocumented_fields
 
 ROOT = Path(__file__).resolve().parents[2]

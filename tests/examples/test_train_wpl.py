@@ -552,11 +552,17 @@ def test_a_pcgrad_run_records_its_aggregator_and_resumes_bit_identically(train_w
 
 
 @pytest.mark.parametrize(
-    ("option", "default", "other"),
-    [("aggregator", "mean", "pcgrad"), ("wpl_weighting", "appendix", "algorithm3")],
+    ("option", "default", "other", "learner"),
+    [
+        ("aggregator", "mean", "pcgrad", "wpl"),
+        ("wpl_weighting", "appendix", "algorithm3", "wpl"),
+        ("router_update", "trace", "minibatch", "qlearning-mlp"),  # minibatch needs an MLP learner
+    ],
 )
-def test_a_run_written_before_an_option_resumes_with_its_default(train_wpl, tmp_path, option, default, other):
-    common = dict(TINY, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
+def test_a_run_written_before_an_option_resumes_with_its_default(
+    train_wpl, tmp_path, option, default, other, learner
+):
+    common = dict(TINY, learner=learner, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
     train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
     train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
     path = tmp_path / "old" / "config.json"
@@ -573,7 +579,9 @@ def test_a_run_written_before_an_option_resumes_with_its_default(train_wpl, tmp_
         assert_same_state(a[key], b[key], key)
     flag = "--" + option.replace("_", "-")
     with pytest.raises(ValueError, match=f"{flag} '{other}' \\(the run used '{default}'\\)"):
-        train_wpl.main(train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), **{option: other}))
+        train_wpl.main(
+            train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), learner=learner, **{option: other})
+        )
 
 
 def test_the_wpl_weighting_reaches_the_routers(train_wpl):
@@ -625,29 +633,3 @@ def test_a_minibatch_update_run_learns_differently_and_resumes_bit_identically(t
         train_wpl.Args(epochs=3, resume=str(tmp_path / "straight"), progress=False, tensorboard=False)
     )
     assert load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["config"]["router_update"] == "minibatch"
-
-
-def test_a_run_written_before_router_update_resumes_per_trace(train_wpl, tmp_path):
-    common = dict(
-        TINY, learner="qlearning-mlp", max_train_samples=128, batch_size=32, output_dir=str(tmp_path)
-    )
-    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
-    train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
-    path = tmp_path / "old" / "config.json"
-    saved = json.loads(path.read_text())
-    del saved["config"]["router_update"]
-    path.write_text(json.dumps(saved))
-    checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
-    del checkpoint["config"]["router_update"]
-    save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
-    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
-    for key in ("env", "agents"):
-        assert_same_state(a[key], b[key], key)
-    with pytest.raises(ValueError, match="--router-update 'minibatch' \\(the run used 'trace'\\)"):
-        train_wpl.main(
-            train_wpl.Args(
-                epochs=3, resume=str(tmp_path / "old"), learner="qlearning-mlp", router_update="minibatch"
-            )
-        )
