@@ -38,6 +38,14 @@ kind, divided by ``--jobs``); each step's own output goes to ``OUTPUT_DIR/logs/`
 ``--budget-hours H`` launches no new step once H hours have passed (the running ones
 finish, then the figures are written); run the command again to go on.
 
+``--export-runs DIR`` keeps a campaign that outlasts a machine: on every exit (done,
+paused, stopped by a signal; with ``--dry-run``, without running anything) it copies the
+text files of each complete run (``config.json``, ``metrics.csv``, ``summary.json``) to
+``DIR/NAME`` and each run cut short whole, checkpoint included, to ``DIR/unfinished/NAME``
+(removed there once the run is complete). Those are what the figures need and what a
+fresh machine needs to go on: copy ``DIR/*`` and ``DIR/unfinished/*`` into ``--runs-dir``
+and run the same command. The repository's ``docs/results/run-folders/`` is such a folder.
+
 ``--epochs`` may be raised in a later invocation: complete runs then resume from their
 checkpoints and train on (the learning-rate schedules do not depend on the total). The
 runs are shared by the figures, so ``--figures 8`` first (routing-all-fc against the
@@ -64,6 +72,7 @@ import contextlib
 import ctypes
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,7 +95,15 @@ from paper_runs import (
     run_name,
 )
 
-from routing_env.experiments import DatasetName, RunLock, parse_args
+from routing_env.experiments import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    DatasetName,
+    RunLock,
+    load_checkpoint,
+    parse_args,
+)
 
 PAPER = Path(__file__).resolve().parent
 ROOT = PAPER.parents[1]
@@ -141,6 +158,8 @@ class Args:
     """launch no new step after this many hours (the running ones finish, the figures are written); none: no limit"""
     dry_run: bool = False
     """print the plan (each step, done or not, and the estimated time left) and run nothing"""
+    export_runs: str | None = None
+    """on exit, copy each complete run's text files to this folder and each run cut short (with its checkpoint) to its unfinished/; none: no copy"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.seeds < 1:
@@ -429,6 +448,64 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+# ============================================================== the run folders kept
+#: What ``--export-runs`` keeps of a complete run: enough for a figure to reuse it.
+FINISHED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)
+#: What it keeps of a run cut short: enough to resume it.
+UNFINISHED_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE)
+UNFINISHED = "unfinished"
+
+
+def export_runs(args: Args, steps: Sequence[Step]) -> list[str]:
+    """Copy the campaign's run folders to ``--export-runs`` (see the module docstring).
+
+    Returns what was done, a line each. A run cut short is copied as it resumes: from
+    its checkpoint, with the metrics rows up to the checkpoint's epoch (a row written
+    after the last checkpoint, by a run stopped between the two, is redone on resuming).
+    A run with no checkpoint yet is left out, as it would start again.
+    """
+    assert args.export_runs is not None
+    dest = Path(args.export_runs)
+    finished, unfinished, notes = 0, 0, []
+    for step in steps:
+        run = step.run_dir
+        if run is None or not (run / CONFIG_FILE).is_file():
+            continue
+        epochs = completed_epochs(run)
+        parked = dest / UNFINISHED / run.name
+        if epochs >= args.epochs:
+            _copy_files(run, dest / run.name, FINISHED_FILES)
+            if parked.exists():
+                shutil.rmtree(parked)
+            finished += 1
+        elif epochs > 0 and (run / CHECKPOINT_FILE).is_file():
+            saved = int(load_checkpoint(run / CHECKPOINT_FILE)["epoch"])
+            lines = (run / METRICS_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
+            if not 0 < saved <= epochs or len(lines) != epochs + 1:
+                notes.append(
+                    f"not kept: {run.name} (checkpoint of epoch {saved}, {epochs} epochs in metrics)"
+                )
+                continue
+            _copy_files(run, parked, UNFINISHED_FILES)
+            if saved < epochs:  # the rows the run redoes when it resumes
+                (parked / METRICS_FILE).write_text("".join(lines[: saved + 1]), encoding="utf-8")
+            unfinished += 1
+    return [f"kept in {dest}: {finished} complete runs, {unfinished} cut short (in {UNFINISHED}/)", *notes]
+
+
+def _copy_files(src: Path, dest: Path, names: Sequence[str]) -> None:
+    """Make ``dest`` hold exactly the ``names`` that ``src`` has (copied whole, then renamed)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.iterdir():
+        if stale.name not in names or not (src / stale.name).is_file():
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+    for name in names:
+        if (src / name).is_file():
+            part = dest / f".{name}.part"
+            shutil.copyfile(src / name, part)
+            part.replace(dest / name)
+
+
 # ============================================================== running
 class Log:
     """Lines to stdout and to ``OUTPUT_DIR/campaign.log``, each with the UTC time."""
@@ -527,6 +604,9 @@ def main(args: Args) -> int:
         for step, note in figure_steps(args):
             print(f"[figure] {note}" + (f": {step.shown()}" if step else ""))
         print(f"estimated: {estimate(args, steps)}")
+        if args.export_runs is not None:
+            for line in export_runs(args, steps):
+                print(line)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):  # RunInUseError while another campaign writes here
@@ -534,6 +614,9 @@ def main(args: Args) -> int:
         try:
             return _run(args, steps, log)
         finally:
+            if args.export_runs is not None:
+                for line in export_runs(args, steps):
+                    log(line)
             log.close()
 
 

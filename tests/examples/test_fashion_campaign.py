@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -21,6 +22,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -239,6 +241,63 @@ def test_campaign_smoke_on_fashion_mtl_files(tmp_path, fashion_root):
             campaign.main(args)
     finally:
         lock.release()
+    check_export(campaign, args, tmp_path)
+
+
+def check_export(campaign: Any, args: Any, tmp_path: Path) -> None:
+    """--export-runs keeps a complete run's text files and a run cut short whole; a fresh
+    runs folder restored from the copy finds the same plan."""
+    kept = tmp_path / "kept"
+    names = sorted(s.run_dir.name for s in campaign.run_steps(args))
+    (kept / names[0]).mkdir(parents=True)
+    (kept / names[0] / "checkpoint.pt").write_text("stale")  # a folder's other files go
+    assert campaign.main(campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(kept)})) == 0
+    assert sorted(p.name for p in kept.iterdir()) == names
+    for name in names:
+        assert sorted(p.name for p in (kept / name).iterdir()) == [
+            "config.json",
+            "metrics.csv",
+            "summary.json",
+        ]
+        assert (kept / name / "metrics.csv").read_bytes() == (
+            args.runs_path() / name / "metrics.csv"
+        ).read_bytes()
+    # with one more epoch asked, the same runs are cut short: kept whole, checkpoint included
+    longer = campaign.Args(**{**vars(args), "epochs": 2, "dry_run": True, "export_runs": str(kept)})
+    assert campaign.main(longer) == 0
+    for name in names:
+        assert sorted(p.name for p in (kept / "unfinished" / name).iterdir()) == [
+            "checkpoint.pt",
+            "config.json",
+            "metrics.csv",
+        ]
+    restored = tmp_path / "restored"
+    for folder in (kept / "unfinished").iterdir():
+        shutil.copytree(folder, restored / folder.name)
+    moved = campaign.Args(**{**vars(longer), "runs_dir": str(restored), "export_runs": None})
+    assert [campaign.remaining_epochs(moved, s) for s in campaign.run_steps(moved)] == [1] * len(names)
+    # a run stopped between its metrics row and its checkpoint is kept as it resumes
+    late = tmp_path / "late"
+    shutil.copytree(args.runs_path(), late)
+    metrics = late / names[0] / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join([*lines, lines[-1].replace("1", "2", 1)]))  # epoch 2, no checkpoint
+    assert len(read_csv(metrics)) == 2
+    three = campaign.Args(
+        **{
+            **vars(args),
+            "epochs": 3,
+            "runs_dir": str(late),
+            "dry_run": True,
+            "export_runs": str(tmp_path / "k3"),
+        }
+    )
+    assert campaign.main(three) == 0
+    assert (tmp_path / "k3" / "unfinished" / names[0] / "metrics.csv").read_text() == "".join(lines)
+    # once complete again (here: asked for 1 epoch), a run leaves unfinished/
+    assert campaign.main(campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(kept)})) == 0
+    assert sorted(p.name for p in kept.iterdir()) == sorted([*names, "unfinished"])
+    assert not list((kept / "unfinished").iterdir())
 
 
 def test_the_seeds_of_one_model_run_side_by_side(tmp_path, fashion_root):
@@ -321,15 +380,18 @@ def test_fig08_and_table2_on_fashion_mtl_with_three_seeds(tmp_path, fashion_root
 
 @pytest.mark.slow
 def test_a_campaign_killed_mid_run_stops_its_steps_and_resumes(tmp_path, fashion_root):
-    argv = campaign_command(tmp_path, fashion_root, "--seeds", "1", "--settings", "defaults")
+    kept = tmp_path / "kept"
+    argv = campaign_command(
+        tmp_path, fashion_root, "--seeds", "1", "--settings", "defaults", "--export-runs", str(kept)
+    )
     argv[argv.index("--epochs") + 1] = "3"
     argv[argv.index("--max-train-samples") + 1] = "3000"
     out = tmp_path / "campaign"
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # until a first epoch is written
+    while time.monotonic() < deadline:  # until a first epoch and its checkpoint are written
         metrics = list((out / "runs").glob("*/metrics.csv")) if (out / "runs").exists() else []
-        if any(len(read_csv(m)) >= 1 for m in metrics):
+        if any(len(read_csv(m)) >= 1 and (m.parent / "checkpoint.pt").is_file() for m in metrics):
             break
         time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
@@ -339,11 +401,19 @@ def test_a_campaign_killed_mid_run_stops_its_steps_and_resumes(tmp_path, fashion
     pid = int(output.split("(pid ")[1].split(")")[0])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the figure script was stopped with the campaign
+    # what --export-runs kept: the run cut short, whole, as a fresh machine needs it
+    (cut,) = (kept / "unfinished").iterdir()
+    assert sorted(p.name for p in cut.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    assert "kept in" in output and "1 cut short" in output
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming after epoch" in done.stdout and "complete in" in done.stdout
     for m in (out / "runs").glob("*/metrics.csv"):
         assert [r["epoch"] for r in read_csv(m)] == ["1", "2", "3"]
+    assert not list((kept / "unfinished").iterdir())
+    assert sorted(p.name for p in kept.iterdir() if p.name != "unfinished") == sorted(
+        p.parent.name for p in (out / "runs").glob("*/metrics.csv")
+    )
 
 
 def test_an_exhausted_budget_launches_nothing_and_says_how_to_go_on(tmp_path, fashion_root, capsys):
