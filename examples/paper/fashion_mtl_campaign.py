@@ -100,6 +100,7 @@ from routing_env.experiments import (
     CONFIG_FILE,
     SUMMARY_FILE,
     DatasetName,
+    MetricsCSV,
     RunLock,
     load_checkpoint,
     parse_args,
@@ -480,15 +481,15 @@ def export_runs(args: Args, steps: Sequence[Step]) -> list[str]:
             finished += 1
         elif epochs > 0 and (run / CHECKPOINT_FILE).is_file():
             saved = int(load_checkpoint(run / CHECKPOINT_FILE)["epoch"])
-            lines = (run / METRICS_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
-            if not 0 < saved <= epochs or len(lines) != epochs + 1:
+            if not 0 < saved <= epochs:
                 notes.append(
                     f"not kept: {run.name} (checkpoint of epoch {saved}, {epochs} epochs in metrics)"
                 )
                 continue
             _copy_files(run, parked, UNFINISHED_FILES)
-            if saved < epochs:  # the rows the run redoes when it resumes
-                (parked / METRICS_FILE).write_text("".join(lines[: saved + 1]), encoding="utf-8")
+            if saved < epochs:  # drop the rows the run redoes when it resumes, as resuming does
+                copied = parked / METRICS_FILE
+                MetricsCSV(copied, list(read_csv(copied)[0])).keep_epochs(saved)
             unfinished += 1
     return [f"kept in {dest}: {finished} complete runs, {unfinished} cut short (in {UNFINISHED}/)", *notes]
 
