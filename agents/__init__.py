@@ -37,10 +37,12 @@ from agents.dispatcher import Dispatcher
 from agents.multi import AgentFactory, MultiAgentRouter, RunStats, evaluate, run_episode, train
 from agents.qlearning import EpsilonSchedule, QLearning
 from agents.reinforce import Reinforce
-from agents.wpl import WPL, floor_projection, simplex_projection
+from agents.wpl import WPL, WPL_WEIGHTINGS, WPLWeighting, floor_projection, simplex_projection
 
 __all__ = [
     "WPL",
+    "WPL_WEIGHTINGS",
+    "WPLWeighting",
     "AgentFactory",
     "Dispatcher",
     "EpsilonSchedule",

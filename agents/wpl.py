@@ -8,28 +8,35 @@ of the paper: MARL:WPL uses ``t, d``). For each decision ``a_i`` of a trace:
 2. the historical average return ``TR_i`` is moved towards it,
    ``TR_i <- (1 - beta) TR_i + beta R_i`` (``beta = lr`` in the paper);
 3. the gradient ``Delta = R_i - TR_i`` is weighted,
-   ``Delta <- Delta * pi(a_i)`` if ``Delta < 0`` else ``Delta * (1 - pi(a_i))``;
+   ``Delta <- Delta * (1 - pi(a_i))`` if ``Delta < 0`` else ``Delta * pi(a_i)``
+   (the paper's rule; ``weighting="abdallah-lesser"`` swaps the two weights);
 4. ``pi <- simplex_projection(pi + lr * Delta * e_{a_i})`` with
    ``simplex_projection(pi) = clip(pi, 0, 1) / sum(clip(pi, 0, 1))``.
 
 The sign of the weighting
 -------------------------
-The paper contradicts itself: Algorithm 3 weights a *negative* gradient by
-``1 - pi(a)`` and a positive one by ``pi(a)`` (so does the prose of section 3.1),
-while appendix 7.4 weights a positive gradient by ``1 - pi(a)`` and a negative one by
-``pi(a)``. We follow appendix 7.4, which is WPL as defined by Abdallah & Lesser
-(2006; JAIR 2008, "A multiagent reinforcement learning algorithm with non-linear
-dynamics"): ``Delta(a) <- Delta(a) * pi(a)`` if ``Delta(a) < 0`` else
-``Delta(a) * (1 - pi(a))``. The reasoning: a probability pushed down slows down as it
-approaches 0 and one pushed up slows down as it approaches 1, so the policy moves
-slowly when it heads away from an (interior) equilibrium towards the boundary of the
-simplex and quickly when it comes back, which damps the oscillation of plain policy
-gradient around a mixed equilibrium. With the opposite weighting (Algorithm 3 as
-printed) the boundary becomes absorbing: a probability near 0 falls at full speed
-and can only rise at speed ``pi(a) ~ 0``, so on matching pennies the agents lock
-into pure strategies that are not an equilibrium. ``tests/agents/test_wpl.py`` pins
-the sign on one update; ``tests/agents/test_wpl_games.py`` checks both properties
-(convergence to a pure Nash equilibrium, damping on matching pennies).
+The paper states the rule three times, and not always the same way:
+
+* section 3.1.2: "scaling the gradient of the expected return for an action a
+  according the probability of taking that action pi(a) (if the gradient is positive)
+  or 1 - pi(a) (if the gradient is negative)";
+* Algorithm 3: ``if Delta(a_i) < 0 then Delta(a_i) <- Delta(a_i)(1 - pi(a_i)) else
+  Delta(a_i) <- Delta(a_i)(pi(a_i))``;
+* appendix 7.4: "If the gradient is positive then it is scaled by 1 - pi(a_i) [...]
+  If the gradient is negative then it is scaled by pi(a_i)".
+
+``weighting="paper"`` (the default) is the rule of section 3.1.2 and Algorithm 3: a
+positive ``Delta`` weighted by ``pi(a)``, a negative one by ``1 - pi(a)``. The simplex
+boundary then attracts: a probability near 0 falls at full speed and rises at speed
+``pi(a) ~ 0``, so every agent becomes pure within a few hundred samples per task, as the
+paper's Fig. 9 shows, and the routing results of its Figs. 4-8 are those of pure
+routes. ``weighting="abdallah-lesser"`` is appendix 7.4's rule, which is WPL as Abdallah
+& Lesser (2006; JAIR 2008) define it: a probability pushed down slows down as it
+approaches 0 and one pushed up slows down as it approaches 1, which damps the
+oscillation of plain policy gradient around a mixed equilibrium (matching pennies)
+but leaves the routing agents mixed: none becomes pure, so it does not reproduce
+Fig. 9. ``tests/agents/test_wpl.py`` pins each sign on one update;
+``tests/agents/test_wpl_games.py`` checks both rules' dynamics on small games.
 
 Which historical average
 ------------------------
@@ -80,7 +87,12 @@ from agents.base import (
 )
 from agents.networks import batch_inputs, trace_inputs
 
-__all__ = ["WPL", "floor_projection", "simplex_projection"]
+__all__ = ["WPL", "WPL_WEIGHTINGS", "WPLWeighting", "floor_projection", "simplex_projection"]
+
+#: The two signs of WPL's weighting: the paper's (section 3.1.2, Algorithm 3) and
+#: Abdallah & Lesser's (appendix 7.4); see the module docstring.
+WPLWeighting = Literal["paper", "abdallah-lesser"]
+WPL_WEIGHTINGS: tuple[str, ...] = ("paper", "abdallah-lesser")
 
 
 def simplex_projection(pi: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -160,11 +172,11 @@ class WPL(RouterAgent):
             least this (0 disables it, the paper's choice); at most ``1/A``.
         weighted: False drops the ``pi``/``1 - pi`` weights, leaving the plain
             projected policy gradient (an ablation for policy-dynamics studies).
-        weighting: ``"appendix"`` (default): appendix 7.4 and Abdallah & Lesser, a
-            positive ``Delta`` weighted by ``1 - pi(a)``, a negative one by ``pi(a)``.
-            ``"algorithm3"``: Algorithm 3 as printed, the other way round, which makes
-            the simplex boundary absorbing (policies lock into pure ones); offered to
-            study which of the two produces the paper's Fig. 9 (see the module docstring).
+        weighting: ``"paper"`` (default): section 3.1.2 and Algorithm 3 of the paper, a
+            positive ``Delta`` weighted by ``pi(a)``, a negative one by ``1 - pi(a)``;
+            agents become pure, as in the paper's Fig. 9. ``"abdallah-lesser"``:
+            appendix 7.4 and Abdallah & Lesser's WPL, the other way round; agents stay
+            mixed (see the module docstring).
         seed: Seed or Generator for sampling actions.
         num_depths: Overrides the number of depths read from the observation space.
 
@@ -184,7 +196,7 @@ class WPL(RouterAgent):
         baseline: Literal["depth", "action"] = "depth",
         min_prob: float = 0.0,
         weighted: bool = True,
-        weighting: Literal["appendix", "algorithm3"] = "appendix",
+        weighting: WPLWeighting = "paper",
         seed: SeedLike = None,
         num_depths: int | None = None,
     ) -> None:
@@ -212,8 +224,10 @@ class WPL(RouterAgent):
             raise ValueError(f"baseline must be 'depth' or 'action', got {baseline!r}")
         self.baseline = baseline
         self.weighted = bool(weighted)
-        if weighting not in ("appendix", "algorithm3"):
-            raise ValueError(f"weighting must be 'appendix' or 'algorithm3', got {weighting!r}")
+        if weighting not in WPL_WEIGHTINGS:
+            raise ValueError(
+                f"weighting must be 'paper' (Algorithm 3) or 'abdallah-lesser' (appendix 7.4), got {weighting!r}"
+            )
         self.weighting = weighting
         self.min_prob = check_probability("min_prob", min_prob)
         if self.min_prob * self.num_actions > 1.0:
@@ -288,12 +302,12 @@ class WPL(RouterAgent):
             average[depth] = avg = (1.0 - beta) * float(average[depth]) + beta * ret
         delta = ret - avg
         p = float(row[action])
-        # Abdallah & Lesser's weighting (see the module docstring for the sign)
+        # the weighting (see the module docstring for the sign)
         if self.weighted:
-            if self.weighting == "appendix":
-                delta *= p if delta < 0 else 1.0 - p
-            else:  # Algorithm 3 as printed
+            if self.weighting == "paper":  # section 3.1.2, Algorithm 3
                 delta *= 1.0 - p if delta < 0 else p
+            else:  # appendix 7.4, Abdallah & Lesser
+                delta *= p if delta < 0 else 1.0 - p
         moved = p + self.lr * delta
         row[action] = moved  # row is a view of the table: changed in place
         if self.min_prob == 0.0 and 0.0 <= moved <= 1.0:
@@ -502,10 +516,10 @@ class WPL(RouterAgent):
             row_mA = policy_KnA[K, d]
             m_index = np.arange(len(K))
             p = row_mA[m_index, a]
-            if first.weighted and first.weighting == "appendix":
-                delta = delta * np.where(delta < 0, p, 1.0 - p)
-            elif first.weighted:  # Algorithm 3 as printed
+            if first.weighted and first.weighting == "paper":  # section 3.1.2, Algorithm 3
                 delta = delta * np.where(delta < 0, 1.0 - p, p)
+            elif first.weighted:  # appendix 7.4, Abdallah & Lesser
+                delta = delta * np.where(delta < 0, p, 1.0 - p)
             moved = p + lr * delta
             row_mA[m_index, a] = moved
             total = row_mA.sum(axis=1)
@@ -520,6 +534,12 @@ class WPL(RouterAgent):
             learner.average_return = average[k].copy()
 
     # -------------------------------------------------------------------- state
+    def is_pure(self, threshold: float = 0.99) -> bool:
+        """Whether the policy is (near) pure: largest action probability >= ``threshold``
+        at every depth the agent has seen (False before it has seen any)."""
+        seen = self.allowed_nA.any(axis=1)
+        return bool(seen.any() and (self.policy_nA[seen].max(axis=1) >= threshold).all())
+
     @property
     def policy(self) -> np.ndarray:
         """A copy of the policy table ``[depth, action]`` (rows of unseen depths are 0)."""

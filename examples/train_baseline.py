@@ -71,8 +71,10 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    dataset_sizes,
     global_rng_state,
     load_run_dataset,
+    machine_info,
     metric_columns,
     metrics_row,
     open_run,
@@ -103,6 +105,8 @@ class Args(DatasetOptions):
     """baseline architecture after the shared SimpleConvNet trunk (paper section 4; mmoe-all-fc and gumbel-router-all-fc: beyond the paper)"""
 
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
+    validation_fraction: float | None = 0.1
+    """share of the training images set aside as a validation split (stratified per task and class, drawn with --data-seed), in (0, 0.5]; its accuracy is reported each epoch, and hyper-parameters are chosen on it, never on the test split (none: no validation split)"""
 
     # --- budget and training (the same defaults as examples/train_wpl.py)
     epochs: int | None = None
@@ -159,6 +163,7 @@ class Args(DatasetOptions):
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -224,7 +229,13 @@ def main(args: Args) -> dict[str, Any]:
     the run trains, so that a second process cannot write into it.
     """
     name = args.run_name or f"{args.model}-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with open_run(args, kind="baseline", name=name, checkpoint_keys=CHECKPOINT_KEYS) as run:
+    with open_run(
+        args,
+        kind="baseline",
+        name=name,
+        checkpoint_keys=CHECKPOINT_KEYS,
+        legacy_options={"validation_fraction": None},
+    ) as run:
         return train_run(run)
 
 
@@ -263,9 +274,11 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         set_global_rng_state(checkpoint["rng"])
         start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
         samples, updates = int(checkpoint["samples"]), int(checkpoint["updates"])
-    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+    metrics = MetricsCSV(
+        run_dir / METRICS_FILE, metric_columns(dataset.num_tasks, validation=dataset.validation is not None)
+    )
     if run.trains:
-        run.write_config(extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}})
+        run.write_config(extra={"dataset_sizes": dataset_sizes(dataset), "machine": machine_info()})
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
     if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
@@ -287,6 +300,11 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     # both splits held on the model's device once: no minibatch is copied from the host
     train_data = DeviceSplit(dataset=dataset, split=dataset.train, device=args.device)
     test_data = DeviceSplit(dataset=dataset, split=dataset.test, device=args.device)
+    validation_data = (
+        None
+        if dataset.validation is None
+        else DeviceSplit(dataset=dataset, split=dataset.validation, device=args.device)
+    )
     session_start = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         epoch_start = time.perf_counter()
@@ -325,6 +343,11 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         progress.clear()
         samples += stats.samples
         updates += stats.updates
+        validation = (
+            None
+            if validation_data is None
+            else evaluate_model(model, dataset, device=args.device, data=validation_data)
+        )
         test = evaluate_model(model, dataset, device=args.device, data=test_data)
 
         now = time.perf_counter()
@@ -337,18 +360,22 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             train_accuracy_per_task=stats.accuracy_per_task,
             test_accuracy=test.accuracy,
             test_accuracy_per_task=test.accuracy_per_task,
+            validation_accuracy=None if validation is None else validation.accuracy,
+            validation_accuracy_per_task=None if validation is None else validation.accuracy_per_task,
             epoch_time_s=now - epoch_start,
             wall_time_s=wall_before + now - session_start,
         )
         metrics.append(row)
         if writer is not None:
-            for key in ("train_accuracy", "test_accuracy", "lr"):
-                writer.add_scalar(key, row[key], epoch + 1)
+            for key in ("train_accuracy", "validation_accuracy", "test_accuracy", "lr"):
+                if row[key] is not None:
+                    writer.add_scalar(key, row[key], epoch + 1)
             for t in range(dataset.num_tasks):
                 writer.add_scalar(f"test_accuracy_per_task/{t}", test.accuracy_per_task[t], epoch + 1)
             writer.flush()
+        val_text = "" if validation is None else f"  validation {100 * validation.accuracy:.2f}%"
         print(
-            f"{label}: train {100 * stats.accuracy:.2f}%  test {100 * test.accuracy:.2f}%  "
+            f"{label}: train {100 * stats.accuracy:.2f}%{val_text}  test {100 * test.accuracy:.2f}%  "
             f"lr {lr:.2g}  {now - epoch_start:.1f}s",
             flush=True,
         )
@@ -394,10 +421,17 @@ def summarize(
     train_acc = [float(last[f"train_accuracy_task_{t}"]) for t in tasks] + [float(last["train_accuracy"])]
     test_acc = [float(last[f"test_accuracy_task_{t}"]) for t in tasks] + [float(last["test_accuracy"])]
     names = [f"{t}: {dataset.task_names[t]}" for t in tasks] + ["all tasks"]
+    columns = {"train": train_acc, "test": test_acc}
+    val_acc = None
+    if last.get("validation_accuracy"):
+        val_acc = [float(last[f"validation_accuracy_task_{t}"]) for t in tasks] + [
+            float(last["validation_accuracy"])
+        ]
+        columns = {"train": train_acc, "validation": val_acc, "test": test_acc}
     print(
         summary_table(
             names,
-            {"train": train_acc, "test": test_acc},
+            columns,
             title=f"{model}: accuracy (%) after epoch {last['epoch']}; {run_dir}",
         )
     )
@@ -406,6 +440,7 @@ def summarize(
         "model": model,
         "epochs": int(last["epoch"]),
         "train_accuracy": train_acc[-1],
+        "validation_accuracy": None if val_acc is None else val_acc[-1],
         "test_accuracy": test_acc[-1],
         "test_accuracy_per_task": test_acc[:-1],
         "wall_time_s": float(last["wall_time_s"]),

@@ -75,6 +75,7 @@ from agents import (
     train,
     train_batched,
 )
+from agents.wpl import WPLWeighting
 from routing_env.aggregation import AggregatorName
 from routing_env.datasets import MultiTaskDataset
 from routing_env.experiments import (
@@ -84,8 +85,10 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    dataset_sizes,
     global_rng_state,
     load_run_dataset,
+    machine_info,
     metric_columns,
     metrics_row,
     open_run,
@@ -108,6 +111,8 @@ class Args(DatasetOptions):
     """Train per-task WPL routers on a routing network (routing-all-fc, ICLR 2018)."""
 
     # --- data: the fields of DatasetOptions (--dataset, --data-root, ...) come first
+    validation_fraction: float | None = 0.1
+    """share of the training images set aside as a validation split (stratified per task and class, drawn with --data-seed), in (0, 0.5]; its greedy accuracy is reported each epoch, and hyper-parameters are chosen on it, never on the test split (none: no validation split)"""
 
     # --- budget and block training (done by the environment)
     epochs: int | None = None
@@ -164,8 +169,8 @@ class Args(DatasetOptions):
     """rate of WPL's historical average return (none: --policy-lr, as in the paper)"""
     wpl_baseline: Literal["action", "depth"] = "depth"
     """WPL's average return: per depth (the default: R - TR then estimates Q(a) - V, the gradient of Abdallah & Lesser's WPL) or per (depth, action) (one literal reading of the paper's Algorithm 3, which on a stationary routing problem does not find the best route; see agents/wpl.py)"""
-    wpl_weighting: Literal["appendix", "algorithm3"] = "appendix"
-    """sign of WPL's gradient weighting: appendix (appendix 7.4 and Abdallah & Lesser: a positive gradient scaled by 1 - pi, a negative one by pi) or algorithm3 (Algorithm 3 as printed, the other way round: the simplex boundary absorbs, and the agents become pure within a few hundred samples per task as in the paper's Fig. 9; docs/policy_dynamics.md, "When do agents become pure?")"""
+    wpl_weighting: WPLWeighting = "paper"
+    """sign of WPL's gradient weighting: paper (section 3.1.2 and Algorithm 3: a positive gradient scaled by pi, a negative one by 1 - pi; agents become pure as in Fig. 9) or abdallah-lesser (appendix 7.4, Abdallah & Lesser's WPL: the other way round; agents stay mixed). A resumed run keeps the rule it was trained with"""
     min_prob: float = 0.0
     """floor on every allowed block's probability after each WPL update (0: none)"""
     gamma: float = 1.0
@@ -198,6 +203,7 @@ class Args(DatasetOptions):
     """torch intra-op threads (none: torch's default); 1 keeps results the same on any core count, and more gain little here"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.router == "single" and self.learner == "wpl":
             raise ValueError(
                 "--router single: a tabular WPL router sees only the depth, so one router for all tasks "
@@ -299,22 +305,31 @@ def evaluation_rngs(router: Mapping[str, RouterAgent], seed: int, epoch: int) ->
             learner.rng = saved[agent_id]
 
 
-def evaluate_policy(env: Any, router: MultiAgentRouter, *, greedy: bool) -> tuple[float, list[float]]:
-    """Route the whole test split once (no training); accuracy overall and per task.
+def evaluate_policy(
+    env: Any, router: MultiAgentRouter, *, greedy: bool, split: Literal["test", "validation"] = "test"
+) -> tuple[float, list[float]]:
+    """Route the whole test (or validation) split once (no training); accuracy overall and per task.
 
     ``env`` is the AEC env or a :class:`routing_env.BatchedRoutingEnv`; either way the
-    pass starts with ``{"mode": "eval"}``, which resets the evaluation counts.
+    pass starts with ``{"mode": "eval", "split": split}``, which resets the evaluation counts.
     """
+    options = {"mode": "eval", "split": split}
+    state = env.aec_env if isinstance(env, routing_env.BatchedRoutingEnv) else env.unwrapped
+    size = len(state.dataset.splits()[split])
     if isinstance(env, routing_env.BatchedRoutingEnv):
-        evaluate_batched(env, router, greedy=greedy)
-        state = env.aec_env
+        evaluate_batched(env, router, greedy=greedy, options=options)
     else:
-        evaluate(env, router, num_samples=len(env.unwrapped.dataset.test), greedy=greedy)
-        state = env.unwrapped
+        evaluate(env, router, num_samples=size, greedy=greedy, options=options)
     result = state.evaluation()
-    if not result["complete"] or result["samples"] != len(state.dataset.test):
-        raise RuntimeError(f"the evaluation scored {result['samples']} samples, not the whole test split")
+    if not result["complete"] or result["samples"] != size:
+        raise RuntimeError(f"the evaluation scored {result['samples']} samples, not the whole {split} split")
     return result["accuracy"], result["accuracy_per_task"]
+
+
+def pure_fraction(router: MultiAgentRouter) -> float | None:
+    """The share of WPL router agents whose policy is pure (:meth:`agents.WPL.is_pure`); None without WPL."""
+    learners = [learner for learner in router.values() if isinstance(learner, WPL)]
+    return sum(learner.is_pure() for learner in learners) / len(learners) if learners else None
 
 
 def policy_lr(args: Args, epoch: int) -> float:
@@ -353,16 +368,34 @@ def main(args: Args) -> dict[str, Any]:
     name = args.run_name or f"wpl-{args.dataset}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     kind, legacy = (
         "wpl",
-        {"aec": True, "aggregator": "mean", "wpl_weighting": "appendix", "router_update": "trace"},
+        {
+            "aec": True,
+            "aggregator": "mean",
+            "wpl_weighting": "abdallah-lesser",
+            "router_update": "trace",
+            "validation_fraction": None,
+        },
     )
     if args.resume is not None and run_kind(args.resume) == "paper-agents":
         # a REINFORCE / Q-learning run of the former in-process paper runner: the same env,
         # learners and checkpoint as a --learner run, its learner options nested in config.json
         kind = "paper-agents"
         legacy.update(read_config(args.resume).get("learner_options", {}))
-    with open_run(args, kind=kind, name=name, checkpoint_keys=CHECKPOINT_KEYS, legacy_options=legacy) as run:
+    with open_run(
+        args,
+        kind=kind,
+        name=name,
+        checkpoint_keys=CHECKPOINT_KEYS,
+        legacy_options=legacy,
+    ) as run:
         return train_run(run)
 
+
+#: Where the paper states each WPL weighting (for messages).
+WEIGHTING_SOURCES = {
+    "paper": "section 3.1.2 and Algorithm 3 of the paper",
+    "abdallah-lesser": "appendix 7.4 of the paper, Abdallah & Lesser's WPL",
+}
 
 #: What a checkpoint of this script holds besides ``epoch`` and ``config``.
 CHECKPOINT_KEYS = ("wall_time_s", "env", "agents", "rng")
@@ -390,12 +423,23 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         router.load_state_dict(checkpoint["agents"])
         set_global_rng_state(checkpoint["rng"])
         start_epoch, wall_before = int(checkpoint["epoch"]), float(checkpoint["wall_time_s"])
-    metrics = MetricsCSV(run_dir / METRICS_FILE, metric_columns(dataset.num_tasks))
+    has_validation = dataset.validation is not None
+    metrics = MetricsCSV(
+        run_dir / METRICS_FILE,
+        metric_columns(dataset.num_tasks, validation=has_validation, purity=args.learner == "wpl"),
+        optional=("pure_fraction",),
+    )
     if run.trains:
-        run.write_config(extra={"dataset_sizes": {"train": len(dataset.train), "test": len(dataset.test)}})
+        run.write_config(extra={"dataset_sizes": dataset_sizes(dataset), "machine": machine_info()})
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
     if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
+        if args.learner == "wpl":
+            print(
+                f"the run keeps the WPL weighting it was trained with: {args.wpl_weighting} "
+                f"({WEIGHTING_SOURCES[args.wpl_weighting]})",
+                file=sys.stderr,
+            )
         if not run.trains:
             print(
                 f"the run already has {start_epoch} epochs; pass --epochs N > {start_epoch} to train on "
@@ -432,7 +476,11 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         progress.clear()
         train_per_task = [stats.accuracy_per_task.get(t, float("nan")) for t in range(dataset.num_tasks)]
 
-        # 2. route the test split: greedy (argmax) policy, then the sampled policy
+        # 2. route the validation split (greedy), then the test split: greedy (argmax) policy,
+        # then the sampled policy
+        val_acc, val_per_task = None, None
+        if has_validation:
+            val_acc, val_per_task = evaluate_policy(env, router, greedy=True, split="validation")
         test_acc, test_per_task = evaluate_policy(env, router, greedy=True)
         stoch_acc, stoch_per_task = None, None
         if args.eval_stochastic:
@@ -453,20 +501,30 @@ def train_run(run: RunFolder) -> dict[str, Any]:
             test_accuracy_per_task=test_per_task,
             test_accuracy_stochastic=stoch_acc,
             test_accuracy_stochastic_per_task=stoch_per_task,
+            validation_accuracy=val_acc,
+            validation_accuracy_per_task=val_per_task,
+            pure_fraction=pure_fraction(router),
             epoch_time_s=now - epoch_start,
             wall_time_s=wall_before + now - session_start,
         )
         metrics.append(row)
         if writer is not None:
-            for key in ("train_accuracy", "test_accuracy", "test_accuracy_stochastic", "lr"):
+            for key in (
+                "train_accuracy",
+                "validation_accuracy",
+                "test_accuracy",
+                "test_accuracy_stochastic",
+                "lr",
+            ):
                 if row[key] is not None:
                     writer.add_scalar(key, row[key], epoch + 1)
             for t in range(dataset.num_tasks):
                 writer.add_scalar(f"test_accuracy_per_task/{t}", test_per_task[t], epoch + 1)
             writer.flush()
         stoch_text = f" (stochastic {100 * stoch_acc:.2f}%)" if stoch_acc is not None else ""
+        val_text = f"  validation {100 * val_acc:.2f}%" if val_acc is not None else ""
         print(
-            f"{label}: train {100 * stats.accuracy:.2f}%  test {100 * test_acc:.2f}%{stoch_text}  "
+            f"{label}: train {100 * stats.accuracy:.2f}%{val_text}  test {100 * test_acc:.2f}%{stoch_text}  "
             f"lr {lr:.2g}  {now - epoch_start:.1f}s",
             flush=True,
         )
@@ -510,6 +568,12 @@ def summarize(
     }
     if per_task and len(routes) == dataset.num_tasks:  # router_t routes task t
         columns["greedy route"] = [" ".join(map(str, routes[f"router_{t}"])) for t in tasks] + [""]
+    if "validation_accuracy" in last:
+        columns = {
+            "validation": [value(f"validation_accuracy_task_{t}") for t in tasks]
+            + [value("validation_accuracy")],
+            **columns,
+        }
     names = [f"{t}: {dataset.task_names[t]}" for t in tasks] + ["all tasks"]
     print(summary_table(names, columns, title=f"accuracy (%) after epoch {last['epoch']}; {run_dir}"))
     summary = {
@@ -518,6 +582,7 @@ def summarize(
         "train_accuracy": value("train_accuracy"),
         "test_accuracy": value("test_accuracy"),
         "test_accuracy_stochastic": value("test_accuracy_stochastic"),
+        "validation_accuracy": value("validation_accuracy") if "validation_accuracy" in last else None,
         "test_accuracy_per_task": [value(f"test_accuracy_task_{t}") for t in tasks],
         "wall_time_s": value("wall_time_s"),
         "greedy_routes": routes,

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 Mode = Literal["train", "eval"]
+EvalSplit = Literal["test", "validation"]
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,10 @@ class RoutingEngine:
         else:
             self._class_mask_TK = None
         self.eval_order = interleaved_order(dataset.test.tasks_N.numpy())
+        self._validation_order = (
+            None if dataset.validation is None else interleaved_order(dataset.validation.tasks_N.numpy())
+        )
+        self.eval_split: EvalSplit = "test"
         self._aggregator = make_aggregator(training.aggregator)  # None: the mean loss
         self._started = False
 
@@ -492,26 +497,48 @@ class RoutingEngine:
 
     @property
     def split(self) -> TaskSplit:
-        return self.dataset.train if self.mode == "train" else self.dataset.test
+        """The split being routed: the training split, or in eval mode :attr:`eval_split`'s."""
+        if self.mode == "train":
+            return self.dataset.train
+        if self.eval_split == "validation":
+            assert self.dataset.validation is not None  # set_mode checked it
+            return self.dataset.validation
+        return self.dataset.test
+
+    @property
+    def _eval_order(self) -> np.ndarray:
+        if self.eval_split == "validation":
+            assert self._validation_order is not None
+            return self._validation_order
+        return self.eval_order
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: Mode, split: EvalSplit = "test") -> None:
         """Switch between ``"train"`` (route training samples, train blocks) and ``"eval"``.
 
-        Evaluation routes the test split once, in :attr:`eval_order` (tasks interleaved),
-        without training and without counting selections; :meth:`evaluation` reports its accuracy. Switching trains
-        on the routed samples of the pending minibatch and drops the rest; entering
-        eval restarts the pass over the test split.
+        Evaluation routes the test split (or with ``split="validation"`` the dataset's
+        validation split) once, in :attr:`eval_order` (tasks interleaved), without
+        training and without counting selections; :meth:`evaluation` reports its
+        accuracy. Switching trains on the routed samples of the pending minibatch and
+        drops the rest; entering eval restarts the pass over the split.
         """
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if split not in ("test", "validation"):
+            raise ValueError(f"the evaluation split must be 'test' or 'validation', got {split!r}")
+        if split == "validation" and self.dataset.validation is None:
+            raise ValueError(
+                f"dataset {self.dataset.name!r} has no validation split; carve one from its training data "
+                "with routing_env.datasets.split_validation(dataset, fraction)"
+            )
         self._require_started()
         self.abandon_sample()
         self._routed = None
         self._flush()
         if mode == "eval":
+            self.eval_split = split
             self._eval_correct_T[:] = 0
             self._eval_total_T[:] = 0
             self._eval_loss_T[:] = 0.0
@@ -695,12 +722,12 @@ class RoutingEngine:
         else:
             if self._eval_cursor >= len(split):
                 raise RuntimeError(
-                    f"the evaluation pass is complete: all {len(split)} test samples have been routed "
+                    f"the evaluation pass is complete: all {len(split)} {self.eval_split} samples have been routed "
                     "since eval mode began (evaluation() reports them). Call "
                     "reset(options={'mode': 'eval'}) to start another pass, or {'mode': 'train'} to train on"
                 )
             B = self.training.eval_batch_size
-            indices = self.eval_order[self._eval_cursor : self._eval_cursor + B]
+            indices = self._eval_order[self._eval_cursor : self._eval_cursor + B]
             self._eval_cursor += len(indices)
         indices_B = torch.from_numpy(np.asarray(indices, dtype=np.int64))
         self.network.refresh_array_path()
@@ -1363,7 +1390,7 @@ class RoutingEngine:
         if self.mode == "train":
             return True
         pending = self._batch is not None and not self._batch.exhausted
-        return pending or self._eval_cursor < len(self.dataset.test)
+        return pending or self._eval_cursor < len(self.split)
 
     def _require_started(self) -> None:
         if not self._started:

@@ -153,6 +153,11 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
 
     (``"loss"``/``"loss_per_task"``, mean squared error, for regression).
 
+    ``reset(options={"mode": "eval", "split": "validation"})`` routes the dataset's
+    validation split instead (a dataset from
+    :func:`~routing_env.datasets.split_validation`), the same way: hyper-parameters are
+    chosen on it, and the test split is read once, for the chosen ones.
+
     ## Block training
     The env trains the trunk and the function blocks itself (Algorithm 2, step 3). What a
     training script logs is read from documented properties of ``env.unwrapped`` (the
@@ -410,7 +415,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         return self.action_spaces[agent]
 
     # ----------------------------------------------------------------- reset
-    RESET_OPTIONS = ("mode",)
+    RESET_OPTIONS = ("mode", "split")
     """The keys ``reset(options=...)`` understands."""
 
     def _start_reset(self, seed: int | None, options: Mapping[str, Any] | None) -> None:
@@ -426,6 +431,19 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         mode = (options or {}).get("mode")
         if mode is not None and mode not in ("train", "eval"):
             raise ValueError(f"options['mode'] must be 'train' or 'eval', got {mode!r}")
+        split = (options or {}).get("split", "test")
+        if split != "test" and mode != "eval":
+            raise ValueError(
+                f"options['split'] names the split an evaluation pass routes; pass it with 'mode': 'eval' "
+                f"(got {dict(options or {})!r})"
+            )
+        if split not in ("test", "validation"):
+            raise ValueError(f"options['split'] must be 'test' or 'validation', got {split!r}")
+        if split == "validation" and self.engine.dataset.validation is None:
+            raise ValueError(
+                f"options['split'] = 'validation', but dataset {self.engine.dataset.name!r} has no validation "
+                "split; carve one with routing_env.datasets.split_validation(dataset, fraction)"
+            )
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
                 raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
@@ -435,7 +453,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
         else:
             self.engine.abandon_sample()  # an unfinished sample of the last episode
         if mode == "eval" or (mode is not None and mode != self.engine.mode):
-            self.engine.set_mode(mode)  # {"mode": "eval"} always starts a new pass over the test split
+            self.engine.set_mode(mode, split)  # {"mode": "eval"} always starts a new pass
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         self._start_reset(seed, options)

@@ -317,6 +317,19 @@ def row(epoch, stochastic=True):
     )
 
 
+def test_a_metrics_file_from_before_an_optional_column_goes_on_without_it(tmp_path):
+    path = tmp_path / "m.csv"
+    MetricsCSV(path, metric_columns(2, validation=True)).append(row(1, stochastic=True))
+    columns = metric_columns(2, validation=True, purity=True)
+    assert "pure_fraction" in columns and "validation_accuracy_task_1" in columns
+    resumed = MetricsCSV(path, columns, optional=("pure_fraction",))
+    assert resumed.columns == metric_columns(2, validation=True)
+    resumed.append({**row(2, stochastic=True), "pure_fraction": 0.5})
+    assert [r["epoch"] for r in resumed.rows()] == ["1", "2"]
+    with pytest.raises(ValueError, match="columns"):  # a column that is not optional must be there
+        MetricsCSV(path, metric_columns(2, validation=False, purity=True), optional=("pure_fraction",))
+
+
 def test_metrics_csv_round_trips_and_truncates(tmp_path):
     path = tmp_path / "m.csv"
     log = MetricsCSV(path, metric_columns(2))

@@ -70,6 +70,7 @@ class Args(DatasetOptions):
     """torch intra-op threads"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         values = self.rho_values()
         if not values or any(not 0.0 <= r <= 1.0 for r in values):
             raise ValueError(f"--rhos must be comma-separated numbers in [0, 1], got {self.rhos!r}")

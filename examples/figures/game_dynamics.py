@@ -90,6 +90,7 @@ class Args(DatasetOptions):
     """torch intra-op threads"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.epochs < 1 or self.analyze_every < 1:
             raise ValueError("--epochs and --analyze-every must be >= 1")
 

@@ -17,9 +17,9 @@ path for every combination of
   grid runs ``constant`` only, and says so;
 - ``--optimizers``: the block training, ``sgd`` (the paper's: SGD at 1e-2, /10 every 20
   epochs) or ``adam`` (ours: Adam at 1e-3, /10 every 10 epochs);
-- ``--weightings``: the sign of WPL's gradient weighting, ``appendix`` (appendix 7.4 and
-  Abdallah & Lesser, our WPL) or ``algorithm3`` (Algorithm 3 as printed, which makes the
-  simplex boundary absorbing; see :class:`agents.WPL`);
+- ``--weightings``: the sign of WPL's gradient weighting, ``paper`` (section 3.1.2 and
+  Algorithm 3, the default of :class:`agents.WPL`, which makes the simplex boundary
+  absorbing) or ``abdallah-lesser`` (appendix 7.4, Abdallah & Lesser's WPL);
 
 with ``--seeds`` seeds each, for ``--samples`` training samples per run, and records per
 run: the samples of its own task each agent had routed when it first became pure (its
@@ -56,7 +56,14 @@ import torch
 import routing_env
 from agents import WPL, MultiAgentRouter, RunStats, evaluate_batched, train_batched
 from routing_env.datasets import MultiTaskDataset
-from routing_env.experiments import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.experiments import (
+    RENAMED_VALUES,
+    DatasetName,
+    DatasetOptions,
+    load_run_dataset,
+    parse_args,
+    seed_everything,
+)
 from routing_env.extras import import_extra
 from routing_env.game import analyze_game
 
@@ -70,7 +77,7 @@ PAPER_CELL = {
     "baseline": "action",
     "optimizer": "sgd",
     "schedule": "blocks",
-    "weighting": "algorithm3",
+    "weighting": "paper",
 }
 OURS_CELL = {
     "rho": 0.0,
@@ -78,7 +85,7 @@ OURS_CELL = {
     "optimizer": "adam",
     "schedule": "constant",
     "policy_lr": 0.3,
-    "weighting": "appendix",
+    "weighting": "abdallah-lesser",
 }
 KEY = ("rho", "baseline", "policy_lr", "schedule", "optimizer", "weighting", "seed")
 
@@ -102,9 +109,8 @@ class Args(DatasetOptions):
     """comma-separated policy-rate schedules (constant, blocks); blocks equals constant within the first epochs (the blocks' rate decays every 10 or 20 epochs), so the default runs constant only"""
     optimizers: str = "sgd,adam"
     """comma-separated block trainings: sgd (the paper's SGD 1e-2) and adam (ours, Adam 1e-3)"""
-    weightings: str = "appendix,algorithm3"
-    """comma-separated WPL weightings: appendix (appendix 7.4, ours) and algorithm3 (Algorithm 3 as
-    printed: the boundary of the simplex absorbs)"""
+    weightings: str = "abdallah-lesser,paper"
+    """comma-separated WPL weightings: abdallah-lesser (appendix 7.4) and paper (section 3.1.2 and Algorithm 3: the boundary of the simplex absorbs)"""
     seeds: int = 3
     """runs per cell (seeds 0..N-1)"""
     samples: int = 20_000
@@ -125,6 +131,7 @@ class Args(DatasetOptions):
     """print the summary of OUTPUT_DIR/purity_sweep.csv (the numbers docs/policy_dynamics.md quotes) and stop: no training"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.grid()  # validates the lists
         if self.seeds < 1 or self.samples < self.batch_size or self.batch_size < 1:
             raise ValueError("--seeds must be >= 1 and --samples >= --batch-size >= 1")
@@ -165,15 +172,14 @@ class Args(DatasetOptions):
                 lrs,
                 words("schedules", self.schedules, ("constant", "blocks")),
                 words("optimizers", self.optimizers, tuple(BLOCK_TRAINING)),
-                words("weightings", self.weightings, ("appendix", "algorithm3")),
+                words("weightings", self.weightings, ("abdallah-lesser", "paper")),
             )
         ]
 
 
 def is_pure(learner: WPL, threshold: float) -> bool:
     """Largest action probability >= ``threshold`` at every depth the agent has seen."""
-    seen = learner.allowed_nA.any(axis=1)
-    return bool(seen.any() and (learner.policy_nA[seen].max(axis=1) >= threshold).all())
+    return learner.is_pure(threshold)
 
 
 def greedy_blocks_used(router: MultiAgentRouter) -> list[int]:
@@ -193,7 +199,10 @@ def make_run(args: Args, dataset: MultiTaskDataset, cell: dict[str, Any], seed: 
         batch_size=args.batch_size,
     )
     wpl = functools.partial(
-        WPL, lr=cell["policy_lr"], baseline=cell["baseline"], weighting=cell.get("weighting", "appendix")
+        WPL,
+        lr=cell["policy_lr"],
+        baseline=cell["baseline"],
+        weighting=cell.get("weighting", "abdallah-lesser"),
     )
     return env, MultiAgentRouter.from_env(env, router=wpl, seed=seed)
 
@@ -287,14 +296,20 @@ def first_samples_view(
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
+    """The sweep's CSV rows, WPL weightings under their names of now (appendix: abdallah-lesser)."""
     if not path.exists():
         return []
     with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    renamed = RENAMED_VALUES["wpl_weighting"]
+    return [
+        {**r, "weighting": renamed.get(r["weighting"], r["weighting"])} if "weighting" in r else r
+        for r in rows
+    ]
 
 
 def add_weighting_column(path: Path) -> None:
-    """A CSV written before ``--weightings`` existed: its runs used the appendix weighting."""
+    """A CSV written before ``--weightings`` existed: its runs used the abdallah-lesser weighting."""
     rows = read_rows(path)
     if not rows or "weighting" in rows[0]:
         return
@@ -303,8 +318,11 @@ def add_weighting_column(path: Path) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
-        writer.writerows({**r, "weighting": "appendix"} for r in rows)
-    print(f"{path}: added the weighting column (appendix: its runs predate --weightings)", file=sys.stderr)
+        writer.writerows({**r, "weighting": "abdallah-lesser"} for r in rows)
+    print(
+        f"{path}: added the weighting column (abdallah-lesser: its runs predate --weightings)",
+        file=sys.stderr,
+    )
 
 
 def done_keys(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
@@ -541,7 +559,7 @@ def main(args: Args) -> Path:
             args, dataset, paper_cell
         ),
         f"the paper's setting with\nappendix 7.4's weighting:\n{paper_setting}": first_samples_view(
-            args, dataset, {**paper_cell, "weighting": "appendix"}
+            args, dataset, {**paper_cell, "weighting": "abdallah-lesser"}
         ),
         "ours:\nrho 0, per-depth baseline,\nAdam 1e-3, policy lr 0.3": first_samples_view(
             args, dataset, OURS_CELL

@@ -73,6 +73,7 @@ class Args(DatasetOptions):
     """torch intra-op threads (1 is fastest for these small ops on a shared machine)"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.every < 1:

@@ -87,10 +87,10 @@ from paper_runs import (
     FIG4,
     FIG5,
     METRICS_FILE,
-    MODELS,
     Figure,
     PaperArgs,
     completed_epochs,
+    model_of,
     read_csv,
     run_name,
 )
@@ -134,7 +134,9 @@ class Args:
     figures: str = "4,5,8"
     """comma-separated figures (4: RL algorithms, 5: architectures, 8: routing vs baselines; 6 and 7 for their datasets)"""
     models: str = ""
-    """comma-separated subset of the figures' models (default: all); a figure is written with those it has"""
+    """comma-separated models (default: all of the figures'); Fig. 8 also takes any baseline of examples/train_baseline.py --model (e.g. mmoe-all-fc, gumbel-router-all-fc); a figure is written with those it has"""
+    tuned: str | None = None
+    """a JSON of chosen settings per model (examples/paper/tune.py) for the defaults setting's runs (the figure scripts' --tuned); none: the scripts' defaults"""
     dataset: DatasetName = "fashion-mtl"
     """multi-task dataset (the campaign is Fashion-MTL's; others serve tests and comparisons)"""
     data_root: str | None = None
@@ -175,7 +177,7 @@ class Args:
         if unknown or not self.setting_names():
             raise ValueError(f"--settings: expected some of {list(SETTINGS)}, got {self.settings!r}")
         figures = self.figure_list()  # raises on an unknown figure
-        known = {m for f in figures for m in f.models}
+        known = {m for f in figures for m in f.accepts()}
         unknown = [m for m in self.model_names() if m not in known]
         if unknown:
             raise ValueError(
@@ -251,6 +253,7 @@ def paper_args(args: Args, setting: str, *, seeds: int | None = None, models: st
         epochs=args.epochs,
         seeds=args.seeds if seeds is None else seeds,
         setting=setting,
+        tuned=args.tuned if setting == "defaults" else None,
         models=models,
         runs_dir=str(args.runs_path()),
         torch_threads=args.torch_threads,
@@ -279,6 +282,8 @@ def script_argv(
         argv += ["--setting", setting]
     if models:
         argv += ["--models", models]
+    if args.tuned is not None and setting == "defaults":
+        argv += ["--tuned", args.tuned]
     argv += ["--output-dir", str(output_dir), "--runs-dir", str(args.runs_path()), "--no-progress"]
     if args.torch_threads != 1:
         argv += ["--torch-threads", str(args.torch_threads)]
@@ -288,9 +293,13 @@ def script_argv(
 
 
 def figure_models(args: Args, figure: Figure) -> list[str]:
-    """The models of ``figure`` the campaign runs (``--models`` or all), in the figure's order."""
+    """The models of ``figure`` the campaign runs (``--models`` or all), the figure's first, in its order."""
     wanted = args.model_names()
-    return [m for m in figure.models if not wanted or m in wanted]
+    if not wanted:
+        return list(figure.models)
+    return [m for m in figure.models if m in wanted] + [
+        m for m in wanted if m not in figure.models and m in figure.accepts()
+    ]
 
 
 def run_steps(args: Args) -> list[Step]:
@@ -320,7 +329,7 @@ def run_steps(args: Args) -> list[Step]:
                         ),
                         model=model,
                         seed=seed,
-                        run_dir=args.runs_path() / run_name(MODELS[model], options, seed),
+                        run_dir=args.runs_path() / run_name(model_of(model), options, seed),
                     )
                 )
     return steps
@@ -332,7 +341,7 @@ def complete_seeds(args: Args, setting: str, model: str) -> int:
     n = 0
     while (
         n < args.seeds
-        and completed_epochs(args.runs_path() / run_name(MODELS[model], options, n)) >= args.epochs
+        and completed_epochs(args.runs_path() / run_name(model_of(model), options, n)) >= args.epochs
     ):
         n += 1
     return n
@@ -393,7 +402,7 @@ class EpochTimes:
         for (setting, model), times in samples.items():
             if times:
                 out.by_model[setting, model] = float(np.mean(times))
-                runner.setdefault((setting, MODELS[model].runner), []).extend(times)
+                runner.setdefault((setting, model_of(model).runner), []).extend(times)
         out.by_runner = {k: float(np.mean(v)) for k, v in runner.items()}
         every = [t for v in samples.values() for t in v]
         out.overall = float(np.mean(every)) if every else None
@@ -403,7 +412,7 @@ class EpochTimes:
         """The epoch time of ``model`` in ``setting``: its own, else its runner kind's, else any."""
         found = self.by_model.get((setting, model))
         if found is None:
-            found = self.by_runner.get((setting, MODELS[model].runner))
+            found = self.by_runner.get((setting, model_of(model).runner))
         return self.overall if found is None else found
 
 

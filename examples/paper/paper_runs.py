@@ -47,7 +47,6 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -59,11 +58,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure as PlotFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
 from seed_stats import STATS_COLUMNS, band, figure_statistics, paired_difference
 
+from agents.wpl import WPLWeighting
 from routing_env.baselines import ALL_BASELINE_NAMES
 from routing_env.experiments import (
     CHECKPOINT_FILE,
@@ -74,9 +73,11 @@ from routing_env.experiments import (
     DatasetOptions,
     RunLock,
     check_run_kind,
+    machine_info,
     read_config,
     resolve_device,
     run_kind,
+    with_current_names,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1]
@@ -102,6 +103,8 @@ CSV_COLUMNS = [
     "epoch",
     "test_accuracy",
     "test_accuracy_stochastic",
+    "validation_accuracy",
+    "pure_fraction",
     "train_accuracy",
     "lr",
     "train_samples",
@@ -363,6 +366,8 @@ class PaperArgs(DatasetOptions):
 
     dataset: DatasetName = "cifar-mtl"
     """multi-task dataset (digits-mtl ships with scikit-learn; the others are read from --data-root)"""
+    validation_fraction: float | None = 0.1
+    """share of the training images every run sets aside as its validation split (the training scripts' --validation-fraction; none: no validation split)"""
     epochs: int = 100
     """training epochs of every run (the paper: 100)"""
     seeds: int = 3
@@ -375,6 +380,10 @@ class PaperArgs(DatasetOptions):
     """units of the routed fc layers of every model (the scripts' --hidden-width; none: the setting's, 128 for defaults (section 4), 48 for paper (appendix 7.2, the authors' code))"""
     policy_lr_schedule: Literal["constant", "blocks"] | None = None
     """WPL policy learning rate of the routing-all-fc models (train_wpl.py --policy-lr-schedule; none: the setting's, constant for defaults, blocks for paper: divided by 10 with the block lr)"""
+    wpl_weighting: WPLWeighting = "paper"
+    """sign of the WPL routers' gradient weighting (train_wpl.py --wpl-weighting): paper (section 3.1.2, Algorithm 3) or abdallah-lesser (appendix 7.4); runs with abdallah-lesser are named apart (-al)"""
+    tuned: str | None = None
+    """a JSON of chosen settings per model written by examples/paper/tune.py (chosen on validation accuracy): each model's options there replace the setting's; runs and figures are named apart (-tuned)"""
     models: str = ""
     """comma-separated models to run (default: all of the figure's, in its order); Figs. 6-8 also take any model of examples/train_baseline.py --model"""
     output_dir: str = "runs/paper"
@@ -403,6 +412,7 @@ class PaperArgs(DatasetOptions):
     """delete and train again a run folder in --runs-dir that can be neither reused nor resumed (another kind of run, other settings in its config.json, or finished epochs without a checkpoint); without it such a folder is refused, naming what differs, and nothing is deleted"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.epochs < 1 or self.seeds < 1:
             raise ValueError(f"--epochs and --seeds must be >= 1, got {self.epochs} and {self.seeds}")
         if not 0 <= self.first_seed < self.seeds:
@@ -458,6 +468,36 @@ class PaperArgs(DatasetOptions):
     def runs_path(self) -> Path:
         return Path(self.runs_dir)
 
+    def tuned_options(self, model: Model) -> dict[str, Any]:
+        """The options ``--tuned`` chose for ``model`` (empty without ``--tuned`` or for a model it did not tune)."""
+        if self.tuned is None:
+            return {}
+        return dict(read_tuned(self.tuned, dataset=self.dataset, setting=self.setting).get(model.name, {}))
+
+
+# ============================================================== chosen settings
+def read_tuned(path: str | os.PathLike[str], *, dataset: str, setting: str) -> dict[str, dict[str, Any]]:
+    """The options chosen per model in ``path`` (written by ``tune.py``) for ``dataset`` and ``setting``.
+
+    Raises:
+        ValueError: When the file is not such a JSON, or was chosen for another dataset or
+            block-training setting, naming both.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--tuned {path}: cannot read the chosen settings ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chosen"), dict):
+        raise ValueError(
+            f"--tuned {path}: not a file of chosen settings (no 'chosen' table); write one with tune.py"
+        )
+    if data.get("dataset") != dataset or data.get("setting") != setting:
+        raise ValueError(
+            f"--tuned {path}: chosen on {data.get('dataset')} in the {data.get('setting')} setting, but these runs "
+            f"are {dataset} in the {setting} setting"
+        )
+    return {str(k): dict(v) for k, v in data["chosen"].items()}
+
 
 # ============================================================== the runs as commands
 def run_name(model: Model, args: PaperArgs, seed: int) -> str:
@@ -480,6 +520,16 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
         setting += f"-plr-{args.wpl_policy_lr_schedule()}"
     if minibatch_update(model, args):
         setting += "-mb"
+    if (
+        model.runner == "wpl"
+        and args.wpl_weighting != "paper"
+        and "wpl_weighting" not in args.tuned_options(model)
+    ):
+        setting += "-al"
+    if args.tuned_options(model):
+        setting += "-tuned"
+    if args.validation_fraction is not None:
+        setting += f"-v{args.validation_fraction:g}"
     return f"{model.name}-{args.dataset}-d{args.data_seed}-n{train}-t{test}{setting}-s{seed}"
 
 
@@ -504,6 +554,10 @@ def output_stem(figure: Figure, args: PaperArgs) -> str:
         setting += f"_plr-{args.wpl_policy_lr_schedule()}"
     if args.router_update == "minibatch":
         setting += "_mb"
+    if args.wpl_weighting != "paper":
+        setting += "_al"
+    if args.tuned is not None:
+        setting += "_tuned"
     return f"{figure.key}_{args.dataset}{setting}"
 
 
@@ -513,11 +567,11 @@ def setting_options(args: PaperArgs, model: Model) -> dict[str, Any]:
     options: dict[str, Any] = {"hidden_width": args.hidden_width()}
     if model.runner == "wpl":  # the REINFORCE / Q-learning routers have their own step sizes
         options["policy_lr_schedule"] = args.wpl_policy_lr_schedule()
-    if args.setting == "defaults":
-        return options
-    options.update(PAPER_BLOCK_TRAINING)
-    if model.runner != "baseline":  # the baselines have no router, hence no rho
-        options["rho"] = PAPER_RHO[args.dataset]
+        options["wpl_weighting"] = args.wpl_weighting
+    if args.setting == "paper":
+        options.update(PAPER_BLOCK_TRAINING)
+        if model.runner != "baseline":  # the baselines have no router, hence no rho
+            options["rho"] = PAPER_RHO[args.dataset]
     return options
 
 
@@ -538,6 +592,7 @@ def run_options(model: Model, args: PaperArgs, seed: int) -> dict[str, Any]:
     for name in ("data_root", "download", "data_seed", "max_train_samples", "max_test_samples"):
         if getattr(args, name) != DATASET_DEFAULTS[name]:
             options[name] = getattr(args, name)
+    options["validation_fraction"] = args.validation_fraction  # the scripts' default is not None
     if args.min_per_class is not None and args.dataset == "min-mtl":
         options["min_per_class"] = args.min_per_class
     if model.runner != "baseline":  # the baselines have no routing path
@@ -547,6 +602,10 @@ def run_options(model: Model, args: PaperArgs, seed: int) -> dict[str, Any]:
         options.update({name: getattr(args, name) for name in LEARNER_OPTIONS})
     if minibatch_update(model, args):  # left out at the default, as in runs written before it
         options["router_update"] = "minibatch"
+    options.update(
+        model.options
+    )  # a model's own options win over the setting's (a tuning sweep's configurations)
+    options.update(args.tuned_options(model))  # and the options chosen for it on validation win over both
     options.update(seed=seed, epochs=args.epochs)
     return options
 
@@ -601,7 +660,12 @@ def equivalent_command(model: Model, args: PaperArgs, seed: int, *, aec: bool | 
 REUSE_MAY_DIFFER = RESUMABLE_OPTIONS | {"aec"}
 #: What a run trained with when its ``config.json`` does not record an option: the value
 #: the script had before the option existed (options are added with the old behaviour).
-UNRECORDED = {"policy_lr_schedule": "constant", "hidden_width": SCRIPT_HIDDEN_WIDTH}
+UNRECORDED = {
+    "policy_lr_schedule": "constant",
+    "hidden_width": SCRIPT_HIDDEN_WIDTH,
+    "validation_fraction": None,
+    "wpl_weighting": "abdallah-lesser",
+}
 #: The run kinds (``config.json``'s ``"kind"``) each runner reuses and resumes;
 #: ``paper-agents``: REINFORCE / Q-learning runs of the former in-process runner.
 RUN_KINDS_OF = {"wpl": ("wpl",), "agents": ("wpl", "paper-agents"), "baseline": ("baseline",)}
@@ -620,7 +684,7 @@ def reuse_problem(model: Model, args: PaperArgs, seed: int, run_dir: Path) -> st
         saved = read_config(run_dir)
     except (OSError, ValueError) as err:
         return str(err)
-    saved = {**saved.get("learner_options", {}), **saved}
+    saved = with_current_names({**saved.get("learner_options", {}), **saved})
     differ = []
     for name, value in run_options(model, args, seed).items():
         if name in REUSE_MAY_DIFFER:
@@ -745,6 +809,8 @@ def collect_rows(
                     "epoch": int(m["epoch"]),
                     "test_accuracy": _float(m["test_accuracy"]),
                     "test_accuracy_stochastic": _float(m["test_accuracy_stochastic"]),
+                    "validation_accuracy": _float(m.get("validation_accuracy", "")),
+                    "pure_fraction": _float(m.get("pure_fraction", "")),
                     "train_accuracy": _float(m["train_accuracy"]),
                     "lr": _float(m["lr"]),
                     "train_samples": sizes.get("train"),
@@ -967,7 +1033,7 @@ def run_figure(figure: Figure, args: PaperArgs, *, script: str) -> dict[str, Pat
                 "complete": len(runs) == len(models) * len(seeds),
                 "git": revision,
                 "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+                "machine": machine_info(),
             }
             paths["json"].write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     rows = collect_rows(figure, args, runs)

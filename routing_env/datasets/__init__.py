@@ -8,7 +8,7 @@ from routing_env.datasets.mini_imagenet import min_mtl
 from routing_env.datasets.mnist import mnist_mtl
 from routing_env.datasets.registry import DATASET_NAMES, DatasetName, load_dataset
 from routing_env.datasets.storage import DatasetNotFoundError
-from routing_env.datasets.subsample import subsample
+from routing_env.datasets.subsample import split_validation, subsample
 
 __all__ = [
     "DATASET_NAMES",
@@ -22,5 +22,6 @@ __all__ = [
     "load_dataset",
     "min_mtl",
     "mnist_mtl",
+    "split_validation",
     "subsample",
 ]

@@ -82,6 +82,9 @@ class MultiTaskDataset:
         task_names: Human-readable name of each task.
         class_names: Optional name of each class of each task (``class_names[t][k]``
             names label ``k`` of task ``t``); empty when the builder gives none.
+        validation: An optional validation split carved from the training data
+            (:func:`~routing_env.datasets.split_validation`), on which hyper-parameters
+            are chosen; None when there is none.
         source: How :func:`~routing_env.datasets.load_dataset` built it (name, data
             root, seed, options, then subsets), or None for a dataset built otherwise
             (not a constructor argument; ``dataclasses.replace`` drops it).
@@ -107,6 +110,7 @@ class MultiTaskDataset:
     std: tuple[float, ...]
     task_names: tuple[str, ...] = ()
     class_names: tuple[tuple[str, ...], ...] = ()
+    validation: TaskSplit | None = None
     source: DatasetSource | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -185,7 +189,7 @@ class MultiTaskDataset:
                 f"expected one tuple per task with num_classes={self.num_classes} entries, or ()"
             )
         shapes = set()
-        for split_name, split in (("train", self.train), ("test", self.test)):
+        for split_name, split in self.splits().items():
             x, t, y = split.inputs_NCHW, split.tasks_N, split.targets_N
             where = f"dataset {self.name!r}, {split_name} split"
             if not isinstance(x, torch.Tensor) or x.dim() != 4:
@@ -246,7 +250,14 @@ class MultiTaskDataset:
                     )
             shapes.add(tuple(x.shape[1:]))
         if len(shapes) != 1:
-            raise ValueError(f"dataset {self.name!r}: train and test input shapes differ: {sorted(shapes)}")
+            raise ValueError(f"dataset {self.name!r}: the splits' input shapes differ: {sorted(shapes)}")
+
+    def splits(self) -> dict[str, TaskSplit]:
+        """The splits by name: ``train``, ``test`` and, when there is one, ``validation``."""
+        out = {"train": self.train, "test": self.test}
+        if self.validation is not None:
+            out["validation"] = self.validation
+        return out
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the data: the metadata, and per tensor its shape, dtype and SHA-256.
@@ -261,7 +272,7 @@ class MultiTaskDataset:
             "task_names": tuple(self.task_names),
             "class_names": tuple(self.class_names),
         }
-        for split_name, split in (("train", self.train), ("test", self.test)):
+        for split_name, split in self.splits().items():
             for part in ("inputs_NCHW", "tasks_N", "targets_N"):
                 t = getattr(split, part)
                 array = np.ascontiguousarray(t.detach().cpu().numpy())

@@ -43,14 +43,15 @@ class DatasetSource:
         seed: The builder's seed.
         options: The builder's further keyword arguments, as sorted ``(key, value)`` pairs.
         subsets: The :func:`~routing_env.datasets.subsample` calls applied since, in
-            order, as ``(max_train, max_test, seed)``.
+            order, as ``(max_train, max_test, seed)``, and the
+            :func:`~routing_env.datasets.split_validation` call as ``("validation", fraction, seed)``.
     """
 
     name: str
     root: str | None
     seed: int
     options: tuple[tuple[str, Any], ...] = ()
-    subsets: tuple[tuple[int | None, int | None, int], ...] = ()
+    subsets: tuple[tuple[Any, ...], ...] = ()
 
     @classmethod
     def of_load(
@@ -82,14 +83,28 @@ class DatasetSource:
             subsets=(*self.subsets, (max_train, max_test, int(seed))),
         )
 
+    def with_validation(self, fraction: float, seed: int) -> DatasetSource:
+        """This source followed by ``split_validation(..., fraction, seed=seed)``."""
+        return DatasetSource(
+            name=self.name,
+            root=self.root,
+            seed=self.seed,
+            options=self.options,
+            subsets=(*self.subsets, ("validation", float(fraction), int(seed))),
+        )
+
     def build(self) -> MultiTaskDataset:
         """Build the dataset again (reading its files; nothing is downloaded)."""
         from routing_env.datasets.registry import load_dataset
-        from routing_env.datasets.subsample import subsample
+        from routing_env.datasets.subsample import split_validation, subsample
 
         dataset = load_dataset(self.name, root=self.root, seed=self.seed, **dict(self.options))
-        for max_train, max_test, seed in self.subsets:
-            dataset = subsample(dataset, max_train=max_train, max_test=max_test, seed=seed)
+        for step in self.subsets:
+            if step[0] == "validation":
+                dataset = split_validation(dataset, step[1], seed=step[2])
+            else:
+                max_train, max_test, seed = step
+                dataset = subsample(dataset, max_train=max_train, max_test=max_test, seed=seed)
         return dataset
 
 

@@ -1,4 +1,4 @@
-"""A per-task stratified subset of a dataset, for quick runs and tests."""
+"""Per-task stratified subsets of a dataset: a smaller one for quick runs, and a validation split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
 
-__all__ = ["subsample"]
+__all__ = ["split_validation", "subsample"]
 
 
 def _subset_indices(split: TaskSplit, limit: int, num_tasks: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,3 +68,74 @@ def subsample(
     if dataset.source is not None:
         object.__setattr__(subset, "source", dataset.source.with_subset(max_train, max_test, seed))
     return subset
+
+
+def split_validation(dataset: MultiTaskDataset, fraction: float, *, seed: int = 0) -> MultiTaskDataset:
+    """A copy of ``dataset`` whose :attr:`~MultiTaskDataset.validation` split is carved from its training split.
+
+    Hyper-parameters are chosen on the validation split, never on the test split. The
+    carve is by input: samples with the same input bytes (MNIST-MTL and Fashion-MTL hold
+    each image once per task) go to the same side, so no validation image is trained on
+    under another task. It is stratified: inputs are grouped by the ``(task, label)``
+    pairs they carry (for one-vs-rest data, the image's class; regression: the tasks),
+    and ``round(fraction * n)`` of each group's ``n`` inputs are drawn with ``seed``.
+    Both splits keep the training split's order; the normalization statistics are
+    unchanged (computed on the full training split by the builder).
+
+    Args:
+        dataset: A dataset without a validation split.
+        fraction: The share of training inputs set aside, in ``(0, 0.5]``.
+        seed: Seed of the draw (the data seed: the split does not change with the run seed).
+
+    Raises:
+        ValueError: On a fraction outside ``(0, 0.5]``, a dataset that already has a
+            validation split, or a fraction that leaves a task with no validation sample
+            (or no training sample), naming the task and its size.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 0.5:
+        raise ValueError(f"the validation fraction must be in (0, 0.5], got {fraction!r}")
+    if dataset.validation is not None:
+        raise ValueError(f"dataset {dataset.name!r} already has a validation split")
+    split = dataset.train
+    n = len(split)
+    first = split.first_occurrence_N
+    group_N = np.arange(n) if first is None else first  # an input's group: its first occurrence
+    tasks = split.tasks_N.numpy()
+    targets = split.targets_N.numpy()
+    # what each input carries: its (task, label) pairs, or its tasks for regression
+    carried: dict[int, list[tuple[int, ...]]] = {}
+    for i in range(n):
+        pair = (int(tasks[i]),) if dataset.is_regression else (int(tasks[i]), int(targets[i]))
+        carried.setdefault(int(group_N[i]), []).append(pair)
+    strata: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+    for group, pairs in carried.items():  # groups in order of first occurrence
+        strata.setdefault(tuple(sorted(pairs)), []).append(group)
+    rng = np.random.default_rng(seed)
+    held_out: list[int] = []
+    for key in sorted(strata):
+        groups = strata[key]
+        k = int(round(fraction * len(groups)))
+        held_out.extend(int(g) for g in rng.permutation(np.asarray(groups, dtype=np.int64))[:k])
+    to_validation = np.isin(group_N, np.asarray(held_out, dtype=np.int64))
+    for t in range(dataset.num_tasks):
+        of_task = tasks == t
+        n_val = int((of_task & to_validation).sum())
+        n_train = int((of_task & ~to_validation).sum())
+        if n_val == 0 or n_train == 0:
+            side, fix = ("validation", "a larger") if n_val == 0 else ("training", "a smaller")
+            raise ValueError(
+                f"the validation fraction {fraction} leaves task {t} ({dataset.task_names[t]}) of dataset "
+                f"{dataset.name!r} with no {side} sample (it has {int(of_task.sum())} training samples); "
+                f"pass {fix} fraction"
+            )
+
+    def take(mask: np.ndarray) -> TaskSplit:
+        idx = torch.from_numpy(np.flatnonzero(mask))
+        return TaskSplit(
+            inputs_NCHW=split.inputs_NCHW[idx], tasks_N=split.tasks_N[idx], targets_N=split.targets_N[idx]
+        )
+
+    carved = dataclasses.replace(dataset, train=take(~to_validation), validation=take(to_validation))
+    if dataset.source is not None:
+        object.__setattr__(carved, "source", dataset.source.with_validation(fraction, seed))
+    return carved

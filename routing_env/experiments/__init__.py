@@ -14,7 +14,7 @@ import these pieces, one module per concern:
 - :mod:`~routing_env.experiments.metrics`: :class:`MetricsCSV`, :func:`metrics_row`,
   :func:`summary_table`, :func:`tensorboard_writer`.
 - :mod:`~routing_env.experiments.progress`: :class:`Progress` (tqdm).
-- :mod:`~routing_env.experiments.devices`: :func:`resolve_device`.
+- :mod:`~routing_env.experiments.devices`: :func:`resolve_device`, :func:`machine_info`.
 
 The per-task subsets of quick runs are :func:`routing_env.datasets.subsample`.
 """
@@ -29,8 +29,14 @@ from routing_env.experiments.checkpoints import (
     seed_everything,
     set_global_rng_state,
 )
-from routing_env.experiments.cli import DatasetOptions, load_run_dataset, parse_args, parse_per_class
-from routing_env.experiments.devices import resolve_device
+from routing_env.experiments.cli import (
+    DatasetOptions,
+    dataset_sizes,
+    load_run_dataset,
+    parse_args,
+    parse_per_class,
+)
+from routing_env.experiments.devices import machine_info, resolve_device
 from routing_env.experiments.metrics import (
     METRICS_FILE,
     MetricsCSV,
@@ -45,6 +51,7 @@ from routing_env.experiments.runs import (
     CONFIG_FILE,
     DEFAULT_EPOCHS,
     LOCK_FILE,
+    RENAMED_VALUES,
     RESUMABLE_OPTIONS,
     RUN_KINDS,
     SUMMARY_FILE,
@@ -60,6 +67,7 @@ from routing_env.experiments.runs import (
     resolve_run_args,
     resume_args,
     run_kind,
+    with_current_names,
     write_config,
     write_summary,
 )
@@ -70,6 +78,7 @@ __all__ = [
     "DEFAULT_EPOCHS",
     "LOCK_FILE",
     "METRICS_FILE",
+    "RENAMED_VALUES",
     "RESUMABLE_OPTIONS",
     "RUN_KINDS",
     "SUMMARY_FILE",
@@ -84,9 +93,11 @@ __all__ = [
     "check_run_kind",
     "claim_run_dir",
     "create_run_dir",
+    "dataset_sizes",
     "global_rng_state",
     "load_checkpoint",
     "load_run_dataset",
+    "machine_info",
     "metric_columns",
     "metrics_row",
     "open_run",
@@ -103,6 +114,7 @@ __all__ = [
     "subsample",
     "summary_table",
     "tensorboard_writer",
+    "with_current_names",
     "write_config",
     "write_rows",
     "write_summary",

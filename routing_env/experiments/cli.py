@@ -21,9 +21,16 @@ import tyro
 
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.datasets.registry import DatasetName, load_dataset
-from routing_env.datasets.subsample import subsample
+from routing_env.datasets.subsample import split_validation, subsample
 
-__all__ = ["DatasetName", "DatasetOptions", "load_run_dataset", "parse_args", "parse_per_class"]
+__all__ = [
+    "DatasetName",
+    "DatasetOptions",
+    "dataset_sizes",
+    "load_run_dataset",
+    "parse_args",
+    "parse_per_class",
+]
 
 T = TypeVar("T")
 
@@ -68,6 +75,11 @@ def parse_args(cls: type[T], argv: Sequence[str] | None = None, *, description: 
     return tyro.cli(cls, args=_none_as_tyro_reads_it(args, _optional_flags(cls)), description=description)
 
 
+def dataset_sizes(dataset: MultiTaskDataset) -> dict[str, int]:
+    """Samples per split (``train``, ``test`` and, when there is one, ``validation``), for a run's config."""
+    return {name: len(split) for name, split in dataset.splits().items()}
+
+
 def parse_per_class(text: str) -> tuple[int, int]:
     """``"550,50"`` as ``(550, 50)``: MIN-MTL's training and test images per class.
 
@@ -105,10 +117,20 @@ class DatasetOptions:
     """evaluate on a per-task stratified subset of at most this many test samples (none: all)"""
     min_per_class: str | None = None
     """MIN-MTL only: TRAIN,TEST images per class (none: the paper's 800,50; the standard mini-ImageNet files need e.g. 550,50)"""
+    validation_fraction: float | None = None
+    """share of the training images set aside as a validation split, stratified per task and class and drawn with --data-seed, in (0, 0.5] (none: no validation split); hyper-parameters are chosen on it, never on the test split"""
+
+    def __post_init__(self) -> None:
+        fraction = self.validation_fraction
+        if fraction is not None and not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 0.5):
+            raise ValueError(f"--validation-fraction must be in (0, 0.5] or none, got {fraction}")
 
 
 def load_run_dataset(args: DatasetOptions) -> MultiTaskDataset:
-    """The dataset a training script's ``args`` ask for, subsampled as they say.
+    """The dataset a training script's ``args`` ask for, with its validation split and subsets.
+
+    The validation split (``validation_fraction``) is carved from the whole training
+    split first; ``max_train_samples`` then subsets what remains for training.
 
     Reads the fields of :class:`DatasetOptions`; ``min_per_class`` (``"TRAIN,TEST"``
     images per class) applies to MIN-MTL only: the paper's 800 + 50 need more images
@@ -121,6 +143,12 @@ def load_run_dataset(args: DatasetOptions) -> MultiTaskDataset:
     dataset = load_dataset(
         args.dataset, root=args.data_root, seed=args.data_seed, download=args.download, **options
     )
+    fraction = getattr(args, "validation_fraction", None)
+    if fraction is not None:  # carved from the whole training split, before any subset of it
+        try:
+            dataset = split_validation(dataset, fraction, seed=args.data_seed)
+        except ValueError as err:
+            raise ValueError(f"--validation-fraction: {err}") from None
     return subsample(
         dataset, max_train=args.max_train_samples, max_test=args.max_test_samples, seed=args.data_seed
     )

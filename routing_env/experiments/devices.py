@@ -1,10 +1,47 @@
-"""The torch device a training script runs on, checked before anything is built."""
+"""The torch device a training script runs on, checked before anything is built, and the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
+from functools import cache
+from typing import Any
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["machine_info", "resolve_device"]
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """What a result was computed on: CPU model, core count, torch, Python, OS, and the GPU if any.
+
+    Recorded in run configs and result JSONs: reruns on another CPU (or torch version)
+    agree in the first epoch and drift apart in the last digits from the second on, so
+    "reproduces to the last digit" holds on the machine recorded here.
+    """
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def resolve_device(device: str | None) -> str:

@@ -34,24 +34,25 @@ __all__ = [
 METRICS_FILE = "metrics.csv"
 
 
-def metric_columns(num_tasks: int) -> list[str]:
+def metric_columns(num_tasks: int, *, validation: bool = False, purity: bool = False) -> list[str]:
     """The columns of ``metrics.csv``: one row per epoch, overall then per-task accuracies.
 
     ``test_accuracy`` is the greedy policy's (argmax route) accuracy on the test split,
     ``test_accuracy_stochastic`` the sampled policy's (empty for baselines, which have
     no policy); ``train_accuracy`` counts the predictions made while training during the
-    epoch. Times are in seconds; ``wall_time_s`` adds up over resumed sessions.
+    epoch. With ``validation``, ``validation_accuracy`` is the greedy accuracy on the
+    validation split (what hyper-parameters are chosen on). With ``purity``,
+    ``pure_fraction`` is the share of router agents whose policy is pure (largest
+    probability >= 0.99 at every depth) after the epoch. Times are in seconds;
+    ``wall_time_s`` adds up over resumed sessions.
     """
-    columns = [
-        "epoch",
-        "samples",
-        "updates",
-        "lr",
-        "train_accuracy",
-        "test_accuracy",
-        "test_accuracy_stochastic",
-    ]
-    for kind in ("train_accuracy", "test_accuracy", "test_accuracy_stochastic"):
+    kinds = ["train_accuracy", "test_accuracy", "test_accuracy_stochastic"]
+    if validation:
+        kinds.append("validation_accuracy")
+    columns = ["epoch", "samples", "updates", "lr", *kinds]
+    if purity:
+        columns.append("pure_fraction")
+    for kind in kinds:
         columns += [f"{kind}_task_{t}" for t in range(num_tasks)]
     return columns + ["epoch_time_s", "wall_time_s"]
 
@@ -68,10 +69,13 @@ def metrics_row(
     test_accuracy: float,
     test_accuracy_stochastic_per_task: Sequence[float] | None = None,
     test_accuracy_stochastic: float | None = None,
+    validation_accuracy_per_task: Sequence[float] | None = None,
+    validation_accuracy: float | None = None,
+    pure_fraction: float | None = None,
     epoch_time_s: float,
     wall_time_s: float,
 ) -> dict[str, Any]:
-    """One row of :func:`metric_columns` (missing stochastic accuracies are left empty)."""
+    """One row of :func:`metric_columns` (missing stochastic or validation accuracies are left empty)."""
     num_tasks = len(test_accuracy_per_task)
     if len(train_accuracy_per_task) != num_tasks:
         raise ValueError(
@@ -82,6 +86,9 @@ def metrics_row(
         if test_accuracy_stochastic_per_task is not None
         else [None] * num_tasks
     )
+    validation = (
+        list(validation_accuracy_per_task) if validation_accuracy_per_task is not None else [None] * num_tasks
+    )
     row: dict[str, Any] = {
         "epoch": epoch,
         "samples": samples,
@@ -90,11 +97,14 @@ def metrics_row(
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,
         "test_accuracy_stochastic": test_accuracy_stochastic,
+        "validation_accuracy": validation_accuracy,
+        "pure_fraction": pure_fraction,
     }
     for kind, values in (
         ("train_accuracy", train_accuracy_per_task),
         ("test_accuracy", test_accuracy_per_task),
         ("test_accuracy_stochastic", stochastic),
+        ("validation_accuracy", validation),
     ):
         for t, value in enumerate(values):
             row[f"{kind}_task_{t}"] = value
@@ -117,17 +127,24 @@ class MetricsCSV:
     Args:
         path: The CSV file; created with its header if missing.
         columns: The header. An existing file must have the same one.
+        optional: Columns of ``columns`` that an existing file may lack (a run written
+            before they were added); its rows then go on without them.
 
     Raises:
         ValueError: When an existing file has another header, or a row misses a column.
     """
 
-    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], columns: Sequence[str], *, optional: Sequence[str] = ()
+    ) -> None:
         self.path = Path(path)
         self.columns = list(columns)
         if self.path.exists() and self.path.stat().st_size > 0:
             with self.path.open(newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), [])
+            without = [c for c in self.columns if c not in optional]
+            if header != self.columns and header == without:
+                self.columns = without
             if header != self.columns:
                 raise ValueError(f"{self.path} has columns {header[:4]}..., expected {self.columns[:4]}...")
         else:

@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_FILE",
     "DEFAULT_EPOCHS",
     "LOCK_FILE",
+    "RENAMED_VALUES",
     "RESUMABLE_OPTIONS",
     "RUN_KINDS",
     "SUMMARY_FILE",
@@ -43,6 +44,7 @@ __all__ = [
     "resume_args",
     "run_kind",
     "write_config",
+    "with_current_names",
     "write_summary",
 ]
 
@@ -602,10 +604,12 @@ def open_run(
     check_run_kind(run_dir, expected=kind)
     lock = RunLock(run_dir).acquire()
     try:
-        saved = read_config(run_dir)  # read again under the lock
+        saved = with_current_names(read_config(run_dir))  # read again under the lock
         options = {**dict(legacy_options or {}), **saved}
         args = resolve_run_args(resume_args(args, options, may_change=RESUMABLE_OPTIONS))
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        if isinstance(checkpoint.get("config"), Mapping):
+            checkpoint["config"] = with_current_names(checkpoint["config"])
         check_checkpoint(checkpoint, run_dir=run_dir, kind=kind, keys=checkpoint_keys, config=saved)
     except BaseException:
         lock.release()
@@ -617,3 +621,20 @@ def open_run(
     return RunFolder(
         path=run_dir, kind=kind, args=args, checkpoint=checkpoint, recorded_epochs=epochs, lock=lock
     )
+
+
+#: Option values renamed since runs were written, ``{option: {old name: name now}}``: the
+#: same setting under its new name. A resumed run's ``config.json`` is read with the names of now.
+RENAMED_VALUES: Mapping[str, Mapping[str, str]] = {
+    "wpl_weighting": {"appendix": "abdallah-lesser", "algorithm3": "paper"},
+}
+
+
+def with_current_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a run's options) with the values of :data:`RENAMED_VALUES` under their names of now."""
+    out = dict(config)
+    for option, names in RENAMED_VALUES.items():
+        value = out.get(option)
+        if isinstance(value, str) and value in names:
+            out[option] = names[value]
+    return out

@@ -65,7 +65,7 @@ def key(baseline, depth, action):
 
 @pytest.mark.parametrize("baseline", ["depth", "action"])
 def test_one_update_with_a_positive_gradient_by_hand(spaces, obs, baseline):
-    agent = make_wpl(spaces, lr=0.1, baseline=baseline)
+    agent = make_wpl(spaces, lr=0.1, baseline=baseline, weighting="abdallah-lesser")
     o = obs(mask=[1, 1, 1])
     assert agent.action_probs(o) == pytest.approx([1 / 3] * 3)
     agent.learn(Trace(observations=[o], actions=[0], rewards=[0.0], final_reward=1.0))
@@ -79,7 +79,7 @@ def test_one_update_with_a_positive_gradient_by_hand(spaces, obs, baseline):
 
 @pytest.mark.parametrize("baseline", ["depth", "action"])
 def test_one_update_with_a_negative_gradient_by_hand(spaces, obs, baseline):
-    agent = make_wpl(spaces, lr=0.1, baseline=baseline)
+    agent = make_wpl(spaces, lr=0.1, baseline=baseline, weighting="abdallah-lesser")
     o = obs(mask=[1, 1, 1])
     agent.act(o)  # the first observation of depth 0 initializes its row
     agent.learn(Trace(observations=[o], actions=[0], rewards=[0.0], final_reward=-1.0))
@@ -93,9 +93,9 @@ def test_one_update_with_a_negative_gradient_by_hand(spaces, obs, baseline):
 def test_the_weight_is_one_minus_pi_for_positive_and_pi_for_negative_gradients(
     spaces, obs, final_reward, weight
 ):
-    """Abdallah & Lesser's sign (appendix 7.4), not Algorithm 3's: at pi(a) = 0.8 a positive
+    """weighting="abdallah-lesser" (appendix 7.4), not Algorithm 3's: at pi(a) = 0.8 a positive
     gradient is scaled by 1 - 0.8 = 0.2 and a negative one by 0.8."""
-    agent = make_wpl(spaces, num_actions=2, lr=0.1)
+    agent = make_wpl(spaces, num_actions=2, lr=0.1, weighting="abdallah-lesser")
     o = obs(mask=[1, 1])
     agent.act(o)
     agent.policy_nA[0] = [0.8, 0.2]
@@ -106,18 +106,20 @@ def test_the_weight_is_one_minus_pi_for_positive_and_pi_for_negative_gradients(
 
 
 @pytest.mark.parametrize("final_reward, weight", [(1.0, 0.8), (-1.0, 0.2)])
-def test_algorithm3_as_printed_weights_the_other_way_round(spaces, obs, final_reward, weight):
-    """weighting="algorithm3": at pi(a) = 0.8 a positive gradient is scaled by 0.8 and a
-    negative one by 1 - 0.8 = 0.2 (Algorithm 3 as printed, not appendix 7.4)."""
-    agent = make_wpl(spaces, num_actions=2, lr=0.1, weighting="algorithm3")
+def test_the_default_is_algorithm3_as_printed(spaces, obs, final_reward, weight):
+    """The default, weighting="paper": at pi(a) = 0.8 a positive gradient is scaled by 0.8
+    and a negative one by 1 - 0.8 = 0.2 (section 3.1.2 and Algorithm 3, not appendix 7.4)."""
+    agent = make_wpl(spaces, num_actions=2, lr=0.1)
+    assert agent.weighting == "paper"
     o = obs(mask=[1, 1])
     agent.act(o)
     agent.policy_nA[0] = [0.8, 0.2]
     agent.learn(Trace(observations=[o], actions=[0], rewards=[0.0], final_reward=final_reward))
     moved = np.array([0.8 + 0.1 * 0.9 * final_reward * weight, 0.2])
     np.testing.assert_allclose(agent.policy[0], moved / moved.sum())
-    with pytest.raises(ValueError, match="weighting"):
-        make_wpl(spaces, weighting="printed")
+    for name in ("printed", "appendix", "algorithm3"):  # the names of before are not taken silently
+        with pytest.raises(ValueError, match="weighting must be 'paper'"):
+            make_wpl(spaces, weighting=name)
 
 
 def test_the_unweighted_ablation_drops_the_weights(spaces, obs):
@@ -149,7 +151,7 @@ def test_a_two_decision_trace_by_hand(spaces, obs, baseline):
 
 
 def test_depth_baseline_shares_one_average_per_depth(spaces, obs):
-    agent = make_wpl(spaces, num_actions=2, lr=0.1)
+    agent = make_wpl(spaces, num_actions=2, lr=0.1, weighting="abdallah-lesser")
     assert agent.baseline == "depth"  # the default
     o = obs(mask=[1, 1])
     agent.act(o)

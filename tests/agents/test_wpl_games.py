@@ -2,8 +2,10 @@
 
 * A game with a unique pure Nash equilibrium: both agents converge to it.
 * Matching pennies (unique mixed equilibrium at (0.5, 0.5)): plain projected policy
-  gradient keeps oscillating out to the boundary of the simplex; WPL's weights damp
-  the oscillation, so its policies stay close to the equilibrium.
+  gradient keeps oscillating out to the boundary of the simplex; Abdallah & Lesser's
+  weights (appendix 7.4) damp the oscillation, so their policies stay close to the
+  equilibrium, while the paper's weights (Algorithm 3) make the boundary absorbing:
+  the policies end pure, away from the equilibrium.
 """
 
 from __future__ import annotations
@@ -53,11 +55,11 @@ def test_wpl_converges_to_the_pure_nash_equilibrium(matrix_game_env, baseline):
     assert p1 < (0.05 if baseline == "depth" else 0.2)  # player 1 best-responds with 1
 
 
-def test_wpl_damps_the_oscillation_on_matching_pennies(matrix_game_env):
+def test_abdallah_lesser_wpl_damps_the_oscillation_on_matching_pennies(matrix_game_env):
     env = matrix_game_env(MATCHING_PENNIES)
     distances = {}
     for weighted in (True, False):
-        wpl = functools.partial(WPL, lr=0.02, weighted=weighted)
+        wpl = functools.partial(WPL, lr=0.02, weighted=weighted, weighting="abdallah-lesser")
         router = MultiAgentRouter.from_env(env, router_factory=wpl, seed=1)
         history = play(env, router, 12000)
         tail = history[-4000:]
@@ -67,3 +69,12 @@ def test_wpl_damps_the_oscillation_on_matching_pennies(matrix_game_env):
     # WPL stays close to the mixed equilibrium
     assert distances[True] < 0.1
     assert distances[True] < distances[False] / 3
+
+
+def test_the_papers_wpl_locks_into_pure_policies_on_matching_pennies(matrix_game_env):
+    """Algorithm 3's weights: a probability near 0 falls at full speed and rises at speed
+    pi ~ 0, so both policies end at the boundary (pure), not at the mixed equilibrium."""
+    env = matrix_game_env(MATCHING_PENNIES)
+    router = MultiAgentRouter.from_env(env, router_factory=functools.partial(WPL, lr=0.02), seed=1)
+    history = play(env, router, 12000)
+    assert np.abs(history[-1] - 0.5).min() > 0.49  # both agents pure at the end

@@ -437,7 +437,7 @@ def test_batched_wpl_learns_digits_like_the_aec_path(digits):
 
 @pytest.mark.parametrize(
     "routing, rho, weighting",
-    [("layered", 0.0, "appendix"), ("recurrent", 0.3, "appendix"), ("layered", 0.3, "algorithm3")],
+    [("layered", 0.0, "abdallah-lesser"), ("recurrent", 0.3, "abdallah-lesser"), ("layered", 0.3, "paper")],
 )
 def test_wpl_agents_vectorized_together_match_each_acting_and_learning_alone(
     small, monkeypatch, routing, rho, weighting

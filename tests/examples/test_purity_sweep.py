@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents import WPL
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "figures" / "purity_sweep.py"
 
 
@@ -35,7 +37,7 @@ TINY = dict(
     baselines="depth",
     policy_lrs="0.3",
     optimizers="adam",
-    weightings="appendix",
+    weightings="abdallah-lesser",
     game_points=1,
     game_samples=2,
     first_samples=10,
@@ -67,7 +69,7 @@ def test_a_tiny_sweep_writes_one_row_per_run_and_resumes(sweep, tmp_path):
     sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0,0.3,1"}))
     again = rows(tmp_path / "purity_sweep.csv")
     assert again[:2] == written and [r["rho"] for r in again[2:]] == ["1.0"]
-    assert {r["weighting"] for r in again} == {"appendix"}
+    assert {r["weighting"] for r in again} == {"abdallah-lesser"}
 
 
 def test_a_csv_from_before_the_weighting_column_is_migrated_and_resumed(sweep, tmp_path):
@@ -79,17 +81,19 @@ def test_a_csv_from_before_the_weighting_column_is_migrated_and_resumed(sweep, t
         old = csv.DictWriter(fh, fieldnames=[k for k in written[0] if k != "weighting"])
         old.writeheader()
         old.writerows({k: v for k, v in r.items() if k != "weighting"} for r in written)
-    # the algorithm3 cell is the only run left to train; the old row reads as appendix
+    # the paper cell is the only run left to train; the old row reads as abdallah-lesser
     sweep.main(
-        sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0", "weightings": "appendix,algorithm3"})
+        sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0", "weightings": "abdallah-lesser,paper"})
     )
     again = rows(path)
     assert again[0] == written[0]
-    assert [(r["weighting"], r["rho"]) for r in again] == [("appendix", "0.0"), ("algorithm3", "0.0")]
+    assert [(r["weighting"], r["rho"]) for r in again] == [("abdallah-lesser", "0.0"), ("paper", "0.0")]
 
 
 def test_purity_is_the_largest_probability_at_every_depth(sweep):
     class Learner:
+        is_pure = WPL.is_pure  # the one definition, on a stand-in with only the two tables
+
         def __init__(self, policy):
             self.policy_nA = np.array(policy, dtype=float)
             self.allowed_nA = self.policy_nA > 0
@@ -146,20 +150,20 @@ def test_the_report_summarizes_the_csv_by_hand(sweep, tmp_path, capsys):
         return r | {"greedy_accuracy": acc, "wall_s": "30"}
 
     data = [
-        row("algorithm3", "0.0", "adam", ["100", "300"], "0.95", "0.5", "3"),
-        row("algorithm3", "0.3", "sgd", ["200", ""], "0.90", "0.1", "1"),
-        row("appendix", "0.0", "adam", ["", ""], "0.90", "0.0", "4"),
+        row("paper", "0.0", "adam", ["100", "300"], "0.95", "0.5", "3"),
+        row("paper", "0.3", "sgd", ["200", ""], "0.90", "0.1", "1"),
+        row("abdallah-lesser", "0.0", "adam", ["", ""], "0.90", "0.0", "4"),
     ]
     text = sweep.report(data)
     assert text.splitlines()[0] == "3 runs, 1.5 min of training in all"
-    assert "algorithm3: 3/4 agents pure; samples per task to purity, median (range): 200 (100-300)" in text
+    assert "paper: 3/4 agents pure; samples per task to purity, median (range): 200 (100-300)" in text
     assert "  by rho: 0.0: 2/2 pure, median 200; 0.3: 1/2 pure, median 200" in text
     assert (
         "  adam: greedy 95.00-95.00% (mean 95.00%, 1 runs); NashConv at the end, median 0.50 (0.50-0.50)"
         in text
     )
     assert "  rho 0.3: distinct greedy blocks per depth 1.0 / 2.0" in text
-    assert "appendix: 0/2 agents pure; samples per task to purity, median (range): never" in text
+    assert "abdallah-lesser: 0/2 agents pure; samples per task to purity, median (range): never" in text
     # --report-only prints it from the CSV and trains nothing
     path = tmp_path / "purity_sweep.csv"
     with path.open("w", newline="") as fh:

@@ -39,7 +39,9 @@ def test_smoke_run_of_every_baseline(train_baseline, tmp_path, model):
         train_baseline.Args(model=model, epochs=1, output_dir=str(tmp_path), run_name="run", **TINY)
     )
     rows = read_rows(tmp_path / "run" / "metrics.csv")
-    assert list(rows[0]) == metric_columns(10)  # the same format as train_wpl.py
+    assert list(rows[0]) == metric_columns(10, validation=True)  # the same format as train_wpl.py
+    assert 0.0 <= float(rows[0]["validation_accuracy"]) <= 1.0
+    assert summary["validation_accuracy"] == float(rows[0]["validation_accuracy"])
     (row,) = rows
     assert row["epoch"] == "1" and row["samples"] == "320" and row["updates"] == "5"
     assert row["test_accuracy_stochastic"] == ""  # no policy to sample

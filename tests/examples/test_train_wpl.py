@@ -52,8 +52,15 @@ def test_smoke_run_writes_the_run_folder(train_wpl, tmp_path):
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["epochs"] == 2 and config["policy_lr"] == args.policy_lr
     rows = read_rows(run / "metrics.csv")
-    assert list(rows[0]) == metric_columns(10)
+    assert list(rows[0]) == metric_columns(10, validation=True, purity=True)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # the validation split: a tenth of the training images, carved before the 320-sample subset
+    sizes = json.loads((run / "config.json").read_text())["dataset_sizes"]
+    assert sizes["train"] == 320 and 0.09 * (sizes["validation"] + 320) < sizes["validation"]
+    assert all(0.0 <= float(r["validation_accuracy"]) <= 1.0 for r in rows)
+    assert all(0.0 <= float(r["pure_fraction"]) <= 1.0 for r in rows)
+    assert summary["validation_accuracy"] == float(rows[-1]["validation_accuracy"])
+    assert "cpu" in json.loads((run / "config.json").read_text())["machine"]
     assert [int(r["samples"]) for r in rows] == [320, 640]
     assert int(rows[-1]["updates"]) == 2 * 320 // 64
     for row in rows:
@@ -555,14 +562,21 @@ def test_a_pcgrad_run_records_its_aggregator_and_resumes_bit_identically(train_w
     ("option", "default", "other", "learner"),
     [
         ("aggregator", "mean", "pcgrad", "wpl"),
-        ("wpl_weighting", "appendix", "algorithm3", "wpl"),
+        ("wpl_weighting", "abdallah-lesser", "paper", "wpl"),  # runs from before it: appendix 7.4's rule
         ("router_update", "trace", "minibatch", "qlearning-mlp"),  # minibatch needs an MLP learner
     ],
 )
 def test_a_run_written_before_an_option_resumes_with_its_default(
     train_wpl, tmp_path, option, default, other, learner
 ):
-    common = dict(TINY, learner=learner, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
+    common = dict(
+        TINY,
+        learner=learner,
+        max_train_samples=128,
+        batch_size=32,
+        output_dir=str(tmp_path),
+        **{option: default},
+    )
     train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", **common))
     train_wpl.main(train_wpl.Args(epochs=1, run_name="old", **common))
     path = tmp_path / "old" / "config.json"
@@ -578,15 +592,42 @@ def test_a_run_written_before_an_option_resumes_with_its_default(
     for key in ("env", "agents"):
         assert_same_state(a[key], b[key], key)
     flag = "--" + option.replace("_", "-")
+    if getattr(train_wpl.Args(), option) == other:  # the default now: a resume cannot tell it was given
+        return
     with pytest.raises(ValueError, match=f"{flag} '{other}' \\(the run used '{default}'\\)"):
         train_wpl.main(
             train_wpl.Args(epochs=3, resume=str(tmp_path / "old"), learner=learner, **{option: other})
         )
 
 
+def test_a_run_with_the_weightings_former_names_resumes_with_its_rule(train_wpl, tmp_path, capsys):
+    """config.json's "appendix" (the former name of abdallah-lesser) resumes as abdallah-lesser, and says so."""
+    common = dict(TINY, max_train_samples=128, batch_size=32, output_dir=str(tmp_path))
+    train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", wpl_weighting="abdallah-lesser", **common))
+    train_wpl.main(train_wpl.Args(epochs=1, run_name="old", wpl_weighting="abdallah-lesser", **common))
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    saved["config"]["wpl_weighting"] = "appendix"
+    path.write_text(json.dumps(saved))
+    checkpoint = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    checkpoint["config"]["wpl_weighting"] = "appendix"
+    save_checkpoint(tmp_path / "old" / "checkpoint.pt", checkpoint)
+    capsys.readouterr()
+    train_wpl.main(train_wpl.Args(epochs=2, resume=str(tmp_path / "old"), progress=False, tensorboard=False))
+    assert (
+        "keeps the WPL weighting it was trained with: abdallah-lesser (appendix 7.4"
+        in capsys.readouterr().err
+    )
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    for key in ("env", "agents"):
+        assert_same_state(a[key], b[key], key)
+
+
 def test_the_wpl_weighting_reaches_the_routers(train_wpl):
     env = routing_env.env(dataset=digits_mtl())
-    for weighting in ("appendix", "algorithm3"):
+    assert train_wpl.Args().wpl_weighting == "paper"  # Algorithm 3 as printed, by default
+    for weighting in ("abdallah-lesser", "paper"):
         router = train_wpl.make_router(train_wpl.Args(**TINY, wpl_weighting=weighting), env)
         assert {learner.weighting for learner in router.values()} == {weighting}
 
