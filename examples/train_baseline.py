@@ -78,8 +78,8 @@ from routing_env.experiments import (
     metric_columns,
     metrics_row,
     open_run,
-    parse_args,
     resolve_device,
+    run_script,
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
@@ -453,4 +453,4 @@ def summarize(
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(main, Args)

@@ -92,10 +92,10 @@ from routing_env.experiments import (
     metric_columns,
     metrics_row,
     open_run,
-    parse_args,
     read_config,
     resolve_device,
     run_kind,
+    run_script,
     save_checkpoint,
     seed_everything,
     set_global_rng_state,
@@ -592,4 +592,4 @@ def summarize(
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(main, Args)

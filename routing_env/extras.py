@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["import_extra", "install_command", "missing_extra"]
+__all__ = ["MissingExtraError", "import_extra", "install_command", "missing_extra"]
+
+
+class MissingExtraError(ImportError):
+    """An optional library is not installed; the message names the extra that installs it."""
 
 
 def install_command(extra: str) -> str:
@@ -18,7 +22,7 @@ def install_command(extra: str) -> str:
     return f"pip install 'routing-env[{extra}]'"
 
 
-def missing_extra(*, feature: str, extra: str, package: str, instead: str | None = None) -> ImportError:
+def missing_extra(*, feature: str, extra: str, package: str, instead: str | None = None) -> MissingExtraError:
     """The error to raise when ``feature`` needs ``package``, installed by the extra ``extra``.
 
     Raise it ``from`` the original ``ImportError``.
@@ -31,7 +35,7 @@ def missing_extra(*, feature: str, extra: str, package: str, instead: str | None
         instead: What works without it, if anything (e.g. ``"export to a .csv path"``).
     """
     alternative = f" (or {instead})" if instead else ""
-    return ImportError(
+    return MissingExtraError(
         f"{feature} needs {package}, which is not installed; "
         f"install the extra with: {install_command(extra)}{alternative}"
     )

@@ -16,10 +16,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MAJORITY_RATE = 0.900  # digits-MTL: every task is 1-vs-rest with 10% positives
 
 
-def quick_start_code() -> str:
-    """The first Python block after the README's "Quick start" heading."""
+def quick_start_code(heading_text: str = "### Quick start") -> str:
+    """The first Python block after a README heading (default: "Quick start")."""
     text = README.read_text(encoding="utf-8")
-    heading = text.index("### Quick start")
+    heading = text.index(heading_text)
     match = re.compile(r"```python\n(.*?)```", re.DOTALL).search(text, heading)
     assert match is not None, "no python block after the quick start heading"
     return match.group(1)
@@ -36,6 +36,14 @@ def test_the_quick_start_learner_beats_the_majority_rate_clearly(capsys):
     out = capsys.readouterr().out
     assert "TrainingConfig(batch_size=64, lr=0.001, optimizer='adam'" in out  # the settings it shows
     assert f"test accuracy {result['accuracy']:.3f} on 3590 samples" in out
+
+
+def test_the_batched_block_runs_as_printed_and_learns(capsys):
+    """WPL routers on the batched path, 10,000 training samples: well above the majority rate."""
+    namespace: dict = {"__name__": "readme_batched"}
+    exec(compile(quick_start_code("### The batched path"), f"{README}:batched", "exec"), namespace)
+    assert namespace["accuracy"] > 0.95
+    assert f"test accuracy {namespace['accuracy']:.3f} (majority class: 0.900)" in capsys.readouterr().out
 
 
 def test_the_registry_id_in_the_readme_makes_the_env(digits):

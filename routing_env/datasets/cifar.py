@@ -188,5 +188,7 @@ def _error(root: Path, problem: str) -> DatasetNotFoundError:
         f"cifar-mtl: CIFAR-100 not found or corrupt under {root} ({problem}).\n"
         f"Expected the pickles of cifar-100-python.tar.gz (torchvision's layout):\n{expected}\n"
         "Get them with cifar_mtl(download=True) (torchvision downloads into root), or set "
-        "ROUTING_ENV_DATA (or pass root=) to a folder that holds cifar-100-python/."
+        "ROUTING_ENV_DATA (or pass root=) to a folder that holds cifar-100-python/.",
+        folder="cifar-100-python",
+        downloadable=True,
     )

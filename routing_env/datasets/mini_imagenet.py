@@ -304,5 +304,6 @@ def _error(folder: Path, problem: str) -> DatasetNotFoundError:
         f"  {folder}/{{train,val,test}}/<class_name>/*.jpg\n"
         "mini-ImageNet cannot be downloaded automatically: obtain it (e.g. with Ravi & Larochelle's "
         "scripts) and put it there, or set ROUTING_ENV_DATA (or pass root=) to the folder that holds "
-        f"{MIN_FOLDER}/."
+        f"{MIN_FOLDER}/.",
+        folder=MIN_FOLDER,
     )

@@ -212,5 +212,7 @@ def _error(source: IdxSource, root: Path, problem: str) -> DatasetNotFoundError:
         f"{source.dataset}: {source.label} not found or corrupt under {root} ({problem}).\n"
         f"Expected the decompressed idx files (torchvision's layout):\n{expected}\n"
         f"Get them with {source.builder}(download=True) (torchvision downloads into root), or set "
-        f"ROUTING_ENV_DATA (or pass root=) to a folder that holds {source.folder}/raw/."
+        f"ROUTING_ENV_DATA (or pass root=) to a folder that holds {source.folder}/raw/.",
+        folder=f"{source.folder}/raw",
+        downloadable=True,
     )

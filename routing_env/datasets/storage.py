@@ -47,7 +47,18 @@ class DatasetNotFoundError(FileNotFoundError):
     The message names the dataset, the files expected and the folder they were looked
     for in, what was wrong, and how to get them (``download=True`` where the dataset can
     be downloaded, or ``ROUTING_ENV_DATA`` pointing at a folder that holds them).
+
+    Attributes:
+        summary: The first line of the message: the dataset, the folder and what is wrong.
+        folder: The folder under the data root that should hold the files (e.g. ``"MNIST/raw"``).
+        downloadable: Whether ``download=True`` (a script's ``--download``) can fetch them.
     """
+
+    def __init__(self, message: str, *, folder: str = "", downloadable: bool = False) -> None:
+        super().__init__(message)
+        self.summary = message.splitlines()[0] if message else ""
+        self.folder = folder
+        self.downloadable = downloadable
 
 
 def default_root() -> Path:

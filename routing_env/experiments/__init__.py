@@ -35,6 +35,8 @@ from routing_env.experiments.cli import (
     load_run_dataset,
     parse_args,
     parse_per_class,
+    run_script,
+    user_error_message,
 )
 from routing_env.experiments.devices import machine_info, resolve_device
 from routing_env.experiments.metrics import (
@@ -108,12 +110,14 @@ __all__ = [
     "resolve_run_args",
     "resume_args",
     "run_kind",
+    "run_script",
     "save_checkpoint",
     "seed_everything",
     "set_global_rng_state",
     "subsample",
     "summary_table",
     "tensorboard_writer",
+    "user_error_message",
     "with_current_names",
     "write_config",
     "write_rows",

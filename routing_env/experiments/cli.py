@@ -14,14 +14,18 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import tyro
 
 from routing_env.datasets.base import MultiTaskDataset
 from routing_env.datasets.registry import DatasetName, load_dataset
+from routing_env.datasets.source import DatasetMismatchError
+from routing_env.datasets.storage import DatasetNotFoundError
 from routing_env.datasets.subsample import split_validation, subsample
+from routing_env.experiments.runs import RunInUseError
+from routing_env.extras import MissingExtraError
 
 __all__ = [
     "DatasetName",
@@ -30,6 +34,8 @@ __all__ = [
     "load_run_dataset",
     "parse_args",
     "parse_per_class",
+    "run_script",
+    "user_error_message",
 ]
 
 T = TypeVar("T")
@@ -78,6 +84,44 @@ def parse_args(cls: type[T], argv: Sequence[str] | None = None, *, description: 
 def dataset_sizes(dataset: MultiTaskDataset) -> dict[str, int]:
     """Samples per split (``train``, ``test`` and, when there is one, ``validation``), for a run's config."""
     return {name: len(split) for name, split in dataset.splits().items()}
+
+
+#: What a script's user can fix from the command line: reported in one message, with no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    DatasetNotFoundError,
+    DatasetMismatchError,
+    MissingExtraError,
+    RunInUseError,
+    FileExistsError,
+)
+
+
+def user_error_message(err: BaseException) -> str:
+    """What a script prints for a user's error: the problem, and the fix in the script's own flags."""
+    if isinstance(err, DatasetNotFoundError) and err.folder:
+        fetch = "pass --download to fetch it into --data-root, or " if err.downloadable else ""
+        return (
+            f"error: {err.summary}\n"
+            f"fix: {fetch}pass --data-root DIR, a folder holding {err.folder}/ "
+            "(default: $ROUTING_ENV_DATA, else ~/.cache/routing_env)"
+        )
+    return f"error: {err}"
+
+
+def run_script(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = None) -> Any:
+    """Parse the command line into ``cls`` and call ``main`` with it, as every training script does.
+
+    A bad option exits with status 2 and tyro's message; so does an error the user can
+    fix (a missing dataset, a missing extra, a run folder in use or not empty), with one
+    message naming the fix in the script's flags and no traceback. A new run that fails
+    before it has written anything leaves no run folder (:meth:`RunFolder.close`).
+    """
+    args = parse_args(cls, argv)
+    try:
+        return main(args)
+    except USER_ERRORS as err:
+        print(user_error_message(err), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def parse_per_class(text: str) -> tuple[int, int]:

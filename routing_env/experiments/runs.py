@@ -9,6 +9,7 @@ folder under a :class:`RunLock` while it trains. ``config.json`` is written by
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -539,15 +540,23 @@ class RunFolder:
         config = dataclasses.replace(self.args, epochs=self.recorded_epochs)
         return write_config(self.path, config, kind=self.kind, extra=extra)
 
-    def close(self) -> None:
-        """Release the folder's lock."""
+    def close(self, *, failed: bool = False) -> None:
+        """Release the folder's lock; after a new run that ``failed`` before writing anything,
+        remove its folder too, so that a run that never started leaves nothing behind."""
+        empty = failed and self.checkpoint is None and self.path.is_dir() and not _holds_files(self.path)
+        if empty:
+            with contextlib.suppress(OSError):  # still held: nobody else can be starting in it
+                (self.path / LOCK_FILE).unlink()
         self.lock.release()
+        if empty:
+            with contextlib.suppress(OSError):  # another run claimed it in between: it is theirs
+                self.path.rmdir()
 
     def __enter__(self) -> RunFolder:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
 
 
 def open_run(
