@@ -154,7 +154,7 @@ class Args(DatasetOptions):
     checkpoint: bool = True
     """write a checkpoint after every epoch"""
     tensorboard: bool = True
-    """also log to RUN_DIR/tb when TensorBoard is installed"""
+    """log to RUN_DIR/tb with TensorBoard when it is installed (config.json records whether it was)"""
     progress: bool = True
     """draw a progress bar on stderr (terminals only)"""
     device: str | None = None
@@ -277,8 +277,15 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     metrics = MetricsCSV(
         run_dir / METRICS_FILE, metric_columns(dataset.num_tasks, validation=dataset.validation is not None)
     )
+    writer = tensorboard_writer(run_dir / "tb", enabled=None if args.tensorboard and run.trains else False)
     if run.trains:
-        run.write_config(extra={"dataset_sizes": dataset_sizes(dataset), "machine": machine_info()})
+        run.write_config(
+            extra={
+                "dataset_sizes": dataset_sizes(dataset),
+                "machine": machine_info(),
+                "tensorboard_used": writer is not None,
+            }
+        )
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
     if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
@@ -288,7 +295,6 @@ def train_run(run: RunFolder) -> dict[str, Any]:
                 "(nothing was changed)",
                 file=sys.stderr,
             )
-    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard and run.trains)
     progress = Progress(enabled=args.progress)
     n_params = sum(p.numel() for p in model.parameters())
     print(

@@ -132,7 +132,7 @@ class Args(DatasetOptions):
     lr_decay_factor: float = 0.1
     """factor of each learning-rate decay (the paper: divide by 10 every 20 epochs)"""
     aggregator: AggregatorName = "mean"
-    """how a minibatch trains the trunk and blocks: mean (its mean loss, the paper) or a torchjd aggregator of its per-task losses on the parameters samples of several tasks went through (pcgrad: Yu et al. 2020; pip install 'routing-env[mtl]'; the rule: routing_env/aggregation.py). Runs written before this option used mean"""
+    """how a minibatch trains the trunk and blocks: mean (its mean loss, the paper) or a torchjd aggregator of its per-task losses on the parameters samples of several tasks went through (pcgrad: Yu et al. 2020; pip install 'routing-env[mtl]'; the rule: routing_env/aggregation.py)."""
 
     # --- routing network
     routing: Literal["layered", "recurrent"] = "layered"
@@ -158,7 +158,7 @@ class Args(DatasetOptions):
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
     router_update: Literal["trace", "minibatch"] = "trace"
-    """how the MLP routers (--learner reinforce-mlp or qlearning-mlp, and the dispatcher of --router dispatched) learn on the batched path: trace (one optimizer step per routed sample's trace, in order, as the AEC path; the default, and what every result in docs/results.md used) or minibatch (one step per minibatch: each agent on the mean loss of the traces it routed in it, as the authors' code steps once per batch; an epoch about 1.7x faster on a CPU (benchmarks/router_update.py), and a different learning rule: see the README's Performance section). Runs written before this option used trace"""
+    """how the MLP routers (--learner reinforce-mlp or qlearning-mlp, and the dispatcher of --router dispatched) learn on the batched path: trace (one optimizer step per routed sample's trace, in order, as the AEC path) or minibatch (one step per minibatch: each agent on the mean loss of the traces it routed in it, as the authors' code steps once per batch; an epoch about 1.7x faster on a CPU (benchmarks/router_update.py), and a different learning rule: see the README's Performance section)."""
     rho: float = 0.0
     """collaboration reward rho in [0, 1]: reward for picking blocks other agents picked often"""
     policy_lr: float = 0.3
@@ -178,7 +178,7 @@ class Args(DatasetOptions):
 
     # --- routing path
     aec: bool = False
-    """route sample by sample through the PettingZoo AEC env (the reference interface, about 2-3x slower) instead of one minibatch per step (the batched path: the same game, rewards and block training; agents act on a minibatch's samples with the policy of its start and learn after it). A resumed run keeps its path; runs written before this option were AEC runs"""
+    """route sample by sample through the PettingZoo AEC env (the reference interface, about 2-3x slower) instead of one minibatch per step (the batched path: the same game, rewards and block training; agents act on a minibatch's samples with the policy of its start and learn after it). A resumed run keeps its path"""
 
     # --- evaluation, run folder, machine
     eval_stochastic: bool = True
@@ -194,7 +194,7 @@ class Args(DatasetOptions):
     checkpoint: bool = True
     """write a checkpoint after every epoch"""
     tensorboard: bool = True
-    """also log to RUN_DIR/tb when TensorBoard is installed"""
+    """log to RUN_DIR/tb with TensorBoard when it is installed (config.json records whether it was)"""
     progress: bool = True
     """draw a progress bar on stderr (terminals only)"""
     device: str | None = None
@@ -429,8 +429,15 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         metric_columns(dataset.num_tasks, validation=has_validation, purity=args.learner == "wpl"),
         optional=("pure_fraction",),
     )
+    writer = tensorboard_writer(run_dir / "tb", enabled=None if args.tensorboard and run.trains else False)
     if run.trains:
-        run.write_config(extra={"dataset_sizes": dataset_sizes(dataset), "machine": machine_info()})
+        run.write_config(
+            extra={
+                "dataset_sizes": dataset_sizes(dataset),
+                "machine": machine_info(),
+                "tensorboard_used": writer is not None,
+            }
+        )
         metrics.keep_epochs(start_epoch)  # rows written after the checkpoint are redone
     if checkpoint is not None:
         print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
@@ -446,7 +453,6 @@ def train_run(run: RunFolder) -> dict[str, Any]:
                 "(nothing was changed)",
                 file=sys.stderr,
             )
-    writer = tensorboard_writer(run_dir / "tb", enabled=args.tensorboard and run.trains)
     progress = Progress(enabled=args.progress)
     print(
         f"{dataset.name}: {dataset.num_tasks} tasks, {len(dataset.train)} train / {len(dataset.test)} test samples; "

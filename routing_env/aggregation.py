@@ -32,7 +32,7 @@ Computing the Jacobian takes one backward pass per task present (``retain_graph`
 a step costs about ``m`` times the mean path's backward pass (see ``docs/results.md``).
 
 ``upgrad`` and ``dualproj`` solve a quadratic program with quadprog (torchjd's
-``quadprog_projector`` extra); ``pip install 'routing-env[mtl]'`` installs torchjd with
+``quadprog-projector`` extra); ``pip install 'routing-env[mtl]'`` installs torchjd with
 it. Aggregators that need other solvers (CAGrad, Nash-MTL: cvxpy), keep state across
 steps (GradVac, ...) or draw on the network's device (GradDrop) are not offered.
 """

@@ -381,7 +381,7 @@ class PaperArgs(DatasetOptions):
     policy_lr_schedule: Literal["constant", "blocks"] | None = None
     """WPL policy learning rate of the routing-all-fc models (train_wpl.py --policy-lr-schedule; none: the setting's, constant for defaults, blocks for paper: divided by 10 with the block lr)"""
     wpl_weighting: WPLWeighting = "paper"
-    """sign of the WPL routers' gradient weighting (train_wpl.py --wpl-weighting): paper (section 3.1.2, Algorithm 3) or abdallah-lesser (appendix 7.4); runs with abdallah-lesser are named apart (-al)"""
+    """sign of the WPL routers' gradient weighting (train_wpl.py --wpl-weighting): paper (section 3.1.2, Algorithm 3) or abdallah-lesser (appendix 7.4); the figure files of abdallah-lesser are named apart (_al), the run folders are not (a run folder of the other rule is refused, naming the difference)"""
     tuned: str | None = None
     """a JSON of chosen settings per model written by examples/paper/tune.py (chosen on validation accuracy): each model's options there replace the setting's; runs and figures are named apart (-tuned)"""
     models: str = ""
@@ -399,7 +399,7 @@ class PaperArgs(DatasetOptions):
     epsilon: float = 0.1
     """exploration rate of the Q-learning routers (epsilon-greedy; the agent's default)"""
     router_update: Literal["trace", "minibatch"] = "trace"
-    """how the REINFORCE / Q-learning MLP routers and their dispatcher learn (train_wpl.py --router-update): trace, one optimizer step per sample's trace (the default, and every figure in docs/results.md), or minibatch, one step per minibatch on the mean of its traces' losses (an epoch about 1.7x faster on a CPU, benchmarks/router_update.py; a different learning rule, so it is in the run folders' names, -mb, and the figure's, _mb). The tabular and WPL routers learn trace by trace either way"""
+    """how the REINFORCE / Q-learning MLP routers and their dispatcher learn (train_wpl.py --router-update): trace, one optimizer step per sample's trace (the default), or minibatch, one step per minibatch on the mean of its traces' losses (an epoch about 1.7x faster on a CPU, benchmarks/router_update.py; a different learning rule, so it is in the run folders' names, -mb, and the figure's, _mb). The tabular and WPL routers learn trace by trace either way"""
     progress: bool = True
     """draw the training scripts' progress bar on stderr (terminals only)"""
     torch_threads: int = 1
@@ -407,7 +407,7 @@ class PaperArgs(DatasetOptions):
     device: str | None = None
     """torch device of every run's network and of the REINFORCE / Q-learning MLPs (e.g. cuda; none: cpu)"""
     aec: bool = False
-    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a router run cut short resumes in its path (folders written before this option: AEC)"""
+    """train the routers sample by sample through the PettingZoo AEC env (train_wpl.py --aec: the reference interface, the same game, about 2-3x slower) instead of one minibatch per step; the baselines train the same either way. A run found in --runs-dir keeps its own path: a complete run is reused, a router run cut short resumes in its path"""
     overwrite: bool = False
     """delete and train again a run folder in --runs-dir that can be neither reused nor resumed (another kind of run, other settings in its config.json, or finished epochs without a checkpoint); without it such a folder is refused, naming what differs, and nothing is deleted"""
 
@@ -520,12 +520,6 @@ def run_name(model: Model, args: PaperArgs, seed: int) -> str:
         setting += f"-plr-{args.wpl_policy_lr_schedule()}"
     if minibatch_update(model, args):
         setting += "-mb"
-    if (
-        model.runner == "wpl"
-        and args.wpl_weighting != "paper"
-        and "wpl_weighting" not in args.tuned_options(model)
-    ):
-        setting += "-al"
     if args.tuned_options(model):
         setting += "-tuned"
     if args.validation_fraction is not None:
@@ -822,7 +816,12 @@ def collect_rows(
     return rows
 
 
+#: Columns of a figure's CSV that runs made before them do not have: left out when no row has them.
+OPTIONAL_COLUMNS = ("validation_accuracy", "pure_fraction")
+
+
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] = CSV_COLUMNS) -> None:
+    columns = [c for c in columns if c not in OPTIONAL_COLUMNS or any(r.get(c) is not None for r in rows)]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()

@@ -78,7 +78,10 @@ def split_validation(dataset: MultiTaskDataset, fraction: float, *, seed: int = 
     each image once per task) go to the same side, so no validation image is trained on
     under another task. It is stratified: inputs are grouped by the ``(task, label)``
     pairs they carry (for one-vs-rest data, the image's class; regression: the tasks),
-    and ``round(fraction * n)`` of each group's ``n`` inputs are drawn with ``seed``.
+    and about ``fraction`` of each group's inputs are drawn with ``seed``: the groups of
+    inputs that carry the same tasks set aside ``round(fraction * n)`` of their ``n``
+    inputs together, shared out over the groups by largest remainder, so that a small
+    task still gets its share.
     Both splits keep the training split's order; the normalization statistics are
     unchanged (computed on the full training split by the builder).
 
@@ -110,12 +113,12 @@ def split_validation(dataset: MultiTaskDataset, fraction: float, *, seed: int = 
     strata: dict[tuple[tuple[int, ...], ...], list[int]] = {}
     for group, pairs in carried.items():  # groups in order of first occurrence
         strata.setdefault(tuple(sorted(pairs)), []).append(group)
+    counts = _stratum_counts(strata, fraction, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng(seed)
     held_out: list[int] = []
     for key in sorted(strata):
         groups = strata[key]
-        k = int(round(fraction * len(groups)))
-        held_out.extend(int(g) for g in rng.permutation(np.asarray(groups, dtype=np.int64))[:k])
+        held_out.extend(int(g) for g in rng.permutation(np.asarray(groups, dtype=np.int64))[: counts[key]])
     to_validation = np.isin(group_N, np.asarray(held_out, dtype=np.int64))
     for t in range(dataset.num_tasks):
         of_task = tasks == t
@@ -139,3 +142,24 @@ def split_validation(dataset: MultiTaskDataset, fraction: float, *, seed: int = 
     if dataset.source is not None:
         object.__setattr__(carved, "source", dataset.source.with_validation(fraction, seed))
     return carved
+
+
+def _stratum_counts(
+    strata: dict[tuple[tuple[int, ...], ...], list[int]], fraction: float, rng: np.random.Generator
+) -> dict[tuple[tuple[int, ...], ...], int]:
+    """How many inputs of each stratum go to validation: ``round(fraction * n)`` of the ``n``
+    inputs that carry the same tasks, shared out over their strata by largest remainder
+    (ties in a random order from ``rng``). A stratum whose share is whole gets exactly it."""
+    by_tasks: dict[tuple[int, ...], list[tuple[tuple[int, ...], ...]]] = {}
+    for key in sorted(strata):
+        by_tasks.setdefault(tuple(sorted({pair[0] for pair in key})), []).append(key)
+    counts: dict[tuple[tuple[int, ...], ...], int] = {}
+    for keys in by_tasks.values():
+        exact = np.array([fraction * len(strata[k]) for k in keys])
+        floor = np.floor(exact + 1e-9).astype(np.int64)
+        left = int(round(float(exact.sum()))) - int(floor.sum())
+        order = sorted(range(len(keys)), key=lambda i: (-(exact[i] - floor[i]), rng.random()))
+        for i in order[: max(left, 0)]:
+            floor[i] += 1
+        counts.update(zip(keys, floor.tolist(), strict=True))
+    return counts

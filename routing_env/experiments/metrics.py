@@ -234,17 +234,20 @@ def write_rows(
     return path
 
 
-def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool = True) -> Any:
+def tensorboard_writer(log_dir: str | os.PathLike[str], *, enabled: bool | None = True) -> Any:
     """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None.
 
-    None when ``enabled`` is False or TensorBoard is not installed (a one-line note
-    naming the extra to install is printed to stderr in that case).
+    None when ``enabled`` is False or TensorBoard is not installed. ``enabled=None`` logs
+    when TensorBoard is installed and is quiet when it is not; ``True`` prints a one-line
+    note naming the extra to install when it is not.
     """
-    if not enabled:
+    if enabled is False:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        if enabled is None:
+            return None
         print(
             "note: TensorBoard is not installed, logging to metrics.csv only "
             f"({install_command('tensorboard')} to enable it)",

@@ -113,7 +113,7 @@ def test_the_plan_runs_every_model_once_per_setting_and_seed_seed_major(tmp_path
     assert {s.script for s in steps if s.model == "soft-mixture-all-fc"} == {
         "examples/paper/fig05_architectures.py"
     }
-    assert steps[11].run_dir.name.endswith("-paper-h48-plr-blocks-s0")  # paper/routing-all-fc/seed 0
+    assert steps[11].run_dir.name.endswith("-paper-h48-plr-blocks-v0.1-s0")  # paper/routing-all-fc/seed 0
     # nothing done yet: no figure can be written
     assert all(step is None for step, _ in campaign.figure_steps(args))
 
@@ -470,11 +470,11 @@ def test_the_device_script_runs_the_campaign_and_brings_back_its_runs(tmp_path, 
     ]
     summary = (out / "summary.txt").read_text()
     assert "fashion: rc=0" in summary and summary.rstrip().endswith("done")
-    assert "task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-s1: 1 epochs" in summary
+    assert "task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-v0.1-s1: 1 epochs" in summary
     with tarfile.open(out / "fashion.tar.gz") as tar:
         names = tar.getnames()
     for seed in (0, 1):  # each run's folder, checkpoint included (resumable on any machine)
-        run = f"fashion/runs/task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-s{seed}"
+        run = f"fashion/runs/task-specific-1-fc-fashion-mtl-d0-n200-t50-paper-h48-v0.1-s{seed}"
         assert {f"{run}/metrics.csv", f"{run}/checkpoint.pt", f"{run}/config.json"} <= set(names)
     assert "fashion/fig08_routing_vs_baselines_fashion-mtl_paper-setting.csv" in names
     with tarfile.open(out / "logs.tar.gz") as tar:

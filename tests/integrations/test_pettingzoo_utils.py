@@ -38,9 +38,12 @@ def test_aec_to_parallel_is_refused_the_env_is_turn_based(digits):
         aec_to_parallel(make(digits, "per_task", "layered"))
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize("router, routing", CONFIGS, ids=IDS)
 def test_supersuit_reward_wrappers_work(digits, router, routing):
-    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    ss = pytest.importorskip(
+        "supersuit", reason="needs the 'supersuit' extra: pip install 'routing-env[supersuit]'"
+    )
     env = ss.reward_lambda_v0(
         ss.clip_reward_v0(make(digits, router, routing), lower_bound=-1, upper_bound=1), lambda r: 2 * r
     )
@@ -54,6 +57,7 @@ def test_supersuit_reward_wrappers_work(digits, router, routing):
     assert {2.0, -2.0} & set(rewards)  # the sample's +1/-1, doubled
 
 
+@pytest.mark.extras
 @pytest.mark.parametrize(
     "wrapper",
     [
@@ -68,15 +72,20 @@ def test_supersuit_reward_wrappers_work(digits, router, routing):
 def test_supersuit_observation_wrappers_refuse_the_dict_observation(digits, wrapper):
     """The observation is a Dict (v, task, depth and PettingZoo's action_mask); SuperSuit's
     observation wrappers take Box (or Discrete) observations only."""
-    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    ss = pytest.importorskip(
+        "supersuit", reason="needs the 'supersuit' extra: pip install 'routing-env[supersuit]'"
+    )
     extra = {"dtype_v0": (np.float32,), "frame_stack_v1": (2,)}.get(wrapper, ())
     with pytest.raises((AttributeError, AssertionError), match="Dict|Box|homogenization"):
         env = getattr(ss, wrapper)(make(digits, "per_task", "layered"), *extra)
         env.reset(seed=0)
 
 
+@pytest.mark.extras
 def test_supersuit_pad_action_space_breaks_the_dispatchers_mask(digits):
-    ss = pytest.importorskip("supersuit", reason="SuperSuit is not installed: pip install supersuit")
+    ss = pytest.importorskip(
+        "supersuit", reason="needs the 'supersuit' extra: pip install 'routing-env[supersuit]'"
+    )
     api_test(ss.pad_action_space_v0(make(digits, "per_task", "layered")), num_cycles=5)  # already uniform
     env = ss.pad_action_space_v0(make(digits, "dispatched", "recurrent"))
     # padded to the recurrent routers' 21 actions, but the dispatcher's mask still covers

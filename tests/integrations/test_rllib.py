@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.extras
 pytest.importorskip("ray.rllib", reason="needs the 'rllib' extra: pip install 'routing-env[rllib]'")
 
 from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv  # noqa: E402

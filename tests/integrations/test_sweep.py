@@ -59,6 +59,7 @@ def test_run_trial_is_a_train_wpl_style_run(sweep):
     assert again["train_accuracy"] == first["train_accuracy"]
 
 
+@pytest.mark.extras
 def test_param_space_is_the_full_grid(sweep):
     pytest.importorskip("ray.tune", reason="needs the 'tune' extra: pip install 'routing-env[tune]'")
     space = sweep.param_space(sweep.Args(algorithms="wpl,reinforce", lrs="1e-3", rhos="0,0.3", seeds=3))
@@ -67,6 +68,7 @@ def test_param_space_is_the_full_grid(sweep):
     assert space["seed"] == {"grid_search": [0, 1, 2]}
 
 
+@pytest.mark.extras
 @pytest.mark.slow  # 1-5 min: Ray starts its workers (4 min 44 s on the loaded 2-core machine)
 def test_two_by_two_grid_with_ray_tune_in_local_mode(tmp_path):
     pytest.importorskip("ray.tune", reason="needs the 'tune' extra: pip install 'routing-env[tune]'")

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.extras
 pytest.importorskip(
     "tianshou", minversion="2.0", reason="needs the 'tianshou' extra: pip install 'routing-env[tianshou]'"
 )

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.extras
 pytest.importorskip("torchrl", reason="needs the 'torchrl' extra: pip install 'routing-env[torchrl]'")
 
 from torchrl.envs import PettingZooWrapper  # noqa: E402
 from torchrl.envs.utils import check_env_specs  # noqa: E402
 
 import routing_env  # noqa: E402
-from routing_env.datasets import subsample
+from routing_env.datasets import subsample  # noqa: E402
 from routing_env.integrations.torchrl import evaluate_policy, routing_env_of, torchrl_env  # noqa: E402
 
 from .helpers import load_example  # noqa: E402
