@@ -420,9 +420,8 @@ def test_fig06_runs_on_cifar_mtl_files(tmp_path):
     paths = fig.main(args)
     rows = check_outputs(paths, figure="6", models=load("paper_runs").FIG6.models, epochs=1, seeds=1)
     assert paths["csv"].name == "fig06_routing_vs_baselines_cifar-mtl.csv"
-    assert {r["train_samples"] for r in rows} == {
-        "180"
-    }  # 200, less a tenth for validation and {r["test_samples"] for r in rows} == {"100"}
+    # 200 training samples, less a tenth set aside for validation
+    assert {r["train_samples"] for r in rows} == {"180"} and {r["test_samples"] for r in rows} == {"100"}
 
 
 def write_min_pickles(root: Path, *, num_classes: int = 50, per_class: int = 4) -> None:
