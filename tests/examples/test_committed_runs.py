@@ -104,6 +104,7 @@ def epochs_of(folder: Path) -> int:
     return len((folder / "metrics.csv").read_text().splitlines()) - 1
 
 
+@pytest.mark.slow  # over 25 s on 2 busy cores
 @pytest.mark.parametrize("figure_json", committed_figures(), ids=lambda p: p.stem)
 def test_committed_runs_regenerate_the_figure_csv(figure_json, tmp_path):
     runs_dir = tmp_path / "runs"

@@ -144,6 +144,7 @@ def test_output_replaces_its_block_with_the_command_that_wrote_it(tmp_path):
         et.main(et.Args(csv=path, output=str(missing), block="t"))
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_the_command_line_prints_the_table(tmp_path):
     path = write_figure_csv(tmp_path / "fig.csv")
     done = subprocess.run(

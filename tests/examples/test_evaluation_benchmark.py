@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from .example_scripts import run_benchmark
 
 
@@ -20,6 +22,7 @@ def test_the_benchmark_times_routing_and_a_baseline_both_ways():
     assert all("s merged" in line and "same counts" in line for line in lines[1:])
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_an_unknown_baseline_is_refused():
     done = run("--baselines", "task-specific-9-fc")
     assert done.returncode == 2 and "unknown baselines ['task-specific-9-fc']" in done.stderr

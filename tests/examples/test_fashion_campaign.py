@@ -300,6 +300,7 @@ def check_export(campaign: Any, args: Any, tmp_path: Path) -> None:
     assert not list((kept / "unfinished").iterdir())
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_the_seeds_of_one_model_run_side_by_side(tmp_path, fashion_root):
     """Seed 1 does not wait for seed 0: both start before either is done, each trains its seed alone."""
     argv = campaign_command(tmp_path, fashion_root, "--seeds", "2", "--settings", "paper", "--jobs", "2")
@@ -450,6 +451,7 @@ def _device_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProc
     return done, out
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_the_device_script_runs_the_campaign_and_brings_back_its_runs(tmp_path, fashion_root):
     """The GPU session's script, tried on the CPU: the campaign's phase, then what comes back."""
     done, out = _device_script(
@@ -481,6 +483,7 @@ def test_the_device_script_runs_the_campaign_and_brings_back_its_runs(tmp_path, 
         assert tar.getnames() == ["logs", "logs/fashion.log"]
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_the_device_script_keeps_to_its_budget(tmp_path):
     """With no time left for any phase, every phase is skipped and the script still ends cleanly."""
     done, out = _device_script(tmp_path, BUDGET_S="20")

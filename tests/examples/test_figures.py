@@ -221,6 +221,7 @@ def test_fig13(tmp_path, digits):
         fig13.first_tasks(digits, 11, train_per_task=5)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize("aec", [False, True], ids=["batched", "aec"])
 def test_game_dynamics(tmp_path, aec):
     game = load("game_dynamics")
@@ -274,6 +275,7 @@ def mnist_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_training_scripts_on_mnist_mtl(mnist_root, tmp_path):
     """--dataset mnist-mtl --data-root DIR reaches every script that trains (28x28 inputs, 4 conv layers)."""
     data = {
@@ -383,6 +385,7 @@ def test_make_all_smoke(tmp_path):
     assert list(only) == ["fig11"]
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_script_runs_as_a_command(recording_csv, tmp_path):
     """The ``__main__`` path: argv parsed into Args, figure written (one script stands for all)."""
     out = tmp_path / "map.png"

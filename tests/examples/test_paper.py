@@ -263,6 +263,7 @@ def test_every_runner_trains_on_cuda(tmp_path, aec):
     )
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_aec_flag_trains_the_routers_through_the_aec_env_and_runs_keep_their_path(tmp_path, capsys):
     fig04 = load("fig04_rl_algorithms")
     models = ["routing-all-fc", "reinforce-per-task-approx"]
@@ -315,6 +316,7 @@ def drop_aec_option(run_dir: Path) -> None:
     save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize(
     ("trained", "asked", "legacy"),
     [
@@ -407,6 +409,7 @@ def write_cifar100(root: Path, *, train_per_fine: int, test_per_fine: int, seed:
         pickle.dump(meta, fh)
 
 
+@pytest.mark.slow  # over 25 s on 2 busy cores
 def test_fig06_runs_on_cifar_mtl_files(tmp_path):
     fig = load("fig06_08_routing_vs_baselines")
     write_cifar100(tmp_path / "data", train_per_fine=2, test_per_fine=1)
@@ -547,6 +550,7 @@ def test_width_and_schedule_follow_the_setting_and_name_the_run_folders():
         runs.PaperArgs(hidden=0)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_run_without_a_recorded_option_is_reused_only_for_that_options_old_default(tmp_path):
     """A config.json written before an option existed trained with the option's default."""
     fig08, runs = load("fig06_08_routing_vs_baselines"), load("paper_runs")
@@ -565,6 +569,7 @@ def test_a_run_without_a_recorded_option_is_reused_only_for_that_options_old_def
     assert "hidden_width=128 (now 64)" in runs.reuse_problem(model, wide, 0, run_dir)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize(
     ("script", "model"),
     [
@@ -597,6 +602,7 @@ def test_a_run_cut_short_resumes_bit_identically(tmp_path, capsys, script, model
         assert_same_state(a[key], b[key], key)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_run_folder_that_cannot_be_resumed_is_refused_and_deleted_only_with_overwrite(tmp_path, capsys):
     fig04 = load("fig04_rl_algorithms")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
@@ -621,6 +627,7 @@ def test_a_run_folder_that_cannot_be_resumed_is_refused_and_deleted_only_with_ov
     assert (run_dir / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_run_folder_killed_in_its_first_epoch_is_set_aside_not_deleted(tmp_path, capsys):
     fig08 = load("fig06_08_routing_vs_baselines")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
@@ -640,6 +647,7 @@ def test_a_run_folder_killed_in_its_first_epoch_is_set_aside_not_deleted(tmp_pat
     assert without_times(read_csv(again["csv"])) == without_times(rows)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize(
     ("script", "model"),
     [
@@ -775,6 +783,7 @@ def test_seed_statistics_by_hand():
     assert list(out[0]) == stats.STATS_COLUMNS
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_figure_writes_its_statistics_next_to_its_csv(tmp_path):
     fig08, stats = load("fig06_08_routing_vs_baselines"), load("seed_stats")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))
@@ -883,6 +892,7 @@ def test_a_one_epoch_figure_draws_each_model_as_a_point_with_an_error_bar(datase
         assert any("(paper, Table 2)" in line.get_label() for line in ax.get_lines())
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_router_update_minibatch_names_the_mlp_runs_and_the_figure(tmp_path):
     fig04, runs = load("fig04_rl_algorithms"), load("paper_runs")
     common = dict(TINY, dataset="digits-mtl", output_dir=str(tmp_path), runs_dir=str(tmp_path / "runs"))

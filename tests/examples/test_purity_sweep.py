@@ -72,6 +72,7 @@ def test_a_tiny_sweep_writes_one_row_per_run_and_resumes(sweep, tmp_path):
     assert {r["weighting"] for r in again} == {"abdallah-lesser"}
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_csv_from_before_the_weighting_column_is_migrated_and_resumed(sweep, tmp_path):
     args = sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0"})
     sweep.main(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import subprocess
 
+import pytest
+
 from .example_scripts import run_benchmark
 
 
@@ -12,6 +14,7 @@ def run(*flags: str) -> subprocess.CompletedProcess[str]:
     return run_benchmark("router_update.py", *flags)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_the_benchmark_runs_both_updates_and_writes_its_csv(tmp_path):
     out = tmp_path / "times.csv"
     done = run("--max-train-samples", "320", "--max-test-samples", "100", "--epochs", "2", "--csv", str(out))

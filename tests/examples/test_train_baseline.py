@@ -86,6 +86,7 @@ class KilledError(Exception):
     """Stands for the process being killed."""
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize(
     ("model", "options"),
     [("mmoe-all-fc", {}), ("gumbel-router-all-fc", {}), ("gumbel-router-all-fc", {"gumbel_logits_lr": 0.03})],

@@ -94,6 +94,7 @@ def assert_same_state(a, b, where="state"):
         assert a == b, where
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize(
     "router, aec",
     [("per_task", False), ("dispatched", False), ("per_task", True)],
@@ -194,6 +195,7 @@ def to_paper_agents_format(run_dir: Path, model: str) -> None:
     save_checkpoint(run_dir / "checkpoint.pt", checkpoint)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_reinforce_run_of_the_former_paper_runner_resumes_bit_identically(train_wpl, tmp_path):
     common = dict(
         TINY,
@@ -369,6 +371,7 @@ def test_a_cuda_run_resumes_on_cuda_or_on_the_cpu(train_wpl, tmp_path):
         assert json.loads((tmp_path / name / "config.json").read_text())["config"]["device"] == device
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_resume_to_the_default_number_of_epochs(train_wpl, tmp_path, capsys):
     # --epochs equal to the default must still replace the run's saved epochs on --resume
     train_wpl.main(train_wpl.Args(epochs=2, output_dir=str(tmp_path), run_name="run", **TINY))
@@ -479,6 +482,7 @@ def test_a_run_folder_another_process_holds_is_refused(train_wpl, tmp_path):
         train_wpl.main(train_wpl.Args(epochs=1, output_dir=str(tmp_path), run_name="run", **TINY))
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_two_runs_started_together_with_one_name(tmp_path):
     cmd = [
         sys.executable,
@@ -519,6 +523,7 @@ def test_the_aec_path_and_the_batched_path_train_the_same_game(train_wpl, tmp_pa
     assert config["aec"] is True
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_run_written_before_the_batched_path_resumes_in_the_aec_path(train_wpl, tmp_path):
     common = dict(TINY, max_train_samples=192, batch_size=32, output_dir=str(tmp_path))
     train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", aec=True, **common))
@@ -655,6 +660,7 @@ def test_router_update_minibatch_is_refused_where_it_cannot_apply(train_wpl):
     assert train_wpl.Args(learner="qlearning-mlp", aec=True).router_update == "trace"
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 def test_a_minibatch_update_run_learns_differently_and_resumes_bit_identically(train_wpl, tmp_path):
     common = dict(TINY, learner="qlearning-mlp", batch_size=32, output_dir=str(tmp_path))
     train_wpl.main(train_wpl.Args(epochs=2, run_name="straight", router_update="minibatch", **common))

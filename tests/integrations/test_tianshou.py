@@ -134,6 +134,7 @@ def test_evaluate_policy_routes_the_test_split_and_returns_to_training(example, 
         evaluate_policy(algorithm.policy, env, num_samples=0)
 
 
+@pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
 @pytest.mark.parametrize("algorithm", ["reinforce", "dqn"])
 def test_example_runs_on_a_tiny_budget(example, algorithm):
     args = example.Args(algorithm=algorithm, num_samples=60, max_test_samples=30, hidden_width=16)
