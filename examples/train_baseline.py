@@ -71,6 +71,10 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    check_data_fingerprint,
+    check_number,
+    check_seed,
+    data_fingerprint,
     dataset_sizes,
     global_rng_state,
     load_run_dataset,
@@ -164,6 +168,24 @@ class Args(DatasetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_seed("--seed", self.seed)
+        check_number("--lr", self.lr, low=0, low_open=True)
+        check_number("--cross-stitch-self-weight", self.cross_stitch_self_weight, low=0, high=1)
+        check_number("--gumbel-tau-start", self.gumbel_tau_start, low=0, low_open=True)
+        check_number("--gumbel-tau-end", self.gumbel_tau_end, low=0, low_open=True)
+        check_number("--gumbel-logits-lr", self.gumbel_logits_lr, low=0, low_open=True)
+        check_number("--momentum", self.momentum, low=0, high=1, high_open=True)
+        check_number("--weight-decay", self.weight_decay, low=0)
+        check_number("--lr-decay-factor", self.lr_decay_factor, low=0, high=1, low_open=True)
+        for flag, count in (
+            ("--batch-size", self.batch_size),
+            ("--lr-decay-every", self.lr_decay_every),
+            ("--hidden-width", self.hidden_width),
+            ("--conv-layers", self.conv_layers),
+            ("--blocks-per-layer", self.blocks_per_layer),
+        ):
+            if count is not None and count < 1:
+                raise ValueError(f"{flag} must be >= 1, got {count}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -252,6 +274,9 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     seed_everything(args.seed)
 
     dataset = load_run_dataset(args)
+    fingerprint = data_fingerprint(dataset)
+    if checkpoint is not None:  # before anything is written: a run resumes on its own data only
+        check_data_fingerprint(checkpoint, dataset, run_dir=run_dir)
     # the temperature decays over the epochs the run is trained for (config.json's, or more)
     model = make_model(args, dataset, epochs=run.recorded_epochs)
     optimizer = model_optimizer(
@@ -278,10 +303,12 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         run_dir / METRICS_FILE, metric_columns(dataset.num_tasks, validation=dataset.validation is not None)
     )
     writer = tensorboard_writer(run_dir / "tb", enabled=None if args.tensorboard and run.trains else False)
+    metrics.check_epochs(start_epoch)  # before anything is written: the rows of the epochs trained
     if run.trains:
         run.write_config(
             extra={
                 "dataset_sizes": dataset_sizes(dataset),
+                "data_fingerprint": fingerprint,
                 "machine": machine_info(),
                 "tensorboard_used": writer is not None,
             }
@@ -398,6 +425,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
                     "data_rng": data_rng.bit_generator.state,
                     "rng": global_rng_state(),
                     "config": dataclasses.asdict(args),
+                    "data_fingerprint": fingerprint,
                 },
             )
     if writer is not None:

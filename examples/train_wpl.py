@@ -85,6 +85,10 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    check_data_fingerprint,
+    check_number,
+    check_seed,
+    data_fingerprint,
     dataset_sizes,
     global_rng_state,
     load_run_dataset,
@@ -204,6 +208,32 @@ class Args(DatasetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_seed("--seed", self.seed)
+        check_number("--lr", self.lr, low=0, low_open=True)
+        check_number("--momentum", self.momentum, low=0, high=1, high_open=True)
+        check_number("--weight-decay", self.weight_decay, low=0)
+        check_number("--lr-decay-factor", self.lr_decay_factor, low=0, high=1, low_open=True)
+        for flag, count in (
+            ("--batch-size", self.batch_size),
+            ("--lr-decay-every", self.lr_decay_every),
+            ("--hidden-width", self.hidden_width),
+            ("--conv-layers", self.conv_layers),
+            ("--blocks-per-layer", self.blocks_per_layer),
+        ):
+            if count is not None and count < 1:
+                raise ValueError(f"{flag} must be >= 1, got {count}")
+        check_number("--rho", self.rho, low=0, high=1)
+        check_number("--policy-lr", self.policy_lr, low=0, low_open=True)
+        check_number("--return-average-rate", self.return_average_rate, low=0, high=1, low_open=True)
+        check_number("--min-prob", self.min_prob, low=0, high=1, high_open=True)
+        check_number("--gamma", self.gamma, low=0, high=1)
+        for flag, rate in (
+            ("--reinforce-lr", self.reinforce_lr),
+            ("--qlearning-lr", self.qlearning_lr),
+            ("--qlearning-mlp-lr", self.qlearning_mlp_lr),
+        ):
+            check_number(flag, rate, low=0, low_open=True)
+        check_number("--epsilon", self.epsilon, low=0, high=1)
         if self.router == "single" and self.learner == "wpl":
             raise ValueError(
                 "--router single: a tabular WPL router sees only the depth, so one router for all tasks "
@@ -410,6 +440,9 @@ def train_run(run: RunFolder) -> dict[str, Any]:
     seed_everything(args.seed)
 
     dataset = load_run_dataset(args)
+    fingerprint = data_fingerprint(dataset)
+    if checkpoint is not None:  # before anything is written: a run resumes on its own data only
+        check_data_fingerprint(checkpoint, dataset, run_dir=run_dir)
     aec_env = make_env(args, dataset)
     router = make_router(args, aec_env)
     # the batched path plays the same game on the same engine; checkpoints are the env's
@@ -430,10 +463,12 @@ def train_run(run: RunFolder) -> dict[str, Any]:
         optional=("pure_fraction",),
     )
     writer = tensorboard_writer(run_dir / "tb", enabled=None if args.tensorboard and run.trains else False)
+    metrics.check_epochs(start_epoch)  # before anything is written: the rows of the epochs trained
     if run.trains:
         run.write_config(
             extra={
                 "dataset_sizes": dataset_sizes(dataset),
+                "data_fingerprint": fingerprint,
                 "machine": machine_info(),
                 "tensorboard_used": writer is not None,
             }
@@ -544,6 +579,7 @@ def train_run(run: RunFolder) -> dict[str, Any]:
                     "agents": router.state_dict(),
                     "rng": global_rng_state(),
                     "config": dataclasses.asdict(args),
+                    "data_fingerprint": fingerprint,
                 },
             )
     if writer is not None:

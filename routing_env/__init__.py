@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from routing_env.batched_env import BatchedRoutingEnv, BatchObservation, batched_env
 from routing_env.engine import RoutingEngine, StepOutcome, TrainingConfig
-from routing_env.env import RoutingEnv, env, raw_env
+from routing_env.env import MAX_SEED, RoutingEnv, env, raw_env
 from routing_env.network import PASS, RoutingNetwork, SimpleConvNet, build_default_network, fc_block
 
 __all__ = [
+    "MAX_SEED",
     "PASS",
     "BatchObservation",
     "BatchedRoutingEnv",

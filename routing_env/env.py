@@ -19,7 +19,11 @@ from routing_env.engine import BlockTrainingStatus, RoutingEngine, TrainingConfi
 from routing_env.network import RoutingNetwork, build_default_network
 from routing_env.policy import router_observation
 
-__all__ = ["RoutingEnv", "env", "raw_env"]
+__all__ = ["MAX_SEED", "RoutingEnv", "env", "raw_env"]
+
+#: The largest seed a run takes (``reset(seed=...)``, the scripts' ``--seed``): seeds are ints
+#: in ``[0, MAX_SEED]``, which every generator seeded from them (numpy, torch, Python) accepts.
+MAX_SEED = 2**63 - 1
 
 RouterConfig = Literal["per_task", "single", "dispatched"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -445,8 +449,10 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
                 "split; carve one with routing_env.datasets.split_validation(dataset, fraction)"
             )
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"seed must be an int in [0, {MAX_SEED}] or None, got {seed!r}")
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seed must be in [0, {MAX_SEED}] (2**63 - 1) or None, got {seed}")
             self.engine.restart(int(seed))
         elif not self.engine.started:
             self.engine.restart(int(np.random.SeedSequence().generate_state(1)[0]))

@@ -45,7 +45,14 @@ import torch
 
 import routing_env
 from agents import WPL, MultiAgentRouter, train, train_batched
-from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything, write_rows
+from routing_env.experiments import (
+    DatasetOptions,
+    check_seed,
+    load_run_dataset,
+    parse_args,
+    seed_everything,
+    write_rows,
+)
 from routing_env.extras import import_extra
 from routing_env.game import analyze_game
 
@@ -91,6 +98,7 @@ class Args(DatasetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_seed("--seed", self.seed)
         if self.epochs < 1 or self.analyze_every < 1:
             raise ValueError("--epochs and --analyze-every must be >= 1")
 

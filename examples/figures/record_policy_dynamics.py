@@ -39,7 +39,7 @@ import torch
 import routing_env
 from agents import WPL, MultiAgentRouter, evaluate, train
 from routing_env.datasets import MultiTaskDataset
-from routing_env.experiments import DatasetOptions, load_run_dataset, parse_args, seed_everything
+from routing_env.experiments import DatasetOptions, check_seed, load_run_dataset, parse_args, seed_everything
 from routing_env.recording import PolicyRecorder
 
 
@@ -74,6 +74,7 @@ class Args(DatasetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_seed("--seed", self.seed)
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.every < 1:

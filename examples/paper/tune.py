@@ -292,7 +292,6 @@ def main(args: Args) -> dict[str, Path]:
         for config in configurations(model_of(model), args)
     ]
     out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"tune_{args.dataset}_{args.setting}"
     print(
         f"{len(units)} runs: {len(args.model_list())} models x {len(units) // max(1, len(args.model_list()) * args.seeds)} "
@@ -307,6 +306,7 @@ def main(args: Args) -> dict[str, Path]:
                 f"{unit.model} {label(unit.config)} seed {unit.seed}: {run_name(unit.variant(), base, unit.seed)}"
             )
         return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     run_dirs: dict[Unit, Path] = {}
     started = time.perf_counter()
 

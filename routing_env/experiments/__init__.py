@@ -21,6 +21,7 @@ The per-task subsets of quick runs are :func:`routing_env.datasets.subsample`.
 
 from routing_env.datasets.registry import DatasetName
 from routing_env.datasets.subsample import subsample
+from routing_env.experiments._files import DamagedFileError
 from routing_env.experiments.checkpoints import (
     CHECKPOINT_FILE,
     global_rng_state,
@@ -30,7 +31,12 @@ from routing_env.experiments.checkpoints import (
     set_global_rng_state,
 )
 from routing_env.experiments.cli import (
+    DataMismatchError,
     DatasetOptions,
+    check_data_fingerprint,
+    check_number,
+    check_seed,
+    data_fingerprint,
     dataset_sizes,
     load_run_dataset,
     parse_args,
@@ -84,6 +90,8 @@ __all__ = [
     "RESUMABLE_OPTIONS",
     "RUN_KINDS",
     "SUMMARY_FILE",
+    "DamagedFileError",
+    "DataMismatchError",
     "DatasetName",
     "DatasetOptions",
     "MetricsCSV",
@@ -92,9 +100,13 @@ __all__ = [
     "RunInUseError",
     "RunLock",
     "check_checkpoint",
+    "check_data_fingerprint",
+    "check_number",
+    "check_seed",
     "check_run_kind",
     "claim_run_dir",
     "create_run_dir",
+    "data_fingerprint",
     "dataset_sizes",
     "global_rng_state",
     "load_checkpoint",

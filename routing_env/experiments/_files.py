@@ -7,6 +7,10 @@ import tempfile
 from pathlib import Path
 
 
+class DamagedFileError(ValueError):
+    """A run's file (checkpoint, metrics) is damaged: refused, naming the file and the fix."""
+
+
 def temp_file(path: Path) -> tuple[int, str]:
     """A temp file next to ``path`` (same file system, so ``os.replace`` is atomic), with the
     permissions a plain ``open`` would give (``mkstemp`` makes it private)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from routing_env.experiments._files import temp_file
+from routing_env.experiments._files import DamagedFileError, temp_file
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -100,6 +102,13 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    damaged = _damaged_member(path)
+    if damaged is not None:
+        raise DamagedFileError(
+            f"checkpoint {path} is damaged: its member {damaged} fails the zip's CRC check (a flipped bit "
+            "on disk or in a copy); it was left as it is. Resume from a good copy of the run folder, or "
+            "train the run again"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle/zip errors, EOFError...
@@ -116,6 +125,18 @@ def load_checkpoint(
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return _decode(state)
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first member of the checkpoint's zip whose CRC does not match (None: all do, or
+    the file is not a zip, which :func:`torch.load` then reports)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
+    except zlib.error:  # a compressed member that does not even inflate
+        return "(a compressed member)"
 
 
 def seed_everything(seed: int) -> None:

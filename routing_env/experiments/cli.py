@@ -11,10 +11,12 @@ field ``num_epochs: int = 3`` becomes ``--num-epochs``, a ``bool`` field ``--fla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import tyro
@@ -24,12 +26,18 @@ from routing_env.datasets.registry import DatasetName, load_dataset
 from routing_env.datasets.source import DatasetMismatchError
 from routing_env.datasets.storage import DatasetNotFoundError
 from routing_env.datasets.subsample import split_validation, subsample
+from routing_env.experiments._files import DamagedFileError
 from routing_env.experiments.runs import RunInUseError
 from routing_env.extras import MissingExtraError
 
 __all__ = [
     "DatasetName",
     "DatasetOptions",
+    "DataMismatchError",
+    "check_data_fingerprint",
+    "check_number",
+    "check_seed",
+    "data_fingerprint",
     "dataset_sizes",
     "load_run_dataset",
     "parse_args",
@@ -81,6 +89,83 @@ def parse_args(cls: type[T], argv: Sequence[str] | None = None, *, description: 
     return tyro.cli(cls, args=_none_as_tyro_reads_it(args, _optional_flags(cls)), description=description)
 
 
+class DataMismatchError(ValueError):
+    """A run resumed on data other than the data it was trained on."""
+
+
+def data_fingerprint(dataset: MultiTaskDataset) -> str:
+    """A short digest of :meth:`MultiTaskDataset.fingerprint` (every split's tensors and the
+    metadata): run configs and checkpoints record it, and a resume checks it."""
+    text = repr(sorted(dataset.fingerprint().items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def check_data_fingerprint(checkpoint: Mapping[str, Any], dataset: MultiTaskDataset, *, run_dir: Any) -> None:
+    """Refuse to resume a run on data that is not what it was trained on.
+
+    A checkpoint written before fingerprints were recorded is not checked.
+
+    Raises:
+        DataMismatchError: Naming both fingerprints and both data roots.
+    """
+    recorded = checkpoint.get("data_fingerprint")
+    if recorded is None:
+        return
+    now = data_fingerprint(dataset)
+    if recorded != now:
+        trained_on = checkpoint.get("config", {}).get("data_root")
+        root = getattr(dataset.source, "root", None)
+        raise DataMismatchError(
+            f"--resume {run_dir}: the data loaded now (fingerprint {now}, data root {root}) is not the data "
+            f"the run was trained on (fingerprint {recorded}, data root {trained_on}): the files changed, or "
+            "--data-root points at other files. Nothing was changed. Pass the --data-root of the run's own "
+            "data, or start a new run"
+        )
+
+
+def check_seed(flag: str, value: Any) -> None:
+    """Refuse a seed outside ``[0, routing_env.MAX_SEED]`` (what the env accepts), naming ``flag``.
+
+    Raises:
+        ValueError: ``"--seed must be an int in [0, 9223372036854775807], got -5"``.
+    """
+    from routing_env.env import MAX_SEED
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{flag} must be an int in [0, {MAX_SEED}] (2**63 - 1), got {value!r}")
+
+
+def check_number(
+    flag: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Refuse a number that is not finite or lies outside its range, naming ``flag`` (None passes).
+
+    Raises:
+        ValueError: e.g. ``"--lr must be a finite number > 0, got nan"``.
+    """
+    if value is None:
+        return
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    wanted = f"a finite number {' and '.join(parts)}".rstrip()
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    if not bad and low is not None:
+        bad = value <= low if low_open else value < low
+    if not bad and high is not None:
+        bad = value >= high if high_open else value > high
+    if bad:
+        raise ValueError(f"{flag} must be {wanted}, got {value!r}")
+
+
 def dataset_sizes(dataset: MultiTaskDataset) -> dict[str, int]:
     """Samples per split (``train``, ``test`` and, when there is one, ``validation``), for a run's config."""
     return {name: len(split) for name, split in dataset.splits().items()}
@@ -88,6 +173,8 @@ def dataset_sizes(dataset: MultiTaskDataset) -> dict[str, int]:
 
 #: What a script's user can fix from the command line: reported in one message, with no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    DamagedFileError,
+    DataMismatchError,
     DatasetNotFoundError,
     DatasetMismatchError,
     MissingExtraError,
@@ -165,6 +252,7 @@ class DatasetOptions:
     """share of the training images set aside as a validation split, stratified per task and class and drawn with --data-seed, in (0, 0.5] (none: no validation split); hyper-parameters are chosen on it, never on the test split"""
 
     def __post_init__(self) -> None:
+        check_seed("--data-seed", self.data_seed)
         fraction = self.validation_fraction
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 0.5):
             raise ValueError(f"--validation-fraction must be in (0, 0.5] or none, got {fraction}")

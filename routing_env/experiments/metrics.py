@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from routing_env.experiments._files import temp_file
+from routing_env.experiments._files import DamagedFileError, temp_file
 from routing_env.extras import install_command
 
 __all__ = [
@@ -140,6 +140,7 @@ class MetricsCSV:
         self.path = Path(path)
         self.columns = list(columns)
         if self.path.exists() and self.path.stat().st_size > 0:
+            self._drop_a_cut_last_row()
             with self.path.open(newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), [])
             without = [c for c in self.columns if c not in optional]
@@ -150,6 +151,49 @@ class MetricsCSV:
         else:
             with self.path.open("w", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerow(self.columns)
+
+    def _drop_a_cut_last_row(self) -> None:
+        """A last row without its line end was cut by a kill mid-write: truncate the file back to
+        its last complete row, and say so (the epoch is trained again from its checkpoint)."""
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data[: data.rfind(b"\n") + 1]
+        fd, tmp = temp_file(self.path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(keep)
+        os.replace(tmp, self.path)
+        print(
+            f"{self.path}: its last row was cut off (a process stopped while writing it): dropped "
+            f"{data[len(keep) :][:60]!r}",
+            file=sys.stderr,
+        )
+
+    def check_epochs(self, epochs: int) -> None:
+        """Check that the rows hold every epoch 1..``epochs`` (those of a checkpoint after ``epochs``),
+        each row with every column.
+
+        Raises:
+            ValueError: Naming the file and the line of a malformed row, or the epochs missing.
+        """
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            lines = list(csv.reader(fh))
+        found = set()
+        for number, fields in enumerate(lines[1:], start=2):
+            if len(fields) != len(self.columns) or not fields[0].isdigit():
+                raise DamagedFileError(
+                    f"{self.path}, line {number}: {len(fields)} fields (expected {len(self.columns)}) "
+                    f"starting {','.join(fields[:2])!r}; the file was damaged. Restore it from a copy, or "
+                    "start the run again"
+                )
+            found.add(int(fields[0]))
+        missing = sorted(set(range(1, epochs + 1)) - found)
+        if missing:
+            raise DamagedFileError(
+                f"{self.path} lacks the rows of epochs {missing}, which the checkpoint has trained (after "
+                f"epoch {epochs}); the file was damaged or replaced. Restore it from a copy, or start the "
+                "run again"
+            )
 
     def append(self, row: Mapping[str, Any]) -> None:
         missing = [c for c in self.columns if c not in row]

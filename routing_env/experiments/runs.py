@@ -613,9 +613,25 @@ def open_run(
     check_run_kind(run_dir, expected=kind)
     lock = RunLock(run_dir).acquire()
     try:
+        remove_stale_temp_files(run_dir)
         saved = with_current_names(read_config(run_dir))  # read again under the lock
         options = {**dict(legacy_options or {}), **saved}
         args = resolve_run_args(resume_args(args, options, may_change=RESUMABLE_OPTIONS))
+        if not (run_dir / CHECKPOINT_FILE).exists() and not _finished_epochs(run_dir):
+            # stopped in its first epoch, before any checkpoint: nothing of it to keep
+            print(
+                f"{run_dir} has no checkpoint and no finished epoch (it was stopped in its first epoch): "
+                "starting it again from epoch 0 with its recorded options",
+                file=sys.stderr,
+            )
+            return RunFolder(
+                path=run_dir,
+                kind=kind,
+                args=args,
+                checkpoint=None,
+                recorded_epochs=int(args.epochs),
+                lock=lock,
+            )
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
         if isinstance(checkpoint.get("config"), Mapping):
             checkpoint["config"] = with_current_names(checkpoint["config"])
@@ -630,6 +646,26 @@ def open_run(
     return RunFolder(
         path=run_dir, kind=kind, args=args, checkpoint=checkpoint, recorded_epochs=epochs, lock=lock
     )
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Remove the temp files (``.NAME.*.tmp``) that a process killed mid-write left in ``run_dir``.
+
+    Call it while holding the folder's lock: no write of another process can be under way.
+    """
+    stale = [p for p in run_dir.glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _finished_epochs(run_dir: Path) -> bool:
+    """Whether ``run_dir``'s metrics.csv holds a row (a finished epoch)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        return sum(1 for line in fh if line.strip()) > 1
 
 
 #: Option values renamed since runs were written, ``{option: {old name: name now}}``: the

@@ -165,7 +165,7 @@ def test_options_of_one_model_are_refused_for_the_others(train_baseline):
         train_baseline.Args(model="cross-stitch-all-fc", blocks_per_layer=4)
     with pytest.raises(ValueError, match="--gumbel-logits-lr applies to"):
         train_baseline.Args(model="mmoe-all-fc", gumbel_logits_lr=0.1)
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="--gumbel-tau-end must be a finite number > 0"):
         train_baseline.Args(model="gumbel-router-all-fc", gumbel_tau_end=0.0)
     # the logits' own rate by default (0.1), only for the Gumbel router
     assert train_baseline.gumbel_logits_lr(train_baseline.Args(model="gumbel-router-all-fc")) == 0.1
