@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ from routing_env.experiments import (
     RENAMED_VALUES,
     DatasetName,
     DatasetOptions,
+    drop_a_cut_last_row,
     load_run_dataset,
-    parse_args,
+    run_script,
     seed_everything,
 )
 from routing_env.extras import import_extra
@@ -301,6 +303,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    if any(None in r or None in r.values() for r in rows):
+        raise ValueError(
+            f"{path}: a row has more or fewer fields than the header; the file was damaged. Restore it "
+            "from a copy, or sweep into another --output-dir"
+        )
     renamed = RENAMED_VALUES["wpl_weighting"]
     return [
         {**r, "weighting": renamed.get(r["weighting"], r["weighting"])} if "weighting" in r else r
@@ -323,6 +330,47 @@ def add_weighting_column(path: Path) -> None:
         f"{path}: added the weighting column (abdallah-lesser: its runs predate --weightings)",
         file=sys.stderr,
     )
+
+
+#: What every run of a sweep shares besides its cell and seed: a folder holds one sweep's runs.
+CONTEXT = (
+    "dataset",
+    "data_seed",
+    "max_train_samples",
+    "max_test_samples",
+    "validation_fraction",
+    "samples",
+    "batch_size",
+    "pure_threshold",
+    "game_points",
+    "game_samples",
+)
+
+
+def check_context(args: Args, out: Path, rows: list[dict[str, str]]) -> None:
+    """Refuse to add runs to a folder holding another sweep's (another dataset, sample count,
+    batch size ...): its rows would be reused as this sweep's. Records the context on first use.
+
+    Raises:
+        FileExistsError: Naming what differs, and the folder.
+    """
+    path = out / "purity_sweep.json"
+    context = {k: getattr(args, k) for k in CONTEXT}
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    elif rows:  # a CSV from before the context was recorded: its rows tell the dataset and samples
+        saved = {**context, "dataset": rows[0]["dataset"], "samples": int(rows[0]["samples"])}
+    else:
+        saved = context
+    differ = [
+        f"{k}: {saved.get(k)!r} there, {context[k]!r} now" for k in CONTEXT if saved.get(k) != context[k]
+    ]
+    if differ:
+        raise FileExistsError(
+            f"{out} holds another sweep's runs ({'; '.join(differ)}); nothing was run. Pass another "
+            "--output-dir, or the options of that sweep"
+        )
+    path.write_text(json.dumps(context, indent=2) + "\n", encoding="utf-8")
 
 
 def done_keys(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
@@ -522,7 +570,9 @@ def main(args: Args) -> Path:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "purity_sweep.csv"
+    drop_a_cut_last_row(path)
     add_weighting_column(path)
+    check_context(args, out, read_rows(path))
     done = done_keys(read_rows(path))
     cells = args.grid()
     todo = [
@@ -572,4 +622,4 @@ def main(args: Args) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    run_script(main, Args)

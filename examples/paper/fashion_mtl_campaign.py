@@ -103,7 +103,7 @@ from routing_env.experiments import (
     MetricsCSV,
     RunLock,
     load_checkpoint,
-    parse_args,
+    run_script,
 )
 
 PAPER = Path(__file__).resolve().parent
@@ -503,6 +503,51 @@ def export_runs(args: Args, steps: Sequence[Step]) -> list[str]:
     return [f"kept in {dest}: {finished} complete runs, {unfinished} cut short (in {UNFINISHED}/)", *notes]
 
 
+class ExportRefusedError(FileExistsError):
+    """``--export-runs`` would delete a source file or replace a kept run by a shorter or other one."""
+
+
+def export_problems(args: Args, steps: Sequence[Step]) -> list[str]:
+    """Why ``--export-runs`` must not run (empty: it may): a copy would land on a run folder it
+    copies from, or replace a run kept there by a longer or different one. An export adds to
+    what is kept; it never deletes a source file nor replaces a run with a shorter or other one."""
+    assert args.export_runs is not None
+    dest = Path(args.export_runs)
+    problems = []
+    for step in steps:
+        run = step.run_dir
+        if run is None:
+            continue
+        for target in (dest / run.name, dest / UNFINISHED / run.name):
+            if target.resolve() == run.resolve():
+                problems.append(
+                    f"--export-runs {dest} would copy {run} onto itself (it is the runs folder, or holds it): "
+                    "pass a folder of its own"
+                )
+                break
+        kept = dest / run.name
+        if (kept / CONFIG_FILE).is_file() and (run / CONFIG_FILE).is_file():
+            ours, theirs = _options(run), _options(kept)
+            differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            if differ:
+                problems.append(
+                    f"{kept} holds a run with other settings than {run} ({', '.join(differ)}): it is not replaced"
+                )
+            elif completed_epochs(kept) > completed_epochs(run):
+                problems.append(
+                    f"{kept} holds {completed_epochs(kept)} epochs, more than the {completed_epochs(run)} of "
+                    f"{run}: it is not replaced by the shorter run"
+                )
+    return list(dict.fromkeys(problems))
+
+
+def _options(run: Path) -> dict[str, Any]:
+    """A run's options that change its numbers (``config.json`` but those a resume may change)."""
+    from routing_env.experiments import RESUMABLE_OPTIONS, read_config
+
+    return {k: v for k, v in read_config(run).items() if k not in RESUMABLE_OPTIONS}
+
+
 def _copy_files(src: Path, dest: Path, names: Sequence[str]) -> None:
     """Make ``dest`` hold exactly the ``names`` that ``src`` has (copied whole, then renamed)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -606,6 +651,10 @@ def main(args: Args) -> int:
     """Run (or resume) the campaign; return the exit status (0: every step that ran succeeded)."""
     out = Path(args.output_dir)
     steps = run_steps(args)
+    if args.export_runs is not None:
+        problems = export_problems(args, steps)
+        if problems:
+            raise ExportRefusedError("--export-runs: nothing was run or copied. " + " ".join(problems))
     if args.dry_run:
         for step in steps:
             left = remaining_epochs(args, step)
@@ -713,4 +762,4 @@ def _run(args: Args, steps: list[Step], log: Log) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args(Args)))
+    sys.exit(run_script(main, Args))

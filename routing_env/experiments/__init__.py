@@ -48,6 +48,7 @@ from routing_env.experiments.devices import machine_info, resolve_device
 from routing_env.experiments.metrics import (
     METRICS_FILE,
     MetricsCSV,
+    drop_a_cut_last_row,
     metric_columns,
     metrics_row,
     summary_table,
@@ -107,6 +108,7 @@ __all__ = [
     "claim_run_dir",
     "create_run_dir",
     "data_fingerprint",
+    "drop_a_cut_last_row",
     "dataset_sizes",
     "global_rng_state",
     "load_checkpoint",

@@ -23,6 +23,7 @@ from routing_env.extras import install_command
 __all__ = [
     "METRICS_FILE",
     "MetricsCSV",
+    "drop_a_cut_last_row",
     "metric_columns",
     "metrics_row",
     "summary_table",
@@ -153,21 +154,7 @@ class MetricsCSV:
                 csv.writer(fh).writerow(self.columns)
 
     def _drop_a_cut_last_row(self) -> None:
-        """A last row without its line end was cut by a kill mid-write: truncate the file back to
-        its last complete row, and say so (the epoch is trained again from its checkpoint)."""
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        keep = data[: data.rfind(b"\n") + 1]
-        fd, tmp = temp_file(self.path)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(keep)
-        os.replace(tmp, self.path)
-        print(
-            f"{self.path}: its last row was cut off (a process stopped while writing it): dropped "
-            f"{data[len(keep) :][:60]!r}",
-            file=sys.stderr,
-        )
+        drop_a_cut_last_row(self.path)
 
     def check_epochs(self, epochs: int) -> None:
         """Check that the rows hold every epoch 1..``epochs`` (those of a checkpoint after ``epochs``),
@@ -215,6 +202,30 @@ class MetricsCSV:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerows(lines)
         os.replace(tmp, self.path)
+
+
+def drop_a_cut_last_row(path: str | os.PathLike[str]) -> bool:
+    """A CSV whose last row lacks its line end was cut by a process stopped mid-write: truncate
+    it back to its last complete row (atomically), say so on stderr, and return True.
+
+    What the cut row recorded is done again by whoever appends next (an epoch trained
+    again from its checkpoint, a sweep's run run again), instead of being misread.
+    """
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    if not data or data.endswith(b"\n"):
+        return False
+    keep = data[: data.rfind(b"\n") + 1]
+    fd, tmp = temp_file(path)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(keep)
+    os.replace(tmp, path)
+    cut = data[len(keep) :][:60]
+    print(
+        f"{path}: its last row was cut off (a process stopped while writing it): dropped {cut!r}",
+        file=sys.stderr,
+    )
+    return True
 
 
 def summary_table(row_names: Sequence[str], columns: Mapping[str, Sequence[Any]], *, title: str = "") -> str:

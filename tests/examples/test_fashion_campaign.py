@@ -298,6 +298,19 @@ def check_export(campaign: Any, args: Any, tmp_path: Path) -> None:
     assert campaign.main(campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(kept)})) == 0
     assert sorted(p.name for p in kept.iterdir()) == sorted([*names, "unfinished"])
     assert not list((kept / "unfinished").iterdir())
+    # an export never deletes a source file: pointed at the runs folder, it is refused
+    before = sorted(str(p) for p in args.runs_path().rglob("*"))
+    onto = campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(args.runs_path())})
+    with pytest.raises(FileExistsError, match="would copy .* onto itself"):
+        campaign.main(onto)
+    assert sorted(str(p) for p in args.runs_path().rglob("*")) == before
+    # nor replaces a longer run kept there by a shorter one
+    longer_kept = kept / names[0] / "metrics.csv"
+    rows = longer_kept.read_text().splitlines(keepends=True)
+    longer_kept.write_text("".join([*rows, rows[-1].replace("1", "2", 1)]))
+    with pytest.raises(FileExistsError, match=r"holds 2 epochs, more than the 1 of .*not replaced"):
+        campaign.main(campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(kept)}))
+    assert len(read_csv(longer_kept)) == 2
 
 
 @pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own

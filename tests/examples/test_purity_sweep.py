@@ -70,6 +70,19 @@ def test_a_tiny_sweep_writes_one_row_per_run_and_resumes(sweep, tmp_path):
     again = rows(tmp_path / "purity_sweep.csv")
     assert again[:2] == written and [r["rho"] for r in again[2:]] == ["1.0"]
     assert {r["weighting"] for r in again} == {"abdallah-lesser"}
+    # another sweep (other samples, batch size or dataset) is refused in that folder: its rows
+    # would be taken for the new sweep's
+    for other in ({"samples": 640}, {"batch_size": 32}, {"max_train_samples": 320}):
+        with pytest.raises(FileExistsError, match=f"holds another sweep's runs .*{next(iter(other))}"):
+            sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0,0.3,1", **other}))
+    assert rows(tmp_path / "purity_sweep.csv") == again
+    # a last row cut by a kill is dropped, and its run run again
+    path = tmp_path / "purity_sweep.csv"
+    text = path.read_text()
+    path.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 1] + "1.0,depth,0.3")
+    sweep.main(sweep.Args(output_dir=str(tmp_path), **{**TINY, "rhos": "0,0.3,1"}))
+    assert [r["rho"] for r in rows(path)] == ["0.0", "0.3", "1.0"]
+    assert rows(path)[2] == {**again[2], "wall_s": rows(path)[2]["wall_s"]}  # the same run again
 
 
 @pytest.mark.slow  # over 10 s on 2 busy cores: a longer path of a script with a smoke test of its own
