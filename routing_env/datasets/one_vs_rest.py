@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from routing_env.datasets.base import MultiTaskDataset, TaskSplit
-from routing_env.datasets.storage import DatasetNotFoundError, channel_mean_std
+from routing_env.datasets.storage import DatasetNotFoundError, channel_mean_std, check_md5sums
 
 __all__ = ["IdxSource", "build_one_vs_rest", "idx_files"]
 
@@ -178,6 +178,7 @@ def _read_idx(source: IdxSource, root: Path, *, train: bool, download: bool) -> 
     legacy = all((root / source.folder / "processed" / f).is_file() for f in ("training.pt", "test.pt"))
     if missing and not download and not legacy:
         raise _error(source, root, f"missing: {', '.join(missing)}")
+    check_md5sums(root, source.files)
     split = "train" if train else "t10k"
     files = f"{source.folder}/raw/{split}-images-idx3-ubyte and {source.folder}/raw/{split}-labels-idx1-ubyte"
     dataset_class = getattr(torchvision.datasets, source.folder)

@@ -21,6 +21,7 @@ Shape legend: ``N`` images, ``C`` channels, ``H`` x ``W`` pixels.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "DatasetNotFoundError",
     "channel_mean_std",
     "check_per_class",
+    "check_md5sums",
     "check_per_class_or_all",
     "check_seed",
     "default_root",
@@ -59,6 +61,48 @@ class DatasetNotFoundError(FileNotFoundError):
         self.summary = message.splitlines()[0] if message else ""
         self.folder = folder
         self.downloadable = downloadable
+
+
+#: Checked files, by (path, size, modification time): each file's MD5 is computed once per process.
+_md5_checked: dict[tuple[str, int, int], str] = {}
+
+
+def check_md5sums(root: Path, files: Sequence[str]) -> None:
+    """Check ``files`` (relative to ``root``) against ``root/MD5SUMS`` where the data root has one.
+
+    A staged data folder may carry ``md5sum -c``'s list; the files it names are checked
+    once per process (again only when a file's size or modification time changes). Files
+    it does not list, and roots without the list, are not checked.
+
+    Raises:
+        DatasetNotFoundError: Naming the file whose MD5 differs from the list's.
+    """
+    listing = root / "MD5SUMS"
+    if not listing.is_file():
+        return
+    expected: dict[str, str] = {}
+    for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            expected[parts[1].lstrip("*")] = parts[0].lower()
+    for name in files:
+        want = expected.get(name)
+        path = root / name
+        if want is None or not path.is_file():
+            continue
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _md5_checked:
+            digest = hashlib.md5(usedforsecurity=False)
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            _md5_checked[key] = digest.hexdigest()
+        if _md5_checked[key] != want:
+            raise DatasetNotFoundError(
+                f"{path}: its MD5 is {_md5_checked[key]}, but {listing} lists {want}: the file was altered or "
+                "damaged after it was staged. Restore it from the source"
+            )
 
 
 def default_root() -> Path:

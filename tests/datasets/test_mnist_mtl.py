@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,20 @@ def test_real_mnist_matches_the_paper(real_root: Path) -> None:
     assert ds.mean[0] == pytest.approx(0.1307, abs=0.005) and ds.std[0] == pytest.approx(0.3081, abs=0.005)
     other = mnist_mtl(root=real_root, seed=1)
     assert not torch.equal(other.train.inputs_NCHW, ds.train.inputs_NCHW)
+
+
+def test_a_file_that_differs_from_the_roots_md5sums_is_refused(tmp_path, write_mnist):
+    """A staged data folder's MD5SUMS is checked: an altered file is named, a listed good one passes."""
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    sums = {p: hashlib.md5(p.read_bytes()).hexdigest() for p in raw.iterdir()}
+    (tmp_path / "MD5SUMS").write_text(
+        "".join(f"{digest}  MNIST/raw/{p.name}\n" for p, digest in sums.items()), encoding="utf-8"
+    )
+    mnist_mtl(root=tmp_path, per_class=(5, 2))  # every file as listed
+    images = raw / "train-images-idx3-ubyte"
+    data = bytearray(images.read_bytes())
+    data[-1] ^= 0xFF
+    images.write_bytes(bytes(data))
+    with pytest.raises(DatasetNotFoundError, match=r"train-images-idx3-ubyte: its MD5 is .* lists"):
+        mnist_mtl(root=tmp_path, per_class=(5, 2))
