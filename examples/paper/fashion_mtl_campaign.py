@@ -464,6 +464,8 @@ FINISHED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE)
 #: What it keeps of a run cut short: enough to resume it.
 UNFINISHED_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE)
 UNFINISHED = "unfinished"
+#: Every file an export writes (the only files of the export folder it removes, when superseded).
+EXPORTED_FILES = frozenset((*FINISHED_FILES, *UNFINISHED_FILES))
 
 
 def export_runs(args: Args, steps: Sequence[Step]) -> list[str]:
@@ -549,11 +551,17 @@ def _options(run: Path) -> dict[str, Any]:
 
 
 def _copy_files(src: Path, dest: Path, names: Sequence[str]) -> None:
-    """Make ``dest`` hold exactly the ``names`` that ``src`` has (copied whole, then renamed)."""
+    """Make ``dest`` hold the ``names`` that ``src`` has (copied whole, then renamed). Of the
+    files an export writes, one that ``src`` no longer has goes (a run's checkpoint, once it is
+    complete); any other file of ``dest`` is left alone."""
     dest.mkdir(parents=True, exist_ok=True)
     for stale in dest.iterdir():
-        if stale.name not in names or not (src / stale.name).is_file():
-            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+        if (
+            stale.is_file()
+            and stale.name in EXPORTED_FILES
+            and not (stale.name in names and (src / stale.name).is_file())
+        ):
+            stale.unlink()
     for name in names:
         if (src / name).is_file():
             part = dest / f".{name}.part"

@@ -250,9 +250,12 @@ def check_export(campaign: Any, args: Any, tmp_path: Path) -> None:
     kept = tmp_path / "kept"
     names = sorted(s.run_dir.name for s in campaign.run_steps(args))
     (kept / names[0]).mkdir(parents=True)
-    (kept / names[0] / "checkpoint.pt").write_text("stale")  # a folder's other files go
+    (kept / names[0] / "checkpoint.pt").write_text("stale")  # a file an export wrote, now superseded, goes
+    (kept / names[0] / "notes.txt").write_text("mine")  # a file it did not write stays
     assert campaign.main(campaign.Args(**{**vars(args), "dry_run": True, "export_runs": str(kept)})) == 0
     assert sorted(p.name for p in kept.iterdir()) == names
+    assert (kept / names[0] / "notes.txt").read_text() == "mine"
+    (kept / names[0] / "notes.txt").unlink()
     for name in names:
         assert sorted(p.name for p in (kept / name).iterdir()) == [
             "config.json",
