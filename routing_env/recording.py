@@ -374,6 +374,18 @@ class PolicyRecording:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no recording at {path}")
+        try:
+            return cls._read(path)
+        except (OSError, EOFError, csv.Error, UnicodeDecodeError, IndexError, KeyError, ValueError) as err:
+            if str(path) in str(err):  # says which file already
+                raise
+            raise ValueError(
+                f"cannot read the recording {path} ({type(err).__name__}: {err}): it is damaged or not a "
+                "recording written by PolicyRecording.export"
+            ) from err
+
+    @classmethod
+    def _read(cls, path: Path) -> PolicyRecording:
         if path.suffix == ".parquet":
             pq = import_extra(
                 "pyarrow.parquet", feature="reading Parquet", extra="parquet", package="pyarrow"

@@ -332,3 +332,13 @@ def test_bad_arguments(digits):
         synthetic_recording().policy("router_7", depth=0)
     with pytest.raises(ValueError, match="window"):
         synthetic_recording().routing_map(window=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("cut.csv.gz", b"\x1f\x8b not gzip"), ("bad.csv", b"sample,agent\n1,2,3\n")]
+)
+def test_a_file_that_is_not_a_recording_is_named(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=str(path)):
+        load_recording(path)
