@@ -6,7 +6,7 @@ the other with the same dataset, epochs and torch threads, in temporary run fold
 then reads each run's ``metrics.csv`` and compares the epoch times (``epoch_time_s``:
 training plus the script's own evaluation: greedy and sampled routes for routing, one
 pass for the baseline). The first epoch is left out of the mean (warm-up) when there are
-more than one. Target of issue 13: routing within 1.3x of the baseline on digits-MTL::
+more than one. Target: routing within 1.3x of the baseline on digits-MTL::
 
     python benchmarks/main_job.py                       # digits-MTL, 4 epochs each
     python benchmarks/main_job.py --epochs 6 --repeats 2 --extra "--aec"

@@ -10,7 +10,7 @@ SimpleConvNet trunk as the routed network, followed by a static multi-task head
   them (Misra et al., 2016);
 - ``soft-mixture-all-fc``: the routed network's blocks, mixed by a per-layer softmax.
 
-Beyond the paper (issue 17):
+Beyond the paper:
 
 - ``mmoe-all-fc``: multi-gate mixture of experts (Ma et al., KDD 2018): shared experts at
   each hidden fc layer (``--blocks-per-layer``, default one per task as routing-all-fc),

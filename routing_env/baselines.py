@@ -18,7 +18,7 @@ routed fully connected layers by a static multi-task architecture of the same wi
   the previous layer, with the weights shared by all blocks of a layer
   (``w^l_i = w^l_i'``, :class:`SoftMixtureFC`).
 
-Beyond the paper (issue 17; :data:`EXTRA_BASELINE_NAMES`):
+Beyond the paper (:data:`EXTRA_BASELINE_NAMES`):
 
 - ``mmoe-all-fc`` (multi-gate mixture of experts, Ma et al., KDD 2018): at each hidden
   fc layer, shared experts (as many as ``routing-all-fc`` has blocks per layer) mixed by
@@ -101,7 +101,7 @@ BASELINE_NAMES: tuple[str, ...] = (
     "soft-mixture-all-fc",
 )
 
-#: Baselines beyond the paper (issue 17): per-task soft routing and a differentiable router.
+#: Baselines beyond the paper: per-task soft routing and a differentiable router.
 EXTRA_BASELINE_NAMES: tuple[str, ...] = ("mmoe-all-fc", "gumbel-router-all-fc")
 
 #: Every name :func:`build_baseline` accepts: the paper's, then those beyond it.

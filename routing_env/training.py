@@ -1,4 +1,4 @@
-"""Deprecated: the experiment tooling moved to :mod:`routing_env.experiments` (issue 16).
+"""Deprecated: the experiment tooling moved to :mod:`routing_env.experiments`.
 
 ``routing_env.training`` re-exports the names it had; import them from
 :mod:`routing_env.experiments` (command line, run folders, checkpoints, metrics,

@@ -2,10 +2,10 @@
 # A device-machine session in one command (run there, from the repository root, with
 # .device carried; prepare it here first with benchmarks/device/prepare.sh):
 #   1. tests:   every CUDA test of the default suite (`-k cuda` over the files that have one)
-#   2. batched: benchmarks/batched_routing.py on the GPU, CIFAR- and MNIST-shaped (issue 13)
-#   3. epoch:   benchmarks/epoch_time.py, the paper's CIFAR-MTL budget projected (issue 13)
+#   2. batched: benchmarks/batched_routing.py on the GPU, CIFAR- and MNIST-shaped
+#   3. epoch:   benchmarks/epoch_time.py, the paper's CIFAR-MTL budget projected
 #   4. fashion: the Fashion-MTL campaign in the paper's setting on the GPU, all runs at once,
-#               until the budget is spent (issue 14); the runs' folders come back, checkpoints
+#               until the budget is spent; the runs' folders come back, checkpoints
 #               included (CPU tensors: resumable on any machine)
 # Each phase has its own time limit; the whole script keeps within BUDGET_S seconds.
 # What comes back under $OUT (the device tool returns at most 8 files):

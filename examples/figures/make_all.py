@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, tuple[str, str]]] = {
         "fig10_first100": ("fig10_block_probability", REC_FIRST100 + " --output {out}/fig10_block_probability_first100.png"),
     },
 }  # fmt: skip
-#: Fashion-MTL (issue 14: MNIST-MTL's construction on Fashion-MNIST): MNIST-MTL's budgets, and
+#: Fashion-MTL (MNIST-MTL's construction on Fashion-MNIST): MNIST-MTL's budgets, and
 #: the steps that evaluate get a 2,000-sample test subset like MNIST-MTL's (Fashion-MTL tests
 #: on all 100,000 samples, which makes every evaluation 50x longer than MNIST-MTL's).
 PRESETS["fashion-mtl"] = {

@@ -1,4 +1,4 @@
-"""Correct ``test_accuracy_stochastic`` in result CSVs written before the fix of issue 18.
+"""Correct ``test_accuracy_stochastic`` in result CSVs written when it averaged the greedy and the sampled passes.
 
 Before that fix, ``reset(options={"mode": "eval"})`` in eval mode did not reset the
 evaluation counters, and the training scripts evaluate the greedy routes and then the
@@ -52,7 +52,7 @@ def correct(path: Path) -> int:
     if marker.exists():
         meta["stochastic_corrected"] = True
         meta["stochastic_corrected_note"] = (
-            "test_accuracy_stochastic was (greedy + sampled) / 2 before the fix of issue 18; "
+            "test_accuracy_stochastic was (greedy + sampled) / 2 before a fix; "
             "corrected exactly by examples/paper/correct_stochastic.py"
         )
         marker.write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The Fashion-MTL campaign: Figs. 4, 5 and 8 on Fashion-MTL, 3 seeds, both settings, resumable.
 
-Issue 14: every accuracy measured on digits-MTL and MNIST-MTL saturates, so the paper's
+Every accuracy measured on digits-MTL and MNIST-MTL saturates, so the paper's
 comparisons are repeated on Fashion-MTL (MNIST-MTL's 10 one-vs-rest tasks on
 Fashion-MNIST, tested on all 100,000 test samples), where models separate. This script
 runs the figure scripts next to it as commands (as CleanRL's benchmark utility runs its

@@ -205,7 +205,7 @@ def model_of(name: str) -> Model:
     raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS) + list(ALL_BASELINE_NAMES)}")
 
 
-#: Routed models since the paper that Figs. 6-8 take besides any baseline (issue 17).
+#: Routed models since the paper that Figs. 6-8 take besides any baseline.
 BEYOND_THE_PAPER: tuple[str, ...] = ("routing-all-fc-pcgrad",)
 
 
