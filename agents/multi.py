@@ -136,9 +136,9 @@ class MultiAgentRouter(Mapping[str, RouterAgent]):
                 parameter (a ``functools.partial`` that binds ``device`` itself keeps its
                 own), and to no other (``WPL``, or a factory taking only ``**kwargs``).
                 None: the factories' own default.
-            router, dispatcher: The former names of ``router_factory`` and
-                ``dispatcher_factory`` (``router`` also names the env's configuration
-                and this mapping), kept for code that passes them.
+            router: The former name of ``router_factory`` (``router`` also names the
+                env's configuration and this mapping), kept for code that passes it.
+            dispatcher: The former name of ``dispatcher_factory``, likewise.
 
         Raises:
             TypeError: When a factory is given under both names.

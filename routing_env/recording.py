@@ -224,7 +224,8 @@ class PolicyRecording:
         Only router decisions (agents whose id does not start with ``dispatcher``) count.
 
         Args:
-            num_tasks, num_depths: Sizes of the result (default: as recorded).
+            num_tasks: Tasks of the result (default: as recorded).
+            num_depths: Depths of the result (default: as recorded).
             until: Only rows with ``sample < until``.
 
         Returns:

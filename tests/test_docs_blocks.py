@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
     "docs/integrations.md": ("torchrl",),
     "docs/policy_dynamics.md": (),
+    "docs/tutorials/third-party.md": ("torchrl",),
 }
 
 

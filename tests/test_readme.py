@@ -53,9 +53,12 @@ def test_the_registry_id_in_the_readme_makes_the_env(digits):
     assert isinstance(env.unwrapped, routing_env.RoutingEnv)
 
 
+ARCHITECTURE = README.parent / "docs" / "architecture.md"
+
+
 def layout_paths() -> list[str]:
-    """The paths of the README's layout table (first column; ``a.py`, `b.py`` share a folder)."""
-    text = README.read_text(encoding="utf-8")
+    """The paths of the architecture page's layout table (first column; ``a.py`, `b.py`` share a folder)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
     table = text[text.index("## Layout") : text.index("## Tests")]
     paths: list[str] = []
     for line in table.splitlines():
@@ -79,5 +82,5 @@ def test_the_layout_table_matches_the_tree():
         for package in ("routing_env",)
         for p in (root / package).iterdir()
         if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())
-    } | {"agents", "examples", "examples/paper", "examples/figures", "benchmarks"}
+    } | {"agents", "examples", "examples/paper", "examples/figures", "examples/tutorials", "examples/docs", "benchmarks"}
     assert sorted(tree - listed) == []
