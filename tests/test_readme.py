@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MAJORITY_RATE = 0.900  # digits-MTL: every task is 1-vs-rest with 10% positives
 
 
-def quick_start_code(heading_text: str = "### Quick start") -> str:
+def quick_start_code(heading_text: str = "## Quick start") -> str:
     """The first Python block after a README heading (default: "Quick start")."""
     text = README.read_text(encoding="utf-8")
     heading = text.index(heading_text)

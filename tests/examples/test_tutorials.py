@@ -15,7 +15,7 @@ TUTORIALS = ROOT / "examples" / "tutorials"
 def test_the_readme_quick_start_is_the_own_router_tutorial():
     """The README shows the tutorial's code (tests/test_readme.py runs it there)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.compile(r"```python\n(.*?)```", re.DOTALL).search(readme, readme.index("### Quick start"))
+    block = re.compile(r"```python\n(.*?)```", re.DOTALL).search(readme, readme.index("## Quick start"))
     assert block is not None
     script = (TUTORIALS / "own_router.py").read_text(encoding="utf-8")
     code = script[script.index('"""', 3) + 3 :].lstrip("\n")  # after the docstring
