@@ -12,6 +12,7 @@ from routing_env.batched_env import BatchedRoutingEnv, BatchObservation, batched
 from routing_env.engine import RoutingEngine, StepOutcome, TrainingConfig
 from routing_env.env import MAX_SEED, RoutingEnv, env, raw_env
 from routing_env.network import PASS, RoutingNetwork, SimpleConvNet, build_default_network, fc_block
+from routing_env.parallel_env import RoutingParallelEnv, parallel_env
 
 __all__ = [
     "MAX_SEED",
@@ -20,6 +21,7 @@ __all__ = [
     "BatchedRoutingEnv",
     "RoutingEngine",
     "RoutingEnv",
+    "RoutingParallelEnv",
     "RoutingNetwork",
     "SimpleConvNet",
     "StepOutcome",
@@ -28,6 +30,7 @@ __all__ = [
     "build_default_network",
     "env",
     "fc_block",
+    "parallel_env",
     "raw_env",
 ]
 
