@@ -40,9 +40,12 @@ ENV_ID = "routing_env/Routing-v0"
 
 
 def _register() -> None:
+    """Register the env with PettingZoo's registry, which PettingZoo has from 1.27 on (before
+    it, ``pettingzoo.make`` does not exist and the env is made by ``routing_env.env()``)."""
     import pettingzoo
 
-    if ENV_ID not in pettingzoo.aec_registry:
+    registry = getattr(pettingzoo, "aec_registry", None)
+    if registry is not None and ENV_ID not in registry:
         pettingzoo.register("aec", ENV_ID, entry_point="routing_env.env:env")
 
 

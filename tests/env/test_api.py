@@ -38,6 +38,9 @@ def test_seed(config, digits):
     seed_test(lambda: routing_env.env(dataset=digits, batch_size=8, **config), num_cycles=50)
 
 
+@pytest.mark.skipif(
+    not hasattr(pettingzoo, "aec_registry"), reason="PettingZoo's registry exists from pettingzoo 1.27 on"
+)
 def test_registered_with_pettingzoo(digits):
     env = pettingzoo.make("aec", routing_env.ENV_ID, dataset=digits, router="single")
     env.reset(seed=0)
