@@ -161,11 +161,13 @@ def test_fig04_and_fig05_share_runs_and_table2_assembles_them(tmp_path, capsys):
     commands = {r["model"]: r["equivalent_command"] for r in meta["runs"]}
     assert commands["cross-stitch-all-fc"] == (
         "python examples/train_baseline.py --model cross-stitch-all-fc --dataset digits-mtl "
-        "--max-train-samples 200 --max-test-samples 50 --hidden-width 128 --seed 0 --epochs 2"
+        "--max-train-samples 200 --max-test-samples 50 --validation-fraction 0.1 --hidden-width 128 --seed 0 "
+        "--epochs 2"
     )
     assert commands["routing-all-fc"] == (
         "python examples/train_wpl.py --dataset digits-mtl --max-train-samples 200 --max-test-samples 50 "
-        "--no-aec --hidden-width 128 --policy-lr-schedule constant --seed 0 --epochs 2"
+        "--validation-fraction 0.1 --no-aec --hidden-width 128 --policy-lr-schedule constant "
+        "--wpl-weighting paper --seed 0 --epochs 2"
     )
 
     out = tmp_path / "results.md"
@@ -222,8 +224,8 @@ def test_paper_setting_trains_every_model_as_the_paper_did(tmp_path):
     assert "--policy-lr-schedule" not in commands["cross-stitch-all-fc"]
     assert "--rho" not in commands["cross-stitch-all-fc"]
     assert (
-        "--hidden-width 48 --policy-lr-schedule blocks --optimizer sgd --lr 0.01 --lr-decay-every 20 "
-        "--lr-decay-factor 0.1 --rho 0.3" in commands["routing-all-fc"]
+        "--hidden-width 48 --policy-lr-schedule blocks --wpl-weighting paper --optimizer sgd --lr 0.01 "
+        "--lr-decay-every 20 --lr-decay-factor 0.1 --rho 0.3" in commands["routing-all-fc"]
     )
 
     table = table2.main(table2.Args(results_dir=str(tmp_path)))
