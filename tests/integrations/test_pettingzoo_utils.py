@@ -10,6 +10,7 @@ from pettingzoo.utils import wrappers
 from pettingzoo.utils.conversions import aec_to_parallel
 
 import routing_env
+from routing_env.datasets import subsample
 
 SMALL = {"batch_size": 8, "hidden_width": 16, "filters": 8}
 CONFIGS = [
@@ -94,3 +95,29 @@ def test_supersuit_pad_action_space_breaks_the_dispatchers_mask(digits):
     assert env.action_space("dispatcher_0").n == 21 != len(env.observe("dispatcher_0")["action_mask"]) == 10
     with pytest.raises(AssertionError, match="shape of the sample mask"):
         api_test(env, num_cycles=5)
+
+
+@pytest.mark.extras
+@pytest.mark.parametrize(
+    "config",
+    [dict(router="per_task"), dict(routing="recurrent"), dict(router="single"), dict(router="dispatched")],
+)
+def test_supersuit_vector_envs_take_the_flat_parallel_env(digits, config):
+    """SuperSuit's vector-env conversions need a ParallelEnv with one Box space for every agent:
+    routing_env.parallel_env(flat=True) is one (not dispatched-recurrent, whose dispatcher's
+    mask is shorter than its routers')."""
+    ss = pytest.importorskip(
+        "supersuit", reason="needs the 'supersuit' extra: pip install 'routing-env[supersuit]'"
+    )
+    env = routing_env.parallel_env(
+        dataset=subsample(digits, max_train=200, max_test=50),
+        batch_size=8,
+        flat=True,
+        invalid_action="first_valid",
+        **config,
+    )
+    venv = ss.concat_vec_envs_v1(ss.pettingzoo_env_to_vec_env_v1(env), 2, num_cpus=0, base_class="gymnasium")
+    obs, _ = venv.reset(seed=0)
+    for _ in range(10):
+        obs, rewards, *_ = venv.step(np.zeros(venv.num_envs, dtype=np.int64))
+    assert obs.shape == (venv.num_envs, env.observation_space(env.possible_agents[0]).shape[0])
