@@ -71,6 +71,7 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    check_block_training,
     check_data_fingerprint,
     check_number,
     check_seed,
@@ -169,23 +170,11 @@ class Args(DatasetOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_seed("--seed", self.seed)
-        check_number("--lr", self.lr, low=0, low_open=True)
+        check_block_training(self)
         check_number("--cross-stitch-self-weight", self.cross_stitch_self_weight, low=0, high=1)
         check_number("--gumbel-tau-start", self.gumbel_tau_start, low=0, low_open=True)
         check_number("--gumbel-tau-end", self.gumbel_tau_end, low=0, low_open=True)
         check_number("--gumbel-logits-lr", self.gumbel_logits_lr, low=0, low_open=True)
-        check_number("--momentum", self.momentum, low=0, high=1, high_open=True)
-        check_number("--weight-decay", self.weight_decay, low=0)
-        check_number("--lr-decay-factor", self.lr_decay_factor, low=0, high=1, low_open=True)
-        for flag, count in (
-            ("--batch-size", self.batch_size),
-            ("--lr-decay-every", self.lr_decay_every),
-            ("--hidden-width", self.hidden_width),
-            ("--conv-layers", self.conv_layers),
-            ("--blocks-per-layer", self.blocks_per_layer),
-        ):
-            if count is not None and count < 1:
-                raise ValueError(f"{flag} must be >= 1, got {count}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
         if self.torch_threads is not None and self.torch_threads < 1:

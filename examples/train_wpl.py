@@ -85,6 +85,7 @@ from routing_env.experiments import (
     MetricsCSV,
     Progress,
     RunFolder,
+    check_block_training,
     check_data_fingerprint,
     check_number,
     check_seed,
@@ -209,19 +210,7 @@ class Args(DatasetOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_seed("--seed", self.seed)
-        check_number("--lr", self.lr, low=0, low_open=True)
-        check_number("--momentum", self.momentum, low=0, high=1, high_open=True)
-        check_number("--weight-decay", self.weight_decay, low=0)
-        check_number("--lr-decay-factor", self.lr_decay_factor, low=0, high=1, low_open=True)
-        for flag, count in (
-            ("--batch-size", self.batch_size),
-            ("--lr-decay-every", self.lr_decay_every),
-            ("--hidden-width", self.hidden_width),
-            ("--conv-layers", self.conv_layers),
-            ("--blocks-per-layer", self.blocks_per_layer),
-        ):
-            if count is not None and count < 1:
-                raise ValueError(f"{flag} must be >= 1, got {count}")
+        check_block_training(self)
         check_number("--rho", self.rho, low=0, high=1)
         check_number("--policy-lr", self.policy_lr, low=0, low_open=True)
         check_number("--return-average-rate", self.return_average_rate, low=0, high=1, low_open=True)

@@ -33,6 +33,7 @@ from routing_env.experiments.checkpoints import (
 from routing_env.experiments.cli import (
     DataMismatchError,
     DatasetOptions,
+    check_block_training,
     check_data_fingerprint,
     check_number,
     check_seed,
@@ -100,6 +101,7 @@ __all__ = [
     "RunFolder",
     "RunInUseError",
     "RunLock",
+    "check_block_training",
     "check_checkpoint",
     "check_data_fingerprint",
     "check_number",

@@ -34,6 +34,7 @@ __all__ = [
     "DatasetName",
     "DatasetOptions",
     "DataMismatchError",
+    "check_block_training",
     "check_data_fingerprint",
     "check_number",
     "check_seed",
@@ -164,6 +165,28 @@ def check_number(
         bad = value >= high if high_open else value > high
     if bad:
         raise ValueError(f"{flag} must be {wanted}, got {value!r}")
+
+
+def check_block_training(args: Any) -> None:
+    """Check the block-training and network options both training scripts share (``--lr``,
+    ``--momentum``, ``--weight-decay``, the schedule, the batch and the network's sizes).
+
+    Raises:
+        ValueError: Naming the first flag out of its range.
+    """
+    check_number("--lr", args.lr, low=0, low_open=True)
+    check_number("--momentum", args.momentum, low=0, high=1, high_open=True)
+    check_number("--weight-decay", args.weight_decay, low=0)
+    check_number("--lr-decay-factor", args.lr_decay_factor, low=0, high=1, low_open=True)
+    for flag, count in (
+        ("--batch-size", args.batch_size),
+        ("--lr-decay-every", args.lr_decay_every),
+        ("--hidden-width", args.hidden_width),
+        ("--conv-layers", args.conv_layers),
+        ("--blocks-per-layer", args.blocks_per_layer),
+    ):
+        if count is not None and count < 1:
+            raise ValueError(f"{flag} must be >= 1, got {count}")
 
 
 def dataset_sizes(dataset: MultiTaskDataset) -> dict[str, int]:
