@@ -512,6 +512,17 @@ class RoutingEngine:
             return self._validation_order
         return self.eval_order
 
+    def check_eval_split(self, split: Any) -> None:
+        """Refuse an evaluation split other than ``"test"`` and ``"validation"``, or a
+        validation split the dataset does not have (before anything changes)."""
+        if split not in ("test", "validation"):
+            raise ValueError(f"the evaluation split must be 'test' or 'validation', got {split!r}")
+        if split == "validation" and self.dataset.validation is None:
+            raise ValueError(
+                f"dataset {self.dataset.name!r} has no validation split; carve one from its training data "
+                "with routing_env.datasets.split_validation(dataset, fraction)"
+            )
+
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
@@ -526,13 +537,7 @@ class RoutingEngine:
         """
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
-        if split not in ("test", "validation"):
-            raise ValueError(f"the evaluation split must be 'test' or 'validation', got {split!r}")
-        if split == "validation" and self.dataset.validation is None:
-            raise ValueError(
-                f"dataset {self.dataset.name!r} has no validation split; carve one from its training data "
-                "with routing_env.datasets.split_validation(dataset, fraction)"
-            )
+        self.check_eval_split(split)
         self._require_started()
         self.abandon_sample()
         self._routed = None

@@ -441,13 +441,7 @@ class RoutingEnv(BlockTrainingStatus, AECEnv[str, dict[str, Any], int]):
                 f"options['split'] names the split an evaluation pass routes; pass it with 'mode': 'eval' "
                 f"(got {dict(options or {})!r})"
             )
-        if split not in ("test", "validation"):
-            raise ValueError(f"options['split'] must be 'test' or 'validation', got {split!r}")
-        if split == "validation" and self.engine.dataset.validation is None:
-            raise ValueError(
-                f"options['split'] = 'validation', but dataset {self.engine.dataset.name!r} has no validation "
-                "split; carve one with routing_env.datasets.split_validation(dataset, fraction)"
-            )
+        self.engine.check_eval_split(split)  # before a seed restarts anything
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
                 raise TypeError(f"seed must be an int in [0, {MAX_SEED}] or None, got {seed!r}")
