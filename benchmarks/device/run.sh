@@ -15,7 +15,8 @@
 # DEVICE (default cuda; `DEVICE=cpu` tries the script on a machine without a GPU),
 # SAMPLES (default 20000: samples per timed epoch), FASHION_EPOCHS (100),
 # FASHION_FIGURES (default 8; 4,5,8 adds the RL algorithms and architectures),
-# FASHION_MODELS (default: all of the figures'), FASHION_JOBS (default: 15, one per run),
+# FASHION_MODELS (default: Fig. 8's five models, MMoE and the Gumbel router), FASHION_JOBS
+# (default: 21, one per run),
 # FASHION_ARGS (more campaign options, e.g. "--max-train-samples 500"), INSTALL_WHEELS
 # (default 1; 0 uses the Python environment as it is), PYTHON (default python3).
 set -uo pipefail
@@ -27,8 +28,8 @@ DEVICE=${DEVICE:-cuda}
 SAMPLES=${SAMPLES:-20000}
 FASHION_EPOCHS=${FASHION_EPOCHS:-100}
 FASHION_FIGURES=${FASHION_FIGURES:-8}
-FASHION_MODELS=${FASHION_MODELS:-}
-FASHION_JOBS=${FASHION_JOBS:-15}
+FASHION_MODELS=${FASHION_MODELS:-routing-all-fc,task-specific-1-fc,task-specific-all-fc,cross-stitch-all-fc,soft-mixture-all-fc,mmoe-all-fc,gumbel-router-all-fc}
+FASHION_JOBS=${FASHION_JOBS:-21}
 FASHION_ARGS=${FASHION_ARGS:-}
 INSTALL_WHEELS=${INSTALL_WHEELS:-1}
 PYTHON=${PYTHON:-python3}
