@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from typing import Any
 
 from routing_env.experiments import parse_args
+from routing_env.extras import import_extra
+
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
+patches = import_extra("matplotlib.patches", feature=__file__, extra="plots", package="matplotlib")
+FancyArrowPatch, FancyBboxPatch = patches.FancyArrowPatch, patches.FancyBboxPatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +62,7 @@ def edge(box: tuple, towards: tuple[float, float], gap: float = 0.08) -> tuple[f
     return cx + dx * t, cy + dy * t
 
 
-def draw() -> Figure:
+def draw() -> Any:
     fig = Figure(figsize=(10, 6), layout="constrained")
     ax = fig.subplots()
     ax.set_xlim(0, 10)

@@ -16,12 +16,15 @@ Offline, about a minute on one CPU core:
 """
 
 import torch
-from matplotlib.figure import Figure
 
 import routing_env
 from agents import MultiAgentRouter, train
+from routing_env.extras import import_extra
 from routing_env.game import analyze_game
 from routing_env.recording import PolicyRecorder
+
+# matplotlib comes with the `plots` extra (pip install 'routing-env[plots]'), which says so if missing
+Figure = import_extra("matplotlib.figure", feature=__file__, extra="plots", package="matplotlib").Figure
 
 torch.set_num_threads(1)
 env = routing_env.env(router="per_task")  # digits-MTL, one WPL router per task (the default learner)
