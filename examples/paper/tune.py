@@ -115,6 +115,8 @@ class Args(PaperArgs):
     """folder of the run folders (complete runs are reused, runs cut short resumed)"""
     dry_run: bool = False
     """print the settings and their commands, run nothing"""
+    export_runs: str | None = None
+    """copy each complete run's text files to this folder and each run cut short, checkpoint included, to its unfinished/ (as fashion_mtl_campaign.py --export-runs); with --dry-run only this is done"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -276,6 +278,28 @@ def markdown(args: Args, rows: Sequence[Mapping[str, Any]], picked: Mapping[str,
     return "\n".join(lines)
 
 
+def export(args: Args, base: PaperArgs, units: Sequence[Unit]) -> str:
+    """Keep the sweep's runs where a later machine finds them (``--export-runs``): each complete
+    run's text files, each run cut short whole (checkpoint included) under ``unfinished/``."""
+    from fashion_mtl_campaign import FINISHED_FILES, UNFINISHED, UNFINISHED_FILES, _copy_files
+    from paper_runs import completed_epochs, run_name
+
+    assert args.export_runs is not None
+    dest = Path(args.export_runs)
+    done = cut = 0
+    for unit in units:
+        run = Path(args.runs_dir) / run_name(unit.variant(), base, unit.seed)
+        if not (run / "config.json").is_file():
+            continue
+        if completed_epochs(run) >= args.epochs:
+            _copy_files(run, dest / run.name, FINISHED_FILES)
+            done += 1
+        elif (run / "checkpoint.pt").is_file():
+            _copy_files(run, dest / UNFINISHED / run.name, UNFINISHED_FILES)
+            cut += 1
+    return f"kept in {dest}: {done} complete runs, {cut} cut short (in {UNFINISHED}/)"
+
+
 def paper_args(args: Args) -> PaperArgs:
     """The figure scripts' options of every run (the data, budget and setting of the sweep)."""
     fields = {f.name for f in dataclasses.fields(PaperArgs)}
@@ -305,6 +329,8 @@ def main(args: Args) -> dict[str, Path]:
             print(
                 f"{unit.model} {label(unit.config)} seed {unit.seed}: {run_name(unit.variant(), base, unit.seed)}"
             )
+        if args.export_runs is not None:
+            print(export(args, base, units), file=sys.stderr)
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     run_dirs: dict[Unit, Path] = {}
@@ -320,9 +346,13 @@ def main(args: Args) -> dict[str, Path]:
             flush=True,
         )
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for future in [pool.submit(run, unit) for unit in units]:
-            future.result()
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(run, unit) for unit in units]:
+                future.result()
+    finally:
+        if args.export_runs is not None:
+            print(export(args, base, units), file=sys.stderr)
     rows = table(args, units, run_dirs)
     picked = chosen(args, rows)
     columns = list(dict.fromkeys(k for r in rows for k in r))
