@@ -842,6 +842,7 @@ class RoutingEngine:
         pred = self.network.forward_routes(trunk_out, routes)
         return self._train_step(pred, indices, trunk_out, routes)
 
+    @torch.enable_grad()  # the env trains its blocks whoever drives it, under no_grad or not
     def _train_step(
         self,
         pred_NK: torch.Tensor,
@@ -1085,7 +1086,8 @@ class RoutingEngine:
             return BatchOutcome(collab_B, None, None, None, False, False)
 
         # the routes are complete: judge the predictions, then train on the minibatch
-        pred_BK = self.network.gather_groups(groups, B)
+        with torch.set_grad_enabled(train):  # also under a caller's no_grad (TorchRL's collectors)
+            pred_BK = self.network.gather_groups(groups, B)
         correct_B, loss_B, final_B = self._judge_batch(batch, pred_BK)
         self._routed = None
         trained = False
