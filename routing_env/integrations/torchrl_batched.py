@@ -94,7 +94,12 @@ class BatchedTorchRLEnv(EnvBase):
     """
 
     def __init__(
-        self, env: Any = None, *, representation: bool = True, device: str | torch.device = "cpu", **kwargs: Any
+        self,
+        env: Any = None,
+        *,
+        representation: bool = True,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
     ) -> None:
         if env is None:
             if "eval_batch_size" not in kwargs and kwargs.get("training") is None:
