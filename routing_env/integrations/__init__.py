@@ -20,6 +20,11 @@ to install when it is missing:
 - :mod:`routing_env.integrations.torchrl` (extra ``torchrl``): TorchRL's own
   ``PettingZooWrapper`` takes the env as it is; the module groups the routers, and
   evaluates a TorchRL policy greedily on the test split.
+- :mod:`routing_env.integrations.torchrl_batched` (extra ``torchrl``): the batched game as
+  a TorchRL ``EnvBase`` (one step routes one depth of a whole minibatch).
+- :mod:`routing_env.integrations.benchmarl` (extra ``benchmarl``, a venv of its own): a
+  BenchMARL task per configuration, an experiment set up for one routing network, and a
+  greedy evaluation of its policy.
 
 See ``docs/integrations.md`` for what each library needs of the env and why.
 """
