@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 import routing_env
-from routing_env.datasets import load_dataset, split_validation, subsample
-from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.experiments import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
 from routing_env.extras import missing_extra
 
 
@@ -191,11 +190,14 @@ def main(args: Args) -> dict[str, Any]:
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    if args.max_test_samples is not None:
-        dataset = subsample(dataset, max_train=None, max_test=args.max_test_samples, seed=0)
-    if args.validation_fraction is not None:
-        dataset = split_validation(dataset, args.validation_fraction, seed=0)
+    dataset = load_run_dataset(
+        DatasetOptions(
+            dataset=args.dataset,
+            data_root=args.data_root,
+            max_test_samples=args.max_test_samples,
+            validation_fraction=args.validation_fraction,
+        )
+    )
     env = routing_env.parallel_env(
         dataset=dataset, router=args.router, routing=args.routing, flat=True, batch_size=args.block_batch_size
     )

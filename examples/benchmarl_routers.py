@@ -29,8 +29,7 @@ from typing import Any, Literal
 
 import torch
 
-from routing_env.datasets import load_dataset, split_validation, subsample
-from routing_env.experiments import DatasetName, parse_args, seed_everything
+from routing_env.experiments import DatasetName, DatasetOptions, load_run_dataset, parse_args, seed_everything
 from routing_env.extras import missing_extra
 
 Algorithm = Literal["mappo", "ippo", "iql", "qmix", "vdn", "masac", "isac"]
@@ -142,11 +141,14 @@ def main(args: Args) -> dict[str, Any]:
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed)
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    if args.max_test_samples is not None:
-        dataset = subsample(dataset, max_train=None, max_test=args.max_test_samples, seed=0)
-    if args.validation_fraction is not None:
-        dataset = split_validation(dataset, args.validation_fraction, seed=0)
+    dataset = load_run_dataset(
+        DatasetOptions(
+            dataset=args.dataset,
+            data_root=args.data_root,
+            max_test_samples=args.max_test_samples,
+            validation_fraction=args.validation_fraction,
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="benchmarl-") as tmp:
         return train_and_evaluate(args, dataset, save_folder=args.save_folder or tmp)
 

@@ -48,9 +48,8 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
 from routing_env.extras import import_extra
+from routing_env.integrations.torchrl import greedy_pass, group_map, samples_to_score
 from routing_env.parallel_env import RoutingParallelEnv, parallel_env
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +124,7 @@ class RoutingTaskClass(_common.TaskClass):  # type: ignore[misc,name-defined]
             return PettingZooWrapper(
                 env=game,
                 categorical_actions=True,
-                group_map=_groups(game),
+                group_map=group_map(game.possible_agents),
                 return_state=False,
                 seed=seed,
                 device=device,
@@ -208,13 +207,6 @@ class RoutingTask(_common.Task):  # type: ignore[misc,name-defined]
         return RoutingTaskClass(name=self.name, config={} if config is None else dict(config))
 
 
-def _groups(game: RoutingParallelEnv) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for agent in game.possible_agents:
-        groups.setdefault(agent.rsplit("_", 1)[0], []).append(agent)
-    return groups
-
-
 def experiment(
     task: RoutingTaskClass,
     algorithm_config: Any,
@@ -233,10 +225,8 @@ def experiment(
     devices unless set, and no loggers unless set.
 
     Raises:
-        ImportError: When BenchMARL is not installed.
         TypeError: When ``task`` is not a routing task.
     """
-    _import_benchmarl()
     from benchmarl.experiment import Experiment, ExperimentConfig
 
     if not isinstance(task, RoutingTaskClass):
@@ -302,31 +292,10 @@ def evaluate(
         TypeError: When the experiment's task is not a routing task.
     """
     from torchrl.envs import PettingZooWrapper
-    from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
     game = routing_game_of(exp)
-    routing = game.aec_env
-    if split not in ("test", "validation"):
-        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
-    data = getattr(routing.dataset, split)
-    if data is None or len(data) == 0:
-        raise ValueError(f"the dataset has no {split} split")
-    if num_samples is None:
-        num_samples = len(data)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    env = PettingZooWrapper(env=game, categorical_actions=True, group_map=_groups(game), return_state=False)
-    policy = exp.policy
-    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        td = env.reset(options={"mode": "eval", "split": split})
-        while True:
-            td = env.step(policy(td))
-            if bool(td["next", "done"].all()):
-                if routing.eval_pass_complete or routing.evaluation()["samples"] >= num_samples:
-                    break
-                td = env.reset()
-            else:
-                td = step_mdp(td)
-    result = routing.evaluation()
-    game.reset(options={"mode": "train"})
-    return result
+    num_samples = samples_to_score(game.aec_env, split, num_samples)  # before the wrapper resets the game
+    env = PettingZooWrapper(
+        env=game, categorical_actions=True, group_map=group_map(game.possible_agents), return_state=False
+    )
+    return greedy_pass(env, exp.policy, game.aec_env, split=split, num_samples=num_samples)

@@ -39,7 +39,8 @@ loss.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pettingzoo import AECEnv
@@ -52,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from routing_env.env import RoutingEnv
 
-__all__ = ["evaluate_policy", "routing_env_of", "torchrl_env"]
+__all__ = ["evaluate_policy", "greedy_pass", "group_map", "routing_env_of", "samples_to_score", "torchrl_env"]
 
 
 def _import_torchrl() -> None:
@@ -88,7 +89,21 @@ def torchrl_env(env: AECEnv, **kwargs: Any) -> PettingZooWrapper:
 
     if not isinstance(env, AECEnv):
         raise TypeError(f"torchrl_env wraps a PettingZoo AEC env such as routing_env.env(), got {env!r}")
-    agents = list(env.possible_agents)
+    options = {
+        "use_mask": True,
+        "categorical_actions": True,
+        "group_map": group_map(env.possible_agents),
+        **kwargs,
+    }
+    return PettingZooWrapper(env=env, **options)
+
+
+def group_map(agents: Sequence[str]) -> dict[str, list[str]]:
+    """TorchRL groups of the routing env's agents: ``"router"`` and, if any, ``"dispatcher"``.
+
+    Agents that are not the routing env's (other names) get a group each.
+    """
+    agents = list(agents)
     groups = {
         name: members
         for name in ("router", "dispatcher")
@@ -96,8 +111,7 @@ def torchrl_env(env: AECEnv, **kwargs: Any) -> PettingZooWrapper:
     }
     if sum(len(m) for m in groups.values()) != len(agents):  # not the routing env's agents
         groups = {a: [a] for a in agents}
-    options = {"use_mask": True, "categorical_actions": True, "group_map": groups, **kwargs}
-    return PettingZooWrapper(env=env, **options)
+    return groups
 
 
 def routing_env_of(env: Any) -> RoutingEnv:
@@ -145,15 +159,33 @@ def evaluate_policy(
         TypeError: When ``env`` does not wrap a routing env.
     """
     _import_torchrl()
+    return greedy_pass(env, policy, routing_env_of(env), num_samples=num_samples)
+
+
+def greedy_pass(
+    env: Any,
+    policy: TensorDictModuleBase,
+    routing: RoutingEnv,
+    *,
+    split: Literal["test", "validation"] = "test",
+    num_samples: int | None = None,
+) -> dict[str, Any]:
+    """Route a split greedily through a TorchRL wrapper of the routing game; its evaluation.
+
+    The loop of :func:`evaluate_policy` for any TorchRL wrapper whose ``reset(options=...)``
+    reaches the routing env ``routing`` (the AEC env's wrapper, or the parallel env's, as
+    :mod:`routing_env.integrations.benchmarl` builds it): the policy acts with TorchRL's
+    deterministic exploration type, without gradients, over a pass of ``split`` (nothing is
+    trained), and the env goes back to training afterwards.
+
+    Raises:
+        ValueError: When the split is unknown or empty, or ``num_samples`` is not a positive int.
+    """
     from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
-    routing = routing_env_of(env)
-    if num_samples is None:
-        num_samples = len(routing.dataset.test)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    num_samples = samples_to_score(routing, split, num_samples)
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        td = env.reset(options={"mode": "eval"})
+        td = env.reset(options={"mode": "eval", "split": split})
         while True:
             td = env.step(policy(td))
             if bool(td["next", "done"].all()):  # the episode's samples are routed
@@ -165,3 +197,21 @@ def evaluate_policy(
     result = routing.evaluation()
     env.reset(options={"mode": "train"})
     return result
+
+
+def samples_to_score(routing: RoutingEnv, split: str, num_samples: int | None) -> int:
+    """``num_samples`` checked (default: the size of ``split``) for a greedy pass of ``routing``.
+
+    Raises:
+        ValueError: When the split is unknown or empty, or ``num_samples`` is not a positive int.
+    """
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    data = getattr(routing.dataset, split)
+    if data is None or len(data) == 0:
+        raise ValueError(f"the dataset has no {split} split")
+    if num_samples is None:
+        num_samples = len(data)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    return num_samples
